@@ -1,0 +1,1 @@
+"""Runnable examples: C{twistd -n txratchet --app examples.echo.Echo}."""

@@ -1,0 +1,162 @@
+"""
+Commands: what a handler may return instead of acting itself.
+
+Returning a command keeps handlers free of side effects (easy to test: look
+at what they return) and lets the framework decide when and how each
+connection's work is done. L{execute} runs a handler's result.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class Command:
+    """
+    Something to do to a connection; subclasses implement L{run}.
+    """
+
+    __slots__ = ()
+
+    def run(self) -> None:
+        raise NotImplementedError()
+
+    @property
+    def connections(self) -> Iterable[Any]:
+        """
+        The connections this command acts on (to report its failures).
+        """
+        return ()
+
+
+class SendMessage(Command):
+    """
+    Send C{message} (C{str}: text, C{bytes}: binary) to C{conn}.
+    """
+
+    __slots__ = ("conn", "message")
+
+    def __init__(self, conn: Any, message: str | bytes) -> None:
+        self.conn = conn
+        self.message = message
+
+    def run(self) -> None:
+        self.conn.send(self.message)
+
+    @property
+    def connections(self) -> Iterable[Any]:
+        return (self.conn,)
+
+    def __repr__(self) -> str:
+        return f"SendMessage({self.conn!r}, {self.message!r})"
+
+
+class CloseConnection(Command):
+    """
+    Close C{conn} with a close C{code} and C{reason} (where the protocol has
+    them); everything sent before is delivered first.
+    """
+
+    __slots__ = ("conn", "code", "reason")
+
+    def __init__(self, conn: Any, code: int = 1000, reason: str = "") -> None:
+        self.conn = conn
+        self.code = code
+        self.reason = reason
+
+    def run(self) -> None:
+        self.conn.close(self.code, self.reason)
+
+    @property
+    def connections(self) -> Iterable[Any]:
+        return (self.conn,)
+
+    def __repr__(self) -> str:
+        return f"CloseConnection({self.conn!r}, {self.code!r}, {self.reason!r})"
+
+
+class Composite(Command):
+    """
+    An ordered queue of commands, run one after the other.
+
+    A command that fails is reported to its connection's application
+    (C{onError}) and the rest still run: one broken peer does not stop a
+    broadcast.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, commands: Iterable[Command | None] = ()) -> None:
+        self._queue: deque[Command] = deque(c for c in commands if c is not None)
+
+    def enqueue(self, command: Command | None) -> Composite:
+        """
+        Add C{command} at the end of the queue (C{None} is ignored).
+
+        @return: C{self}, so calls can be chained.
+        """
+        if command is not None:
+            self._queue.append(command)
+        return self
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._queue)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def run(self) -> None:
+        for command in self._queue:
+            execute(command)
+
+    def __repr__(self) -> str:
+        return f"Composite({list(self._queue)!r})"
+
+
+def reportFailure(command: Command, failure: Failure) -> None:
+    """
+    Hand C{failure} to the application of each connection C{command} acted
+    on, or log it when no connection can take it.
+    """
+    reported = False
+    for conn in command.connections:
+        report = getattr(conn, "reportError", None)
+        if report is not None:
+            report(failure)
+            reported = True
+    if not reported:
+        log.failure("Command {command!r} failed", failure, command=command)
+
+
+def execute(result: object) -> None:
+    """
+    Carry out what a handler returned: a L{Command}, a L{Deferred} that
+    fires with one, or C{None}.
+    """
+    if result is None:
+        return
+    if isinstance(result, Composite):
+        result.run()
+    elif isinstance(result, Command):
+        try:
+            result.run()
+        except Exception:
+            reportFailure(result, Failure())
+    elif isinstance(result, Deferred):
+        result.addCallback(execute)
+        result.addErrback(
+            lambda f: log.failure("A handler's Deferred failed", f)
+        )
+    else:
+        log.warn(
+            "Ignored a handler's result that is not a command: {result!r}",
+            result=result,
+        )

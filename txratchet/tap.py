@@ -1,0 +1,112 @@
+"""
+The C{twistd txratchet} plugin: options and service.
+
+C{twistd -n txratchet --app mymod.Chat} serves C{mymod.Chat()} over
+WebSockets on C{tcp:8080}; without C{--app} it serves the bundled chat
+demo, its page and its socket on the same port.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet import reactor
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.reflect import namedAny
+
+from txratchet.interfaces import IApplication
+from txratchet.line import LineProtocol
+from txratchet.server import Server
+from txratchet.websocket import WebSocket
+from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd txratchet}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a txratchet application (a class with onOpen, onMessage, "
+        "onClose and onError) over WebSockets: Hixie-76, HyBi-07/08/10 and "
+        "RFC 6455 on one port. Without --app, serves the chat demo with its "
+        "page at http://localhost:8080/."
+    )
+    optParameters = [
+        ["app", "a", None, "Dotted name of the application class, factory or instance."],
+        ["port", "p", "tcp:8080", "Endpoint for WebSockets (any endpoint string)."],
+        ["line-port", None, None, "Also serve the same application instance over a line protocol on this endpoint."],
+        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest message accepted, in bytes.", int],
+        ["handshake-timeout", None, 10.0, "Seconds a client has to finish its opening handshake.", float],
+        ["close-timeout", None, 5.0, "Seconds a peer has to answer a close frame.", float],
+        ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["max-message-size"] <= 0:
+            raise usage.UsageError("--max-message-size must be positive")
+
+
+def loadApplication(name: str) -> IApplication:
+    """
+    Import C{name} (a dotted name) and make an application of it: a class or
+    factory is called with no arguments, an application object is used as
+    it is. The working directory is importable, as with C{python -m}.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = namedAny(name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise usage.UsageError(f"cannot import --app {name!r}: {e}") from e
+    if isinstance(obj, type) or (callable(obj) and not IApplication.providedBy(obj)):
+        obj = obj()
+    if not all(hasattr(obj, m) for m in ("onOpen", "onMessage", "onClose", "onError")):
+        raise usage.UsageError(
+            f"--app {name!r} is not an application (onOpen, onMessage, onClose, onError)"
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the service C{twistd} runs.
+    """
+    httpHandler = None
+    if options["app"]:
+        app = loadApplication(options["app"])
+        name = options["app"]
+    else:
+        from txratchet.demo import DemoChat, pageHandler
+
+        app = DemoChat()
+        httpHandler = pageHandler
+        name = "the chat demo"
+    subprotocols = None
+    if options["subprotocols"]:
+        subprotocols = [s.strip() for s in options["subprotocols"].split(",") if s.strip()]
+    layer = WebSocket(
+        app,
+        subprotocols=subprotocols,
+        maxMessageSize=options["max-message-size"],
+        handshakeTimeout=options["handshake-timeout"],
+        closeTimeout=options["close-timeout"],
+        httpHandler=httpHandler,
+        clock=reactor,  # type: ignore[arg-type]
+    )
+    service = MultiService()
+    strports.service(options["port"], Server(layer)).setServiceParent(service)
+    log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
+    if options["line-port"]:
+        strports.service(options["line-port"], Server(LineProtocol(app))).setServiceParent(service)
+        log.info("txratchet: line protocol on {port}", port=options["line-port"])
+    return service

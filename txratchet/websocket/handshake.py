@@ -1,0 +1,462 @@
+"""
+The opening handshake, sans I/O: parse an HTTP upgrade request, pick the
+WebSocket protocol family it asks for, and answer it.
+
+Supported: draft-hixie-thewebsocketprotocol-76 (MD5 challenge),
+HyBi-07 and HyBi-08..12 (C{Sec-WebSocket-Version} 7 and 8) and RFC 6455
+(version 13). Everything here is pure: bytes in, values or bytes out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+HIXIE76 = "hixie-76"
+HYBI07 = "hybi-07"
+HYBI08 = "hybi-08"
+RFC6455 = "rfc6455"
+
+#: C{Sec-WebSocket-Version} values we speak, newest first, and their names.
+VERSIONS: dict[str, str] = {"13": RFC6455, "8": HYBI08, "7": HYBI07}
+SUPPORTED_VERSIONS_HEADER = "13, 8, 7"
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+class HandshakeError(Exception):
+    """
+    The request cannot be answered with an upgrade.
+
+    @ivar status: the HTTP status to answer with.
+    @ivar reason: a short human-readable explanation, sent as the body.
+    @ivar headers: extra response headers.
+    """
+
+    def __init__(
+        self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+class Headers:
+    """
+    HTTP header fields in arrival order, looked up case-insensitively.
+    """
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: Sequence[tuple[str, str]] = ()) -> None:
+        self._fields: list[tuple[str, str]] = list(fields)
+        self._index: dict[str, list[str]] = {}
+        for name, value in self._fields:
+            self._index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """
+        All values of C{name} joined by C{", "} (RFC 9110 5.3), or
+        C{default}.
+        """
+        values = self._index.get(name.lower())
+        if not values:
+            return default
+        return ", ".join(values)
+
+    def getAll(self, name: str) -> list[str]:
+        """
+        Every value of C{name}, one per field line.
+        """
+        return list(self._index.get(name.lower(), ()))
+
+    def tokens(self, name: str) -> list[str]:
+        """
+        The comma-separated, lower-cased tokens of C{name}.
+        """
+        return [
+            t.strip().lower()
+            for value in self._index.get(name.lower(), ())
+            for t in value.split(",")
+            if t.strip()
+        ]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+def parseCookies(headers: Headers) -> dict[str, str]:
+    """
+    Parse every C{Cookie} header leniently (RFC 6265 5.4): malformed pairs
+    are skipped, never fatal; the first occurrence of a name wins.
+    """
+    cookies: dict[str, str] = {}
+    for value in headers.getAll("cookie"):
+        for pair in value.split(";"):
+            name, sep, val = pair.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                continue
+            val = val.strip()
+            if len(val) >= 2 and val[0] == val[-1] == '"':
+                val = val[1:-1]
+            cookies.setdefault(name, val)
+    return cookies
+
+
+@dataclass
+class Request:
+    """
+    A parsed opening-handshake request.
+
+    @ivar target: the request target as sent (path and query).
+    @ivar path: the decoded-free path part of C{target}.
+    @ivar query: the raw query string (without C{?}), C{""} if none.
+    @ivar params: the query parsed into lists of values per name.
+    @ivar body: bytes after the header block that belong to the handshake
+        (Hixie-76's 8-byte key3), else C{b""}.
+    """
+
+    method: str
+    target: str
+    httpVersion: str
+    headers: Headers
+    body: bytes = b""
+    path: str = field(init=False)
+    query: str = field(init=False)
+    params: dict[str, list[str]] = field(init=False)
+    cookies: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        path, _, query = self.target.partition("?")
+        self.path = path
+        self.query = query
+        self.params = parse_qs(query, keep_blank_values=True)
+        self.cookies = parseCookies(self.headers)
+
+    @property
+    def isUpgrade(self) -> bool:
+        """
+        Does the request ask for a WebSocket upgrade at all?
+        """
+        return "websocket" in self.headers.tokens("upgrade")
+
+    @property
+    def protocolFamily(self) -> str | None:
+        """
+        The protocol family the request's headers point to, or C{None} when
+        the version is unsupported or absent.
+        """
+        version = self.headers.get("sec-websocket-version")
+        if version is not None:
+            return VERSIONS.get(version.strip())
+        if "sec-websocket-key1" in self.headers:
+            return HIXIE76
+        return None
+
+
+class RequestParser:
+    """
+    Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3).
+
+    Bounded: a head longer than C{maxSize} bytes or with more than
+    C{maxHeaders} fields is refused (431) before more is buffered.
+    """
+
+    def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
+        self.maxSize = maxSize
+        self.maxHeaders = maxHeaders
+        self._buffer = bytearray()
+        self._request: Request | None = None
+        self.leftover = b""
+
+    def feed(self, data: bytes) -> Request | None:
+        """
+        Add C{data}; return the request once it is complete, else C{None}.
+
+        After the request, any further bytes are in L{leftover}.
+
+        @raise HandshakeError: the request is malformed or too large.
+        """
+        buf = self._buffer
+        start = max(0, len(buf) - 3)
+        buf += data
+        if self._request is None:
+            end = buf.find(b"\r\n\r\n", start)
+            if end < 0:
+                if len(buf) > self.maxSize:
+                    raise HandshakeError(
+                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "Request head larger than %d bytes" % self.maxSize,
+                    )
+                if buf.count(b"\r\n") > self.maxHeaders + 1:
+                    raise HandshakeError(
+                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "More than %d header fields" % self.maxHeaders,
+                    )
+                return None
+            if end + 4 > self.maxSize:
+                raise HandshakeError(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request head larger than %d bytes" % self.maxSize,
+                )
+            self._request = self._parseHead(bytes(buf[:end]))
+            del buf[: end + 4]
+        request = self._request
+        if "sec-websocket-key1" in request.headers and (
+            "sec-websocket-version" not in request.headers
+        ):
+            # Hixie-76: the 8-byte key3 follows the head.
+            if len(buf) < 8:
+                return None
+            request.body = bytes(buf[:8])
+            del buf[:8]
+        self.leftover = bytes(buf)
+        buf.clear()
+        return request
+
+    def _parseHead(self, head: bytes) -> Request:
+        try:
+            text = head.decode("latin-1")
+        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes all
+            raise HandshakeError(400, "Undecodable request head") from None
+        lines = text.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            raise HandshakeError(400, "Malformed request line")
+        method, target, version = parts
+        if not version.startswith("HTTP/1."):
+            raise HandshakeError(
+                HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                "HTTP/1.1 is required for a WebSocket upgrade",
+            )
+        if len(lines) - 1 > self.maxHeaders:
+            raise HandshakeError(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "More than %d header fields" % self.maxHeaders,
+            )
+        fields: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t"):
+                raise HandshakeError(400, "Obsolete header line folding")
+            name, sep, value = line.partition(":")
+            if not sep or not name or not _TOKEN_CHARS.issuperset(name):
+                raise HandshakeError(400, "Malformed header line: %r" % line[:80])
+            fields.append((name, value.strip(" \t")))
+        return Request(method, target, version, Headers(fields))
+
+
+@dataclass
+class Accepted:
+    """
+    A successful negotiation.
+
+    @ivar family: the protocol family (L{HIXIE76}, L{HYBI07}, ...).
+    @ivar response: the bytes to send back (head, and Hixie-76's answer).
+    @ivar subprotocol: the negotiated subprotocol, or C{None}.
+    """
+
+    family: str
+    response: bytes
+    subprotocol: str | None
+
+
+def acceptKey(key: str | bytes) -> str:
+    """
+    The C{Sec-WebSocket-Accept} value for a C{Sec-WebSocket-Key}.
+    """
+    if isinstance(key, str):
+        key = key.encode("ascii")
+    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode("ascii")
+
+
+def _hixieKeyNumber(key: str) -> int:
+    digits = "".join(c for c in key if c.isdigit() and c.isascii())
+    spaces = key.count(" ")
+    if not digits or spaces == 0:
+        raise HandshakeError(400, "Malformed Sec-WebSocket-Key1/Key2")
+    number = int(digits)
+    if number % spaces or number // spaces > 0xFFFFFFFF:
+        raise HandshakeError(400, "Malformed Sec-WebSocket-Key1/Key2")
+    return number // spaces
+
+
+def hixie76Answer(key1: str, key2: str, key3: bytes) -> bytes:
+    """
+    The 16-byte MD5 challenge answer of draft-hixie-76 (section 5.2).
+    """
+    challenge = struct.pack(">II", _hixieKeyNumber(key1), _hixieKeyNumber(key2))
+    return hashlib.md5(challenge + key3).digest()
+
+
+def chooseSubprotocol(
+    request: Request, supported: Sequence[str]
+) -> str | None:
+    """
+    The first subprotocol the client offered that we support (the client's
+    order states its preference).
+    """
+    if not supported:
+        return None
+    offered = request.headers.getAll("sec-websocket-protocol")
+    for value in offered:
+        for item in value.split(","):
+            item = item.strip()
+            if item in supported:
+                return item
+    return None
+
+
+def _statusLine(status: int, reasonPhrase: str) -> str:
+    return f"HTTP/1.1 {status} {reasonPhrase}\r\n"
+
+
+def negotiate(
+    request: Request,
+    subprotocols: Sequence[str] = (),
+    secure: bool = False,
+    families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
+) -> Accepted:
+    """
+    Validate an upgrade request and build the answer for its protocol family.
+
+    @param secure: the connection is TLS (Hixie-76's location is C{wss:}).
+    @param families: the families this server accepts.
+    @raise HandshakeError: with the status and reason to answer.
+    """
+    headers = request.headers
+    if request.method != "GET":
+        raise HandshakeError(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "A WebSocket upgrade must use GET",
+            [("Allow", "GET")],
+        )
+    if request.httpVersion != "HTTP/1.1":
+        raise HandshakeError(
+            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+            "HTTP/1.1 is required for a WebSocket upgrade",
+        )
+    if not request.isUpgrade:
+        raise HandshakeError(
+            400, "Not a WebSocket upgrade request (no 'Upgrade: websocket')"
+        )
+    if "upgrade" not in headers.tokens("connection"):
+        raise HandshakeError(400, "Missing 'Connection: Upgrade'")
+    if not headers.get("host"):
+        raise HandshakeError(400, "Missing Host header")
+    family = request.protocolFamily
+    if family is None or family not in families:
+        if family is None and "sec-websocket-version" not in headers:
+            raise HandshakeError(400, "Missing Sec-WebSocket-Version")
+        versions = ", ".join(
+            v for v, name in VERSIONS.items() if name in families
+        )
+        raise HandshakeError(
+            HTTPStatus.UPGRADE_REQUIRED,
+            "Unsupported WebSocket version",
+            [("Sec-WebSocket-Version", versions or SUPPORTED_VERSIONS_HEADER)],
+        )
+    subprotocol = chooseSubprotocol(request, subprotocols)
+    if family == HIXIE76:
+        return _negotiateHixie76(request, subprotocol, secure)
+    key = headers.get("sec-websocket-key")
+    if key is None or len(headers.getAll("sec-websocket-key")) != 1:
+        raise HandshakeError(400, "Missing or repeated Sec-WebSocket-Key")
+    key = key.strip()
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(
+            400, "Sec-WebSocket-Key must be 16 bytes in base64"
+        )
+    lines = [
+        _statusLine(101, "Switching Protocols"),
+        "Upgrade: websocket\r\n",
+        "Connection: Upgrade\r\n",
+        f"Sec-WebSocket-Accept: {acceptKey(key)}\r\n",
+    ]
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+    lines.append("\r\n")
+    return Accepted(family, "".join(lines).encode("latin-1"), subprotocol)
+
+
+def _negotiateHixie76(
+    request: Request, subprotocol: str | None, secure: bool
+) -> Accepted:
+    headers = request.headers
+    key1 = headers.get("sec-websocket-key1")
+    key2 = headers.get("sec-websocket-key2")
+    if key1 is None or key2 is None or len(request.body) != 8:
+        raise HandshakeError(400, "Hixie-76 needs Sec-WebSocket-Key1/Key2 and key3")
+    answer = hixie76Answer(key1, key2, request.body)
+    host = headers.get("host") or ""
+    scheme = "wss" if secure else "ws"
+    lines = [
+        _statusLine(101, "WebSocket Protocol Handshake"),
+        "Upgrade: WebSocket\r\n",
+        "Connection: Upgrade\r\n",
+    ]
+    origin = headers.get("origin")
+    if origin is not None:
+        lines.append(f"Sec-WebSocket-Origin: {origin}\r\n")
+    lines.append(f"Sec-WebSocket-Location: {scheme}://{host}{request.target}\r\n")
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+    lines.append("\r\n")
+    return Accepted(
+        HIXIE76, "".join(lines).encode("latin-1") + answer, subprotocol
+    )
+
+
+def httpResponse(
+    status: int,
+    body: bytes | str = b"",
+    headers: Sequence[tuple[str, str]] = (),
+    contentType: str = "text/plain; charset=utf-8",
+) -> bytes:
+    """
+    A complete, self-delimited HTTP/1.1 response that ends the connection.
+    """
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    lines = [_statusLine(status, phrase)]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    lines.append(f"Content-Type: {contentType}\r\n")
+    lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append("Connection: close\r\n\r\n")
+    return "".join(lines).encode("latin-1") + body
+
+
+def errorResponse(error: HandshakeError) -> bytes:
+    """
+    The HTTP answer to a refused handshake.
+    """
+    return httpResponse(error.status, error.reason + "\n", error.headers)

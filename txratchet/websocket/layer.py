@@ -1,0 +1,490 @@
+"""
+The WebSocket decorator: Twisted glue around the sans-I/O core.
+
+L{WebSocket} wraps an application. It receives raw bytes from the layer
+below (usually L{txratchet.server.Server}), answers the opening handshake
+of whichever protocol family the client speaks, and hands the application
+a L{WebSocketConnection} per peer that frames what the application sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txratchet.commands import execute
+from txratchet.connection import Connection
+from txratchet.interfaces import IApplication, IConnection
+from txratchet.websocket import handshake, hixie76, rfc6455
+from txratchet.websocket.handshake import (
+    HIXIE76,
+    HYBI07,
+    HYBI08,
+    RFC6455,
+    HandshakeError,
+    Headers,
+    Request,
+)
+
+log = Logger()
+
+CONNECTING = 0
+OPEN = 1
+CLOSING = 2
+CLOSED = 3
+
+#: A handler for plain HTTP requests that reach a WebSocket port: return the
+#: whole response (see L{handshake.httpResponse}), or C{None} for a 400.
+HTTPHandler = Callable[[Request], "bytes | None"]
+
+_CLOSE_FRAME_HEADER = rfc6455.frameHeader
+
+
+@implementer(IConnection)
+class WebSocketConnection(Connection):
+    """
+    One WebSocket peer, as the application sees it.
+
+    @ivar protocol: C{'hixie-76'}, C{'hybi-07'}, C{'hybi-08'} or
+        C{'rfc6455'}.
+    @ivar request: the opening handshake's L{Request}.
+    @ivar path: the request path, e.g. C{'/chat'}.
+    @ivar query: the raw query string, C{''} when there is none.
+    @ivar params: the query, parsed: C{{name: [values]}}.
+    @ivar headers: the request's L{Headers}.
+    @ivar cookies: the request's cookies, C{{name: value}}.
+    @ivar peer: the peer's address (a Twisted C{IAddress}).
+    @ivar subprotocol: the negotiated subprotocol, or C{None}.
+    @ivar closeCode: the close code the peer sent (or we failed with).
+    @ivar closeReason: the reason that came with it.
+    @ivar wasClean: did the closing handshake complete?
+    """
+
+    protocol = ""
+
+    def __init__(self, layer: WebSocket, outer: Any) -> None:
+        super().__init__(layer.app)
+        self._layer = layer
+        self._outer = outer
+        self._send = outer.send
+        self.peer = getattr(outer, "peer", None)
+        self.state = CONNECTING
+        self.request: Request | None = None
+        self.path = ""
+        self.query = ""
+        self.params: dict[str, list[str]] = {}
+        self.headers = Headers()
+        self.cookies: dict[str, str] = {}
+        self.subprotocol: str | None = None
+        self.closeCode: int | None = None
+        self.closeReason = ""
+        self.wasClean = False
+        self._parser: handshake.RequestParser | None = handshake.RequestParser(
+            layer.maxHandshakeSize, layer.maxHeaders
+        )
+        self._reader: rfc6455.FrameReader | hixie76.FrameReader | None = None
+        self._hixie = False
+        self._timer: IDelayedCall | None = None
+        self._startTimer(layer.handshakeTimeout, self._handshakeTimedOut)
+
+    # -- Sending ---------------------------------------------------------
+
+    def send(self, message: str | bytes) -> None:
+        """
+        Send a text (C{str}) or binary (C{bytes}) message.
+
+        Dropped when the connection is not open.
+
+        @raise hixie76.BinaryNotSupported: C{bytes} on a Hixie-76 connection.
+        """
+        if self.state != OPEN:
+            return
+        if self._hixie:
+            if not isinstance(message, str):
+                raise hixie76.BinaryNotSupported(
+                    "Hixie-76 connections cannot carry binary messages"
+                )
+            self._send(hixie76.encodeText(message))
+            return
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
+            opcode = rfc6455.TEXT
+        else:
+            payload = bytes(message)
+            opcode = rfc6455.BINARY
+        header = rfc6455.frameHeader(opcode, len(payload))
+        if len(payload) < 4096:
+            self._send(header + payload)
+        else:
+            self._send(header)
+            self._send(payload)
+
+    def ping(self, payload: bytes = b"") -> None:
+        """
+        Send a ping (RFC 6455 family only; at most 125 bytes).
+        """
+        if self.state != OPEN or self._hixie:
+            return
+        if len(payload) > 125:
+            raise ValueError("A ping payload is at most 125 bytes")
+        self._send(rfc6455.frameHeader(rfc6455.PING, len(payload)) + payload)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """
+        Start the closing handshake; what was sent before is delivered
+        first. The peer is aborted if it does not answer within the
+        layer's C{closeTimeout}.
+        """
+        if self.state == CONNECTING:
+            self.state = CLOSED
+            self._outer.close()
+            return
+        if self.state != OPEN:
+            return
+        if not self._hixie and not rfc6455.isValidCloseCode(code):
+            raise ValueError("%r is not a close code an endpoint may send" % code)
+        self._sendClose(code, reason)
+
+    def _sendClose(self, code: int | None, reason: str) -> None:
+        self.state = CLOSING
+        if self._hixie:
+            self._send(hixie76.CLOSE_FRAME)
+        else:
+            payload = rfc6455.closePayload(code, reason)
+            self._send(rfc6455.frameHeader(rfc6455.CLOSE, len(payload)) + payload)
+        self._startTimer(self._layer.closeTimeout, self._closeTimedOut)
+
+    # -- Receiving -------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        reader = self._reader
+        if reader is None:
+            self._handshakeData(data)
+            return
+        events = reader.receive(data)
+        if events:
+            if self._hixie:
+                self._hixieEvents(events)  # type: ignore[arg-type]
+            else:
+                self._events(events)  # type: ignore[arg-type]
+
+    def _events(self, events: list[rfc6455.Event]) -> None:
+        app = self.app
+        for event in events:
+            cls = event.__class__
+            if cls is str or cls is bytes:
+                if self.state == CLOSED:
+                    return
+                try:
+                    result = app.onMessage(self, event)  # type: ignore[arg-type]
+                except Exception:
+                    self.reportError(Failure())
+                else:
+                    if result is not None:
+                        execute(result)
+            elif cls is rfc6455.Ping:
+                if self.state == OPEN:
+                    payload = event.payload  # type: ignore[union-attr]
+                    self._send(
+                        rfc6455.frameHeader(rfc6455.PONG, len(payload)) + payload
+                    )
+            elif cls is rfc6455.Pong:
+                pass
+            elif cls is rfc6455.CloseReceived:
+                self._closeReceived(event)  # type: ignore[arg-type]
+                return
+            elif cls is rfc6455.Failed:
+                self._fail(event.code, event.reason)  # type: ignore[union-attr]
+                return
+
+    def _closeReceived(self, event: rfc6455.CloseReceived) -> None:
+        if self.state == OPEN:
+            self.closeCode = event.code
+            self.closeReason = event.reason
+            payload = rfc6455.closePayload(event.code, "")
+            self._send(rfc6455.frameHeader(rfc6455.CLOSE, len(payload)) + payload)
+        self.state = CLOSING
+        self.wasClean = True
+        self._cancelTimer()
+        # RFC 6455 7.1.1: the server closes the TCP connection first.
+        self._outer.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """
+        Fail the connection (RFC 6455 7.1.7): send a close frame with the
+        code, then wait (bounded) for the peer's close, ignoring its data.
+        """
+        log.info(
+            "Failing WebSocket connection from {peer}: {code} {reason}",
+            peer=self.peer,
+            code=code,
+            reason=reason,
+        )
+        if self.state == OPEN:
+            self.closeCode = code
+            self.closeReason = reason
+            self._sendClose(code, reason)
+        reader = self._reader
+        assert isinstance(reader, rfc6455.FrameReader)
+        reader.discardUntilClose()
+        for event in reader.receive(b""):
+            if event.__class__ is rfc6455.CloseReceived:
+                self._cancelTimer()
+                self._outer.close()
+
+    def _hixieEvents(self, events: list[hixie76.Event]) -> None:
+        app = self.app
+        for event in events:
+            if event.__class__ is str:
+                if self.state == CLOSED:
+                    return
+                try:
+                    result = app.onMessage(self, event)  # type: ignore[arg-type]
+                except Exception:
+                    self.reportError(Failure())
+                else:
+                    if result is not None:
+                        execute(result)
+            elif event.__class__ is hixie76.ClosingFrame:
+                if self.state == OPEN:
+                    self._send(hixie76.CLOSE_FRAME)
+                self.state = CLOSING
+                self.wasClean = True
+                self._cancelTimer()
+                self._outer.close()
+                return
+            else:
+                reason = event.reason  # type: ignore[union-attr]
+                log.info(
+                    "Failing Hixie-76 connection from {peer}: {reason}",
+                    peer=self.peer,
+                    reason=reason,
+                )
+                self.closeReason = reason
+                if self.state == OPEN:
+                    self._send(hixie76.CLOSE_FRAME)
+                self.state = CLOSING
+                self._cancelTimer()
+                self._outer.close()
+                return
+
+    # -- The opening handshake ---------------------------------------------
+
+    def _handshakeData(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            return
+        try:
+            request = parser.feed(data)
+            if request is None:
+                return
+            self._parser = None
+            layer = self._layer
+            if not request.isUpgrade and "sec-websocket-key1" not in request.headers:
+                self._plainHTTP(request)
+                return
+            accepted = handshake.negotiate(
+                request,
+                layer.subprotocols,
+                secure=bool(getattr(self._outer, "secure", False)),
+                families=layer.families,
+            )
+        except HandshakeError as e:
+            self._refuse(e)
+            return
+        self._open(request, accepted, parser.leftover)
+
+    def _plainHTTP(self, request: Request) -> None:
+        handler = self._layer.httpHandler
+        response = handler(request) if handler is not None else None
+        if response is None:
+            self._refuse(
+                HandshakeError(400, "This is a WebSocket endpoint: send an upgrade request")
+            )
+            return
+        self.state = CLOSED
+        self._cancelTimer()
+        self._send(response)
+        self._outer.close()
+
+    def _refuse(self, error: HandshakeError) -> None:
+        log.info(
+            "Refused a handshake from {peer}: {status} {reason}",
+            peer=self.peer,
+            status=error.status,
+            reason=error.reason,
+        )
+        self.state = CLOSED
+        self._cancelTimer()
+        self._send(handshake.errorResponse(error))
+        self._outer.close()
+
+    def _open(
+        self, request: Request, accepted: handshake.Accepted, leftover: bytes
+    ) -> None:
+        layer = self._layer
+        self._cancelTimer()
+        self.request = request
+        self.path = request.path
+        self.query = request.query
+        self.params = request.params
+        self.headers = request.headers
+        self.cookies = request.cookies
+        self.subprotocol = accepted.subprotocol
+        self.protocol = accepted.family
+        self._hixie = accepted.family == HIXIE76
+        if self._hixie:
+            self._reader = hixie76.FrameReader(layer.maxMessageSize)
+        else:
+            self._reader = rfc6455.FrameReader(layer.maxMessageSize)
+        self._send(accepted.response)
+        self.state = OPEN
+        try:
+            result = self.app.onOpen(self)
+        except Exception:
+            self.reportError(Failure())
+        else:
+            execute(result)
+        if leftover and self.state != CLOSED:
+            self.dataReceived(leftover)
+
+    # -- Timers and the end ------------------------------------------------
+
+    def _startTimer(self, seconds: float | None, f: Callable[[], None]) -> None:
+        self._cancelTimer()
+        if seconds:
+            self._timer = self._layer.clock.callLater(seconds, f)
+
+    def _cancelTimer(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            if timer.active():
+                timer.cancel()
+
+    def _handshakeTimedOut(self) -> None:
+        self._timer = None
+        if self.state == CONNECTING:
+            self._refuse(HandshakeError(408, "Opening handshake timed out"))
+
+    def _closeTimedOut(self) -> None:
+        self._timer = None
+        if self.state == CLOSING:
+            log.info("Closing handshake with {peer} timed out", peer=self.peer)
+            abort = getattr(self._outer, "abort", None)
+            if abort is not None:
+                abort()
+            else:
+                self._outer.close()
+
+    def connectionLost(self) -> None:
+        """
+        The layer below lost the connection.
+        """
+        self._cancelTimer()
+        wasOpen = self.state in (OPEN, CLOSING) and self.request is not None
+        self.state = CLOSED
+        if self.closeCode is None and not self.wasClean:
+            self.closeCode = rfc6455.ABNORMAL_CLOSURE
+        if not wasOpen:
+            return
+        try:
+            result = self.app.onClose(self)
+        except Exception:
+            log.failure("onClose raised")
+        else:
+            execute(result)
+
+    def __repr__(self) -> str:
+        return f"<WebSocketConnection {self.protocol or 'connecting'} peer={self.peer}>"
+
+
+@implementer(IApplication)
+class WebSocket:
+    """
+    Serve C{app} over WebSockets: Hixie-76, HyBi-07/08/10 and RFC 6455 on
+    the same port, chosen per connection from the request.
+
+    @param app: the application (or a decorator of it).
+    @param subprotocols: the subprotocols the application speaks, in order
+        of preference is the client's; defaults to C{app.subprotocols}.
+    @param maxMessageSize: the largest message accepted, in bytes; larger
+        ones close the connection with 1009.
+    @param maxHandshakeSize: the largest request head (431 beyond).
+    @param maxHeaders: the most header fields in a request (431 beyond).
+    @param handshakeTimeout: seconds a client has to send its request.
+    @param closeTimeout: seconds a peer has to answer our close frame.
+    @param httpHandler: answers plain HTTP requests (see L{HTTPHandler}).
+    @param families: the protocol families accepted.
+    @param clock: the reactor's time provider (for tests).
+    """
+
+    def __init__(
+        self,
+        app: IApplication,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
+        maxHandshakeSize: int = 16384,
+        maxHeaders: int = 100,
+        handshakeTimeout: float | None = 10.0,
+        closeTimeout: float | None = 5.0,
+        httpHandler: HTTPHandler | None = None,
+        families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.app = app
+        if subprotocols is None:
+            subprotocols = getattr(app, "subprotocols", ())
+        self.subprotocols: Sequence[str] = tuple(subprotocols or ())
+        self.maxMessageSize = maxMessageSize
+        self.maxHandshakeSize = maxHandshakeSize
+        self.maxHeaders = maxHeaders
+        self.handshakeTimeout = handshakeTimeout
+        self.closeTimeout = closeTimeout
+        self.httpHandler = httpHandler
+        self.families = tuple(families)
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor  # type: ignore[assignment]
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self._connections: dict[Any, WebSocketConnection] = {}
+
+    @property
+    def connections(self) -> list[WebSocketConnection]:
+        """
+        The connections open (or opening) right now.
+        """
+        return list(self._connections.values())
+
+    def onOpen(self, conn: IConnection) -> None:
+        self._connections[conn] = WebSocketConnection(self, conn)
+
+    def onMessage(self, conn: IConnection, message: str | bytes) -> None:
+        ws = self._connections.get(conn)
+        if ws is not None:
+            if isinstance(message, str):
+                message = message.encode("utf-8")
+            ws.dataReceived(message)
+
+    def onClose(self, conn: IConnection) -> None:
+        ws = self._connections.pop(conn, None)
+        if ws is not None:
+            ws.connectionLost()
+
+    def onError(self, conn: IConnection, failure: Failure) -> None:
+        log.failure("WebSocket layer error; dropping the connection", failure)
+        abort = getattr(conn, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            conn.close()
+
+
+__all__ = ["WebSocket", "WebSocketConnection", "HYBI07", "HYBI08", "RFC6455", "HIXIE76"]

@@ -1,0 +1,461 @@
+"""
+HyBi-07..17 / RFC 6455 framing, sans I/O.
+
+L{FrameReader} turns received bytes into whole messages and control events,
+enforcing every MUST of RFC 6455 section 5 that applies to a server: client
+frames are masked, reserved bits and opcodes fail the connection, control
+frames are short and unfragmented, fragments are in order, text is UTF-8
+(checked as soon as bytes arrive, even inside one frame), and sizes are
+bounded before anything is buffered. The encoding functions build frames.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from dataclasses import dataclass
+
+CONTINUATION = 0x0
+TEXT = 0x1
+BINARY = 0x2
+CLOSE = 0x8
+PING = 0x9
+PONG = 0xA
+
+_DATA_OPCODES = frozenset((CONTINUATION, TEXT, BINARY))
+_CONTROL_OPCODES = frozenset((CLOSE, PING, PONG))
+
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+UNSUPPORTED_DATA = 1003
+NO_STATUS_RECEIVED = 1005
+ABNORMAL_CLOSURE = 1006
+INVALID_PAYLOAD = 1007
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+MANDATORY_EXTENSION = 1010
+INTERNAL_ERROR = 1011
+
+#: Codes an endpoint may put in a close frame (RFC 6455 7.4.1 and the IANA
+#: registry: 1012-1014 were registered later; 1004-1006 and 1015 never go
+#: on the wire).
+_SENDABLE_CODES = frozenset(
+    (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+)
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+_utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_pack2 = struct.Struct(">BB").pack
+_pack4 = struct.Struct(">BBH").pack
+_pack10 = struct.Struct(">BBQ").pack
+_unpackH = struct.Struct(">H").unpack_from
+_unpackQ = struct.Struct(">Q").unpack_from
+
+
+def isValidCloseCode(code: int) -> bool:
+    """
+    May C{code} appear in a close frame (RFC 6455 7.4)?
+    """
+    return code in _SENDABLE_CODES or 3000 <= code <= 4999
+
+
+def mask(data: bytes | memoryview, key: bytes, offset: int = 0) -> bytes:
+    """
+    XOR C{data} with the 4-byte masking C{key}, starting at byte C{offset}
+    of the key stream (to continue a frame unmasked in pieces).
+
+    Works on whole machine integers, not byte by byte: CPython does the XOR
+    of two big integers in C.
+    """
+    n = len(data)
+    if n == 0:
+        return b""
+    offset &= 3
+    if offset:
+        key = key[offset:] + key[:offset]
+    stream = (key * ((n >> 2) + 1))[:n]
+    return (
+        int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
+    ).to_bytes(n, "little")
+
+
+def frameHeader(opcode: int, length: int, fin: bool = True, rsv: int = 0) -> bytes:
+    """
+    The header of an unmasked frame (what a server sends).
+
+    @param rsv: the RSV1-3 bits, already in place (C{0x40} is RSV1).
+    """
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    if length < 126:
+        return _pack2(b0, length)
+    if length < 0x10000:
+        return _pack4(b0, 126, length)
+    return _pack10(b0, 127, length)
+
+
+def encodeFrame(
+    opcode: int,
+    payload: bytes,
+    fin: bool = True,
+    rsv: int = 0,
+    maskKey: bytes | None = None,
+) -> bytes:
+    """
+    A whole frame; masked with C{maskKey} when one is given (client side).
+    """
+    header = bytearray(frameHeader(opcode, len(payload), fin, rsv))
+    if maskKey is None:
+        return bytes(header) + payload
+    header[1] |= 0x80
+    return bytes(header) + maskKey + mask(payload, maskKey)
+
+
+def closePayload(code: int | None = NORMAL_CLOSURE, reason: str = "") -> bytes:
+    """
+    The payload of a close frame; the reason is cut so the payload fits 125
+    bytes without splitting a UTF-8 sequence.
+    """
+    if code is None:
+        return b""
+    raw = reason.encode("utf-8")
+    if len(raw) > 123:
+        raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
+    return struct.pack(">H", code) + raw
+
+
+@dataclass(slots=True)
+class Ping:
+    """
+    A ping arrived; answer with a pong carrying the same payload.
+    """
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class Pong:
+    """
+    A pong arrived.
+    """
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class CloseReceived:
+    """
+    The peer sent a valid close frame; C{code} is C{None} when it had no
+    payload.
+    """
+
+    code: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Failed:
+    """
+    The peer broke the protocol: fail the connection with C{code}.
+    """
+
+    code: int
+    reason: str
+
+
+Event = str | bytes | Ping | Pong | CloseReceived | Failed
+
+
+class FrameReader:
+    """
+    Incremental reader of the frames a client sends to a server.
+
+    Call L{receive} with every chunk of bytes; it returns the events they
+    complete, in order: C{str} (a text message), C{bytes} (a binary message),
+    L{Ping}, L{Pong}, L{CloseReceived}, or a final L{Failed}. After
+    L{Failed} or L{CloseReceived} the reader ignores further data unless
+    L{discardUntilClose} is called.
+
+    @ivar maxMessageSize: the largest message accepted (bytes of payload);
+        a frame that would make a message larger fails with 1009 as soon as
+        its header arrives, before any of its payload is buffered.
+    """
+
+    def __init__(
+        self,
+        maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
+        requireMask: bool = True,
+    ) -> None:
+        self.maxMessageSize = maxMessageSize
+        self.requireMask = requireMask
+        self._pending = b""
+        # Frame in progress (payload not fully consumed).
+        self._inFrame = False
+        self._fin = False
+        self._remaining = 0
+        self._maskKey: bytes | None = None
+        self._maskOffset = 0
+        # Message in progress.
+        self._messageOpcode = -1
+        self._parts: list[bytes] | list[str] = []
+        self._size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        # Terminal states.
+        self._done = False
+        self._discarding = False
+
+    def discardUntilClose(self) -> None:
+        """
+        After a failure: skip frames (keeping their boundaries) and report
+        only a close frame, so the peer's close answer can be awaited.
+        """
+        self._discarding = True
+        self._messageOpcode = -1
+        self._parts = []
+        self._decoder = None
+        self._done = False
+
+    def receive(self, data: bytes) -> list[Event]:
+        """
+        Consume C{data}; return the events it completes.
+        """
+        events: list[Event] = []
+        if self._done:
+            return events
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        view = memoryview(data)
+        end = len(data)
+        pos = 0
+        while True:
+            if self._inFrame:
+                avail = end - pos
+                remaining = self._remaining
+                if avail < remaining:
+                    if avail == 0:
+                        break
+                    take = avail
+                else:
+                    take = remaining
+                chunk = view[pos : pos + take]
+                pos += take
+                self._remaining = remaining - take
+                if not self._discarding:
+                    key = self._maskKey
+                    if key is not None:
+                        payload = mask(chunk, key, self._maskOffset)
+                        self._maskOffset = (self._maskOffset + take) & 3
+                    else:
+                        payload = bytes(chunk)
+                    failure = self._addPayload(payload)
+                    if failure is not None:
+                        events.append(failure)
+                        self._fail()
+                        break
+                if self._remaining:
+                    break
+                self._inFrame = False
+                if self._fin and not self._discarding:
+                    message = self._finishMessage()
+                    if message.__class__ is Failed:
+                        events.append(message)
+                        self._fail()
+                        break
+                    events.append(message)
+                continue
+
+            # A new frame header.
+            if end - pos < 2:
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            headerSize = 2
+            if length == 126:
+                headerSize = 4
+            elif length == 127:
+                headerSize = 10
+            masked = b1 & 0x80
+            if masked:
+                headerSize += 4
+            if end - pos < headerSize:
+                break
+            if length == 126:
+                length = _unpackH(data, pos + 2)[0]
+            elif length == 127:
+                length = _unpackQ(data, pos + 2)[0]
+            opcode = b0 & 0x0F
+            fin = b0 & 0x80
+            if self._discarding:
+                if opcode == CLOSE:
+                    self._done = True
+                    events.append(CloseReceived(None, ""))
+                    break
+                if length >> 63:
+                    self._done = True
+                    break
+                pos += headerSize
+                self._inFrame = True
+                self._remaining = length
+                continue
+            failure = self._checkHeader(b0, opcode, fin, masked, length)
+            if failure is not None:
+                events.append(failure)
+                self._fail()
+                if not length >> 63:
+                    # Keep frame boundaries so the peer's close can be found.
+                    pos += headerSize
+                    self._inFrame = True
+                    self._remaining = length
+                break
+            if opcode >= 8:
+                # Control frames are small: wait until all of it is here.
+                if end - pos < headerSize + length:
+                    break
+                start = pos + headerSize
+                pos = start + length
+                raw = view[start:pos]
+                payload = (
+                    mask(raw, data[start - 4 : start]) if masked else bytes(raw)
+                )
+                event = self._control(opcode, payload)
+                events.append(event)
+                if event.__class__ is Failed:
+                    self._fail()
+                    break
+                if event.__class__ is CloseReceived:
+                    self._done = True
+                    break
+                continue
+            # A data frame.
+            pos += headerSize
+            self._maskKey = data[pos - 4 : pos] if masked else None
+            self._maskOffset = 0
+            self._fin = bool(fin)
+            self._remaining = length
+            self._inFrame = True
+            if opcode != CONTINUATION:
+                self._messageOpcode = opcode
+                self._size = 0
+                self._decoder = None
+                self._parts = []
+            self._size += length
+            if length == 0:
+                # Let the loop finish the (empty) frame.
+                continue
+
+        if pos < end:
+            # An incomplete header or control frame, or what follows a
+            # failure (kept for discardUntilClose).
+            self._pending = data[pos:]
+        return events
+
+    def _fail(self) -> None:
+        self._done = True
+
+    def _checkHeader(
+        self, b0: int, opcode: int, fin: int, masked: int, length: int
+    ) -> Failed | None:
+        if b0 & 0x70:
+            return Failed(PROTOCOL_ERROR, "Reserved bits set without an extension")
+        if opcode >= 8:
+            if opcode not in _CONTROL_OPCODES:
+                return Failed(PROTOCOL_ERROR, "Reserved control opcode %d" % opcode)
+            if not fin:
+                return Failed(PROTOCOL_ERROR, "Fragmented control frame")
+            if length > 125:
+                return Failed(PROTOCOL_ERROR, "Control frame payload over 125 bytes")
+        elif opcode not in _DATA_OPCODES:
+            return Failed(PROTOCOL_ERROR, "Reserved data opcode %d" % opcode)
+        elif opcode == CONTINUATION:
+            if self._messageOpcode < 0:
+                return Failed(PROTOCOL_ERROR, "Continuation frame without a message")
+        elif self._messageOpcode >= 0:
+            return Failed(
+                PROTOCOL_ERROR, "New data frame before the fragmented message ended"
+            )
+        if self.requireMask and not masked:
+            return Failed(PROTOCOL_ERROR, "Client frame not masked")
+        if length >> 63:
+            return Failed(PROTOCOL_ERROR, "Payload length with the high bit set")
+        if opcode < 8:
+            size = (self._size if opcode == CONTINUATION else 0) + length
+            if size > self.maxMessageSize:
+                return Failed(
+                    MESSAGE_TOO_BIG,
+                    "Message larger than %d bytes" % self.maxMessageSize,
+                )
+        return None
+
+    def _addPayload(self, payload: bytes) -> Failed | None:
+        if self._messageOpcode != TEXT:
+            self._parts.append(payload)  # type: ignore[arg-type]
+            return None
+        decoder = self._decoder
+        if decoder is None and self._fin and self._remaining == 0 and not self._parts:
+            # The whole message in one piece: decode it in one go.
+            try:
+                self._parts.append(payload.decode("utf-8"))  # type: ignore[arg-type]
+            except UnicodeDecodeError:
+                return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
+            return None
+        if decoder is None:
+            decoder = self._decoder = _utf8Decoder("strict")
+        try:
+            text = decoder.decode(payload, False)
+        except UnicodeDecodeError:
+            return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
+        pendingBytes = decoder.getstate()[0]
+        if (
+            len(pendingBytes) >= 2
+            and pendingBytes[0] == 0xED
+            and pendingBytes[1] >= 0xA0
+        ):
+            # CPython waits for the third byte; a surrogate is already sure.
+            return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
+        if text:
+            self._parts.append(text)  # type: ignore[arg-type]
+        return None
+
+    def _finishMessage(self) -> str | bytes | Failed:
+        opcode = self._messageOpcode
+        parts = self._parts
+        self._messageOpcode = -1
+        self._parts = []
+        self._size = 0
+        if opcode == TEXT:
+            decoder = self._decoder
+            self._decoder = None
+            if decoder is not None:
+                try:
+                    tail = decoder.decode(b"", True)
+                except UnicodeDecodeError:
+                    return Failed(INVALID_PAYLOAD, "Truncated UTF-8 in a text message")
+                if tail:  # pragma: no cover - final flush yields no text
+                    parts.append(tail)  # type: ignore[arg-type]
+            if len(parts) == 1:
+                return parts[0]
+            return "".join(parts)  # type: ignore[arg-type]
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+    def _control(self, opcode: int, payload: bytes) -> Event:
+        if opcode == PING:
+            return Ping(payload)
+        if opcode == PONG:
+            return Pong(payload)
+        if not payload:
+            return CloseReceived(None, "")
+        if len(payload) == 1:
+            return Failed(PROTOCOL_ERROR, "Close frame with a 1-byte payload")
+        code = _unpackH(payload, 0)[0]
+        if not isValidCloseCode(code):
+            return Failed(PROTOCOL_ERROR, "Invalid close code %d" % code)
+        try:
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in the close reason")
+        return CloseReceived(code, reason)
