@@ -215,7 +215,7 @@ class _OneShotServer:
             conn.settimeout(5)
             with conn:
                 self.handler(conn)
-        except BaseException as e:  # noqa: BLE001 - reported by join()
+        except BaseException as e:
             self.error = e
         finally:
             self.listener.close()

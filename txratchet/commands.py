@@ -65,7 +65,7 @@ class CloseConnection(Command):
     them); everything sent before is delivered first.
     """
 
-    __slots__ = ("conn", "code", "reason")
+    __slots__ = ("code", "conn", "reason")
 
     def __init__(self, conn: Any, code: int = 1000, reason: str = "") -> None:
         self.conn = conn

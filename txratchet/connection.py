@@ -18,6 +18,7 @@ from txratchet.interfaces import IApplication, IConnection
 log = Logger()
 
 
+@implementer(IConnection)
 class Connection:
     """
     Behaviour shared by every connection a layer hands to the application:
@@ -30,10 +31,17 @@ class Connection:
     """
 
     protocol = "tcp"
+    peer: Any = None
 
     def __init__(self, app: IApplication) -> None:
         self.app = app
         self.attributes: dict[str, Any] = {}
+
+    def send(self, message: str | bytes) -> None:
+        raise NotImplementedError()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        raise NotImplementedError()
 
     def reportError(self, failure: Failure) -> None:
         """
@@ -51,7 +59,6 @@ class Connection:
         execute(result)
 
 
-@implementer(IConnection)
 class TransportConnection(Connection):
     """
     The connection at the bottom of the stack: C{send} writes bytes to the

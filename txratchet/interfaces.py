@@ -7,6 +7,7 @@ layer hands the layer inside it a connection providing L{IConnection}.
 
 from __future__ import annotations
 
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
 
 
@@ -62,9 +63,7 @@ class IApplication(Interface):
         The connection is gone; called once per connection that was opened.
         """
 
-    def onError(conn: IConnection, failure: object) -> object:
+    def onError(conn: IConnection, failure: Failure) -> object:
         """
         A handler raised, or something the application asked for failed.
-
-        @param failure: a L{twisted.python.failure.Failure}.
         """

@@ -21,7 +21,6 @@ from txratchet.interfaces import IApplication, IConnection
 log = Logger()
 
 
-@implementer(IConnection)
 class LineConnection(Connection):
     """
     One line-protocol peer.

@@ -50,7 +50,7 @@ class ServerProtocol(Protocol):
             if result is not None:
                 execute(result)
 
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         conn = getattr(self, "conn", None)
         if conn is None:
             return
@@ -78,7 +78,7 @@ class Server(Factory):
     def __init__(self, app: IApplication) -> None:
         self.app = app
 
-    def buildProtocol(self, addr: IAddress) -> ServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ServerProtocol:
         proto = ServerProtocol(self.app)
         proto.factory = self
         return proto

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from twisted.python.failure import Failure
+
 from txratchet.application import Application
 from txratchet.commands import CloseConnection, Composite, SendMessage
 from txratchet.interfaces import IConnection
@@ -35,7 +37,7 @@ class DemoChat(Application):
         self.clients.discard(conn)
         return self._toOthers(conn, f"* someone left; {len(self.clients)} here")
 
-    def onError(self, conn: IConnection, failure: object) -> object:
+    def onError(self, conn: IConnection, failure: Failure) -> object:
         return CloseConnection(conn, 1011)
 
     def _toOthers(self, sender: IConnection, message: str | bytes) -> Composite:

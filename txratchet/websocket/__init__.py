@@ -10,11 +10,11 @@ from txratchet.websocket.hixie76 import BinaryNotSupported
 from txratchet.websocket.layer import WebSocket, WebSocketConnection
 
 __all__ = [
-    "WebSocket",
-    "WebSocketConnection",
-    "BinaryNotSupported",
     "HIXIE76",
     "HYBI07",
     "HYBI08",
     "RFC6455",
+    "BinaryNotSupported",
+    "WebSocket",
+    "WebSocketConnection",
 ]

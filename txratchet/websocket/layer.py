@@ -45,7 +45,6 @@ HTTPHandler = Callable[[Request], "bytes | None"]
 _CLOSE_FRAME_HEADER = rfc6455.frameHeader
 
 
-@implementer(IConnection)
 class WebSocketConnection(Connection):
     """
     One WebSocket peer, as the application sees it.
@@ -168,38 +167,33 @@ class WebSocketConnection(Connection):
             return
         events = reader.receive(data)
         if events:
-            if self._hixie:
-                self._hixieEvents(events)  # type: ignore[arg-type]
-            else:
+            if isinstance(reader, rfc6455.FrameReader):
                 self._events(events)  # type: ignore[arg-type]
+            else:
+                self._hixieEvents(events)  # type: ignore[arg-type]
 
     def _events(self, events: list[rfc6455.Event]) -> None:
         app = self.app
         for event in events:
-            cls = event.__class__
-            if cls is str or cls is bytes:
+            if isinstance(event, (str, bytes)):
                 if self.state == CLOSED:
                     return
                 try:
-                    result = app.onMessage(self, event)  # type: ignore[arg-type]
+                    result = app.onMessage(self, event)
                 except Exception:
                     self.reportError(Failure())
                 else:
                     if result is not None:
                         execute(result)
-            elif cls is rfc6455.Ping:
+            elif isinstance(event, rfc6455.Ping):
                 if self.state == OPEN:
-                    payload = event.payload  # type: ignore[union-attr]
-                    self._send(
-                        rfc6455.frameHeader(rfc6455.PONG, len(payload)) + payload
-                    )
-            elif cls is rfc6455.Pong:
-                pass
-            elif cls is rfc6455.CloseReceived:
-                self._closeReceived(event)  # type: ignore[arg-type]
+                    payload = event.payload
+                    self._send(rfc6455.frameHeader(rfc6455.PONG, len(payload)) + payload)
+            elif isinstance(event, rfc6455.CloseReceived):
+                self._closeReceived(event)
                 return
-            elif cls is rfc6455.Failed:
-                self._fail(event.code, event.reason)  # type: ignore[union-attr]
+            elif isinstance(event, rfc6455.Failed):
+                self._fail(event.code, event.reason)
                 return
 
     def _closeReceived(self, event: rfc6455.CloseReceived) -> None:
@@ -240,38 +234,32 @@ class WebSocketConnection(Connection):
     def _hixieEvents(self, events: list[hixie76.Event]) -> None:
         app = self.app
         for event in events:
-            if event.__class__ is str:
+            if isinstance(event, str):
                 if self.state == CLOSED:
                     return
                 try:
-                    result = app.onMessage(self, event)  # type: ignore[arg-type]
+                    result = app.onMessage(self, event)
                 except Exception:
                     self.reportError(Failure())
                 else:
                     if result is not None:
                         execute(result)
-            elif event.__class__ is hixie76.ClosingFrame:
-                if self.state == OPEN:
-                    self._send(hixie76.CLOSE_FRAME)
-                self.state = CLOSING
+                continue
+            if isinstance(event, hixie76.ClosingFrame):
                 self.wasClean = True
-                self._cancelTimer()
-                self._outer.close()
-                return
             else:
-                reason = event.reason  # type: ignore[union-attr]
                 log.info(
                     "Failing Hixie-76 connection from {peer}: {reason}",
                     peer=self.peer,
-                    reason=reason,
+                    reason=event.reason,
                 )
-                self.closeReason = reason
-                if self.state == OPEN:
-                    self._send(hixie76.CLOSE_FRAME)
-                self.state = CLOSING
-                self._cancelTimer()
-                self._outer.close()
-                return
+                self.closeReason = event.reason
+            if self.state == OPEN:
+                self._send(hixie76.CLOSE_FRAME)
+            self.state = CLOSING
+            self._cancelTimer()
+            self._outer.close()
+            return
 
     # -- The opening handshake ---------------------------------------------
 
@@ -487,4 +475,4 @@ class WebSocket:
             conn.close()
 
 
-__all__ = ["WebSocket", "WebSocketConnection", "HYBI07", "HYBI08", "RFC6455", "HIXIE76"]
+__all__ = ["HIXIE76", "HYBI07", "HYBI08", "RFC6455", "WebSocket", "WebSocketConnection"]

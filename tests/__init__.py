@@ -1,0 +1,1 @@
+"""txratchet tests: run with pytest (pytest-twisted) or trial."""

@@ -1,0 +1,566 @@
+"""
+End-to-end tests of the WebSocket layer: real servers on loopback, talked to
+by independent clients of every protocol family (the `websockets` library
+and Autobahn for RFC 6455, Autobahn in HyBi-10 mode, raw-socket HyBi-07/08
+and Hixie-76 clients from tests/rawclients.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+from examples.chat import Chat
+from examples.echo import Echo
+from tests import rawclients
+from tests.rawclients import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
+from tests.util import Recorder, ServerTestCase
+from txratchet import Application, CloseConnection, LineProtocol, WebSocket
+from txratchet.websocket import BinaryNotSupported
+
+HOST = "127.0.0.1"
+
+
+def websocketsEcho(port: int) -> dict:
+    """RFC 6455 with the `websockets` library (sync client)."""
+    from websockets.sync.client import connect
+
+    out: dict = {}
+    with connect(f"ws://{HOST}:{port}/echo", max_size=None, compression=None) as ws:
+        ws.send("héllo wörld ✓")
+        out["text"] = ws.recv()
+        ws.send(b"\x00\xffbinary")
+        out["binary"] = ws.recv()
+        big = "x" * (1 << 20) + "é"
+        ws.send(big)
+        out["big"] = ws.recv() == big
+        ws.send(["frag", "mented ", "κόσμε"])
+        out["fragmented"] = ws.recv()
+        out["pong"] = ws.ping(b"abc").wait(5)
+    out["closeCode"] = ws.close_code
+    return out
+
+
+class AutobahnEchoClient(WebSocketClientProtocol):
+    """Sends its factory's messages one by one, collecting the echoes."""
+
+    def onOpen(self):
+        self.received = []
+        self.todo = list(self.factory.messages)
+        self._next()
+
+    def _next(self):
+        msg = self.todo.pop(0)
+        self.sendMessage(msg if isinstance(msg, bytes) else msg.encode("utf-8"), isBinary=isinstance(msg, bytes))
+
+    def onMessage(self, payload, isBinary):
+        self.received.append(payload if isBinary else payload.decode("utf-8"))
+        if self.todo:
+            self._next()
+        else:
+            self.sendClose(1000)
+
+    def onClose(self, wasClean, code, reason):
+        if not self.factory.done.called:
+            self.factory.done.callback((self.received, wasClean, code))
+
+
+class EchoTests(ServerTestCase):
+    """Echo with every client family; messages keep their type."""
+
+    @inlineCallbacks
+    def test_websocketsClient(self):
+        port = yield self.listen(WebSocket(Echo()))
+        out = yield deferToThread(websocketsEcho, port)
+        self.assertEqual(out["text"], "héllo wörld ✓")
+        self.assertEqual(out["binary"], b"\x00\xffbinary")
+        self.assertTrue(out["big"])
+        self.assertEqual(out["fragmented"], "fragmented κόσμε")
+        self.assertTrue(out["pong"])
+        self.assertEqual(out["closeCode"], 1000)
+
+    @inlineCallbacks
+    def _autobahn(self, version):
+        recorder = Recorder()
+        port = yield self.listen(WebSocket(recorder))
+        factory = WebSocketClientFactory(f"ws://{HOST}:{port}/ab")
+        factory.setProtocolOptions(version=version)
+        factory.protocol = AutobahnEchoClient
+        factory.messages = ["text ✓", b"\x01\x02", "x" * 70000]
+        factory.done = Deferred()
+        yield TCP4ClientEndpoint(reactor, HOST, port).connect(factory)
+        received, wasClean, code = yield factory.done
+        self.assertEqual(received, factory.messages)
+        self.assertTrue(wasClean)
+        self.assertEqual(code, 1000)
+        return recorder
+
+    @inlineCallbacks
+    def test_autobahnHybi10(self):
+        """Autobahn in HyBi-10 mode sends Sec-WebSocket-Version: 8."""
+        recorder = yield self._autobahn(10)
+        self.assertEqual(recorder.conns[0].protocol, "hybi-08")
+
+    @inlineCallbacks
+    def test_autobahnRFC6455(self):
+        recorder = yield self._autobahn(18)
+        self.assertEqual(recorder.conns[0].protocol, "rfc6455")
+
+    @inlineCallbacks
+    def _rawHybi(self, version, expected):
+        recorder = Recorder()
+        port = yield self.listen(WebSocket(recorder))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port, "/raw", version=version)
+            c.connect()
+            c.send_text("hello")
+            first = c.recv_message()
+            c.send_binary(b"\x00\x01\x02")
+            second = c.recv_message()
+            # A fragmented message with a ping between the fragments.
+            c.send_frame(OP_TEXT, "frag".encode(), fin=False)
+            c.send_ping(b"p")
+            c.send_frame(0, "ment".encode(), fin=True)
+            pong = c.recv_message()
+            third = c.recv_message()
+            # 16- and 64-bit lengths.
+            c.send_binary(b"y" * 300)
+            fourth = c.recv_message()
+            c.send_binary(b"z" * 70000)
+            fifth = c.recv_message()
+            closed = c.close(1000, "done")
+            return [first, second, pong, third, fourth, fifth], closed, c.server_closed_tcp
+
+        frames, closed, tcpClosed = yield deferToThread(talk)
+        self.assertEqual(
+            frames,
+            [
+                (OP_TEXT, b"hello"),
+                (OP_BINARY, b"\x00\x01\x02"),
+                (OP_PONG, b"p"),
+                (OP_TEXT, b"fragment"),
+                (OP_BINARY, b"y" * 300),
+                (OP_BINARY, b"z" * 70000),
+            ],
+        )
+        self.assertEqual(closed, (1000, ""))
+        self.assertTrue(tcpClosed, "the server closes TCP after the closing handshake")
+        yield recorder.closed
+        conn = recorder.conns[0]
+        self.assertEqual(conn.protocol, expected)
+        self.assertEqual((conn.closeCode, conn.closeReason, conn.wasClean), (1000, "done", True))
+
+    def test_rawHybi07(self):
+        return self._rawHybi(7, "hybi-07")
+
+    def test_rawHybi08(self):
+        return self._rawHybi(8, "hybi-08")
+
+    def test_rawRFC6455(self):
+        return self._rawHybi(13, "rfc6455")
+
+    @inlineCallbacks
+    def test_hixie76(self):
+        recorder = Recorder()
+        port = yield self.listen(WebSocket(recorder))
+
+        def talk():
+            c = rawclients.Hixie76Client(HOST, port, "/old?x=1")
+            c.connect()
+            c.send_text("hello ✓")
+            first = c.recv_message()
+            c.send_text("")
+            second = c.recv_message()
+            c.send_raw(b"\x00one\xff\x00two\xff")
+            third, fourth = c.recv_message(), c.recv_message()
+            c.close()
+            return [first, second, third, fourth], c.received_close_frame, c.server_closed_tcp
+
+        received, closeFrame, tcpClosed = yield deferToThread(talk)
+        self.assertEqual(received, ["hello ✓", "", "one", "two"])
+        self.assertTrue(closeFrame)
+        self.assertTrue(tcpClosed)
+        yield recorder.closed
+        self.assertEqual(recorder.conns[0].protocol, "hixie-76")
+        self.assertEqual(recorder.conns[0].path, "/old")
+
+
+class WhoAmI(Application):
+    """Answers any message with what the handshake carried."""
+
+    def onMessage(self, conn, msg):
+        conn.send(
+            json.dumps(
+                {
+                    "protocol": conn.protocol,
+                    "path": conn.path,
+                    "query": conn.query,
+                    "params": conn.params,
+                    "cookies": conn.cookies,
+                    "x-test": conn.headers.get("X-Test"),
+                    "peer": [conn.peer.host, conn.peer.port],
+                    "subprotocol": conn.subprotocol,
+                }
+            )
+        )
+
+
+class ConnectionAttributeTests(ServerTestCase):
+    """The application sees the request path, query, headers, cookies and peer."""
+
+    @inlineCallbacks
+    def test_attributesEveryFamily(self):
+        port = yield self.listen(WebSocket(WhoAmI(), subprotocols=["chat.v2", "chat.v1"]))
+        headers = {"Cookie": 'sid=abc123; theme="dark"', "X-Test": "yes"}
+
+        def talk():
+            results = {}
+            for version in (7, 8, 13):
+                c = rawclients.HybiClient(
+                    HOST, port, "/room/1?a=1&b=two&a=3", version=version,
+                    headers=headers, subprotocols=["chat.v1", "chat.v2"],
+                )
+                c.connect()
+                c.send_text("?")
+                results[version] = (json.loads(c.recv_text()), c.sock.getsockname()[1], c.subprotocol)
+                c.close()
+            h = rawclients.Hixie76Client(HOST, port, "/room/1?a=1&b=two&a=3", headers=headers)
+            h.connect()
+            h.send_text("?")
+            results["hixie"] = (json.loads(h.recv_message()), h.sock.getsockname()[1], None)
+            h.close()
+            return results
+
+        results = yield deferToThread(talk)
+        expectedFamily = {7: "hybi-07", 8: "hybi-08", 13: "rfc6455", "hixie": "hixie-76"}
+        for key, (info, localPort, chosen) in results.items():
+            self.assertEqual(info["protocol"], expectedFamily[key])
+            self.assertEqual(info["path"], "/room/1")
+            self.assertEqual(info["query"], "a=1&b=two&a=3")
+            self.assertEqual(info["params"], {"a": ["1", "3"], "b": ["two"]})
+            self.assertEqual(info["cookies"], {"sid": "abc123", "theme": "dark"})
+            self.assertEqual(info["x-test"], "yes")
+            self.assertEqual(info["peer"], [HOST, localPort])
+            if key != "hixie":
+                # The client's preference order wins among what we speak.
+                self.assertEqual(info["subprotocol"], "chat.v1")
+                self.assertEqual(chosen, "chat.v1")
+
+
+class ChatTests(ServerTestCase):
+    """The Ratchet chat, unchanged, across protocol families and decorators."""
+
+    @inlineCallbacks
+    def test_threeFamiliesAndTelnetChat(self):
+        chat = Chat()
+        wsPort = yield self.listen(WebSocket(chat))
+        linePort = yield self.listen(LineProtocol(chat))
+
+        def talk():
+            import socket
+
+            from websockets.sync.client import connect
+
+            modern = connect(f"ws://{HOST}:{wsPort}/")
+            hybi = rawclients.HybiClient(HOST, wsPort, version=8)
+            hybi.connect()
+            hixie = rawclients.Hixie76Client(HOST, wsPort)
+            hixie.connect()
+            telnet = socket.create_connection((HOST, linePort), timeout=5)
+            telnetFile = telnet.makefile("rb")
+            # Every peer is registered once it has completed its handshake;
+            # a round of messages makes sure of that before asserting.
+            import time
+
+            deadline = time.monotonic() + 5
+            while len(chat.clients) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            got = {}
+            modern.send("from rfc6455")
+            got["hybi<-modern"] = hybi.recv_text()
+            got["hixie<-modern"] = hixie.recv_message()
+            got["telnet<-modern"] = telnetFile.readline()
+            hybi.send_text("from hybi-08")
+            got["modern<-hybi"] = modern.recv(timeout=5)
+            got["hixie<-hybi"] = hixie.recv_message()
+            got["telnet<-hybi"] = telnetFile.readline()
+            hixie.send_text("from hixie-76 ✓")
+            got["modern<-hixie"] = modern.recv(timeout=5)
+            got["hybi<-hixie"] = hybi.recv_text()
+            got["telnet<-hixie"] = telnetFile.readline()
+            telnet.sendall("from telnet ✓\r\n".encode())
+            got["modern<-telnet"] = modern.recv(timeout=5)
+            got["hybi<-telnet"] = hybi.recv_text()
+            got["hixie<-telnet"] = hixie.recv_message()
+            modern.close()
+            hybi.close()
+            hixie.close()
+            telnet.close()
+            return got
+
+        got = yield deferToThread(talk)
+        self.assertEqual(
+            got,
+            {
+                "hybi<-modern": "from rfc6455",
+                "hixie<-modern": "from rfc6455",
+                "telnet<-modern": b"from rfc6455\n",
+                "modern<-hybi": "from hybi-08",
+                "hixie<-hybi": "from hybi-08",
+                "telnet<-hybi": b"from hybi-08\n",
+                "modern<-hixie": "from hixie-76 ✓",
+                "hybi<-hixie": "from hixie-76 ✓",
+                "telnet<-hixie": "from hixie-76 ✓\n".encode(),
+                "modern<-telnet": "from telnet ✓",
+                "hybi<-telnet": "from telnet ✓",
+                "hixie<-telnet": "from telnet ✓",
+            },
+        )
+        for _ in range(100):
+            if not chat.clients:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(chat.clients, set(), "onClose removed every client")
+
+
+class BinaryToHixie(Application):
+    """Tries to send binary to everyone, then text."""
+
+    def __init__(self):
+        self.errors = []
+
+    def onMessage(self, conn, msg):
+        conn.send(b"\x00\xff binary")
+
+    def onError(self, conn, failure):
+        self.errors.append(failure)
+        conn.send("binary refused")
+
+
+class HixieBinaryTests(ServerTestCase):
+    @inlineCallbacks
+    def test_binaryIsAnErrorNotCorruption(self):
+        """
+        Binary cannot travel over Hixie-76: the application gets an error
+        (BinaryNotSupported) and the stream stays intact.
+        """
+        app = BinaryToHixie()
+        port = yield self.listen(WebSocket(app))
+
+        def talk():
+            c = rawclients.Hixie76Client(HOST, port)
+            c.connect()
+            c.send_text("go")
+            reply = c.recv_message()
+            c.close()
+            return reply
+
+        reply = yield deferToThread(talk)
+        self.assertEqual(reply, "binary refused")
+        self.assertEqual(len(app.errors), 1)
+        self.assertTrue(app.errors[0].check(BinaryNotSupported))
+
+    @inlineCallbacks
+    def test_commandToHixieReportsToOnError(self):
+        """A SendMessage command with bytes for a Hixie peer reaches onError."""
+        chat = Chat()
+        errors = []
+        chat.onError = lambda conn, failure: errors.append((conn, failure)) or CloseConnection(conn)
+        port = yield self.listen(WebSocket(chat))
+
+        def talk():
+            hixie = rawclients.Hixie76Client(HOST, port)
+            hixie.connect()
+            modern = rawclients.HybiClient(HOST, port)
+            modern.connect()
+            import time
+
+            deadline = time.monotonic() + 5
+            while len(chat.clients) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            modern.send_binary(b"\x01\x02")
+            # The Hixie peer is closed by the application's onError.
+            return hixie.recv_message()
+
+        result = yield deferToThread(talk)
+        self.assertIsNone(result)
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(errors[0][0].protocol, "hixie-76")
+        self.assertTrue(errors[0][1].check(BinaryNotSupported))
+
+
+class HandshakeRefusalTests(ServerTestCase):
+    """Requests that cannot be upgraded get a specific HTTP answer and a close."""
+
+    @inlineCallbacks
+    def _request(self, request, **options):
+        port = yield self.listen(WebSocket(Echo(), **options))
+        response = yield deferToThread(rawclients.raw_request, HOST, port, request)
+        return response
+
+    @inlineCallbacks
+    def test_plainGet(self):
+        r = yield self._request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 400 "), r)
+        self.assertIn(b"upgrade", r.lower())
+
+    @inlineCallbacks
+    def test_unsupportedVersion(self):
+        r = yield self._request(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 9\r\n\r\n"
+        )
+        self.assertTrue(r.startswith(b"HTTP/1.1 426 "), r)
+        self.assertIn(b"\r\nSec-WebSocket-Version: 13, 8, 7\r\n", r)
+
+    @inlineCallbacks
+    def test_badKey(self):
+        r = yield self._request(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertTrue(r.startswith(b"HTTP/1.1 400 "), r)
+        self.assertIn(b"Sec-WebSocket-Key", r)
+
+    @inlineCallbacks
+    def test_malformed(self):
+        r = yield self._request(b"NONSENSE\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 400 "), r)
+
+    @inlineCallbacks
+    def test_tooLarge(self):
+        r = yield self._request(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+            maxHandshakeSize=8192,
+        )
+        self.assertTrue(r.startswith(b"HTTP/1.1 431 "), r)
+
+    @inlineCallbacks
+    def test_handshakeTimeout(self):
+        r = yield self._request(b"GET / HTTP/1.1\r\nHost: x\r\n", handshakeTimeout=0.3)
+        self.assertTrue(r.startswith(b"HTTP/1.1 408 "), r)
+
+
+class CloseTests(ServerTestCase):
+    """Closing handshakes and failures (RFC 6455 section 7)."""
+
+    @inlineCallbacks
+    def _expectClose(self, send, **options):
+        port = yield self.listen(WebSocket(Echo(), **options))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            send(c)
+            code = c.expect_close()
+            return code, c.wait_tcp_closed()
+
+        result = yield deferToThread(talk)
+        return result
+
+    @inlineCallbacks
+    def test_unmaskedFrame(self):
+        (code, _), tcp = yield self._expectClose(lambda c: c.send_frame(OP_TEXT, b"x", mask=False))
+        self.assertEqual(code, 1002)
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_invalidUTF8(self):
+        (code, _), tcp = yield self._expectClose(lambda c: c.send_frame(OP_TEXT, b"\xce\xba\xed\xa0\x80"))
+        self.assertEqual(code, 1007)
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_tooBig(self):
+        (code, _), tcp = yield self._expectClose(
+            lambda c: c.send_binary(b"x" * 2000), maxMessageSize=1000
+        )
+        self.assertEqual(code, 1009)
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_reservedOpcode(self):
+        (code, _), tcp = yield self._expectClose(lambda c: c.send_frame(5, b""))
+        self.assertEqual(code, 1002)
+
+    @inlineCallbacks
+    def test_invalidCloseCode(self):
+        (code, _), tcp = yield self._expectClose(lambda c: c.send_close(1005))
+        self.assertEqual(code, 1002)
+
+    @inlineCallbacks
+    def test_closeEchoesCode(self):
+        (code, _), tcp = yield self._expectClose(lambda c: c.send_close(4321, "bye"))
+        self.assertEqual(code, 4321)
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_applicationCloseDeliversEverythingFirst(self):
+        """Messages sent before close() reach the peer before the close frame."""
+
+        class SendThenClose(Application):
+            def onMessage(self, conn, msg):
+                for i in range(100):
+                    conn.send("m%d" % i)
+                conn.send(b"z" * 100000)
+                return CloseConnection(conn, 4000, "bye")
+
+        port = yield self.listen(WebSocket(SendThenClose()))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            c.send_text("go")
+            got = [c.recv_message() for _ in range(101)]
+            closing = c.recv_message()
+            c.close()
+            return got, closing, c.server_closed_tcp
+
+        got, closing, tcp = yield deferToThread(talk)
+        self.assertEqual(got[:100], [(OP_TEXT, b"m%d" % i) for i in range(100)])
+        self.assertEqual(got[100], (OP_BINARY, b"z" * 100000))
+        self.assertEqual(closing, (OP_CLOSE, b"\x0f\xa0bye"))
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_silentPeerAborted(self):
+        """A peer that never answers our close frame is dropped after closeTimeout."""
+
+        class Closer(Application):
+            def onOpen(self, conn):
+                return CloseConnection(conn, 1001)
+
+        port = yield self.listen(WebSocket(Closer(), closeTimeout=0.3))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            opcode, payload = c.recv_message()
+            return opcode, payload, c.wait_tcp_closed(3)
+
+        opcode, payload, tcp = yield deferToThread(talk)
+        self.assertEqual((opcode, payload), (OP_CLOSE, b"\x03\xe9"))
+        self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_pingAnswered(self):
+        port = yield self.listen(WebSocket(Echo()))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            c.send_ping(b"x" * 125)
+            pong = c.recv_message()
+            c.close()
+            return pong
+
+        pong = yield deferToThread(talk)
+        self.assertEqual(pong, (OP_PONG, b"x" * 125))
+
