@@ -73,8 +73,7 @@ def missing_browser_parts() -> list[str]:
         import selenium  # noqa: F401
     except ImportError:
         missing.append(
-            f"the Python package 'selenium' is missing (pip install selenium into "
-            f"{sys.prefix})"
+            f"the Python package 'selenium' is missing (pip install selenium into {sys.prefix})"
         )
     return missing
 
@@ -125,7 +124,8 @@ class DemoServer:
                 p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p
             )
             env["PYTHONUNBUFFERED"] = "1"
-            command = _twistd_command() + [
+            command = [
+                *_twistd_command(),
                 "-n",
                 "--pidfile=",
                 "txratchet",

@@ -86,18 +86,21 @@ class BrowserChatTests(TestCase):
         server.start()
         port = server.port
 
+        browser = browser_helpers.Browser(self.workdir)
+        self.addCleanup(threads.deferToThread, browser.quit)
+
         def failWithLogs(message: str) -> None:
             driverLog = ""
-            if browser is not None and browser.driverLog.exists():
+            if browser.driverLog.exists():
                 driverLog = browser.driverLog.read_text("utf-8", "replace")[-4000:]
             self.fail(
                 f"{message}\n--- twistd log ---\n{server.log()}"
                 f"\n--- chromedriver log (tail) ---\n{driverLog}"
             )
 
-        def waitFor(condition: Any, what: str, timeout: float = 10.0) -> Any:
+        def waitFor(condition: Any, what: str, timeout: float = 10.0) -> None:
             try:
-                return browser.wait(timeout).until(lambda _d: condition())
+                browser.wait(timeout).until(lambda _d: condition())
             except TimeoutException:
                 failWithLogs(
                     f"timed out after {timeout}s waiting for {what}; "
@@ -105,9 +108,6 @@ class BrowserChatTests(TestCase):
                     f"#log={browser.logEntries()!r}"
                 )
 
-        browser: browser_helpers.Browser | None = None
-        browser = browser_helpers.Browser(self.workdir)
-        self.addCleanup(threads.deferToThread, browser.quit)
         driver = browser.driver
 
         # 1. The page comes over HTTP from the WebSocket's own port and its
@@ -159,7 +159,7 @@ class BrowserChatTests(TestCase):
         self.assertEqual(_recvHybiChat(hybi, hybiNotices), fromHixie)
         hybi.send_text(fromHybi)
         self.assertEqual(_recvHixieChat(hixie, hixieNotices), fromHybi)
-        expected = joined + [(fromBrowser, "me"), (fromHixie, ""), (fromHybi, "")]
+        expected = [*joined, (fromBrowser, "me"), (fromHixie, ""), (fromHybi, "")]
         waitFor(lambda: browser.logEntries() == expected, "the raw clients' messages")
         # The log is rendered as text: the markup the user typed is not HTML.
         self.assertEqual(driver.find_elements("css selector", "#log b"), [])

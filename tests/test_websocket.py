@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThread
 from examples.chat import Chat
 from examples.echo import Echo
 from tests import rawclients
-from tests.rawclients import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
+from tests.rawclients import OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT
 from tests.util import Recorder, ServerTestCase
 from txratchet import Application, CloseConnection, LineProtocol, WebSocket
 from txratchet.websocket import BinaryNotSupported
@@ -125,9 +125,9 @@ class EchoTests(ServerTestCase):
             c.send_binary(b"\x00\x01\x02")
             second = c.recv_message()
             # A fragmented message with a ping between the fragments.
-            c.send_frame(OP_TEXT, "frag".encode(), fin=False)
+            c.send_frame(OP_TEXT, b"frag", fin=False)
             c.send_ping(b"p")
-            c.send_frame(0, "ment".encode(), fin=True)
+            c.send_frame(0, b"ment", fin=True)
             pong = c.recv_message()
             third = c.recv_message()
             # 16- and 64-bit lengths.
@@ -489,11 +489,13 @@ class CloseTests(ServerTestCase):
     def test_reservedOpcode(self):
         (code, _), tcp = yield self._expectClose(lambda c: c.send_frame(5, b""))
         self.assertEqual(code, 1002)
+        self.assertTrue(tcp)
 
     @inlineCallbacks
     def test_invalidCloseCode(self):
         (code, _), tcp = yield self._expectClose(lambda c: c.send_close(1005))
         self.assertEqual(code, 1002)
+        self.assertTrue(tcp)
 
     @inlineCallbacks
     def test_closeEchoesCode(self):

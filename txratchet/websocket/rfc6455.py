@@ -198,7 +198,8 @@ class FrameReader:
         self._maskOffset = 0
         # Message in progress.
         self._messageOpcode = -1
-        self._parts: list[bytes] | list[str] = []
+        self._parts: list[bytes] = []  # a binary message's pieces
+        self._textParts: list[str] = []  # a text message's decoded pieces
         self._size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         # Terminal states.
@@ -213,6 +214,7 @@ class FrameReader:
         self._discarding = True
         self._messageOpcode = -1
         self._parts = []
+        self._textParts = []
         self._decoder = None
         self._done = False
 
@@ -341,6 +343,7 @@ class FrameReader:
                 self._size = 0
                 self._decoder = None
                 self._parts = []
+                self._textParts = []
             self._size += length
             if length == 0:
                 # Let the loop finish the (empty) frame.
@@ -391,13 +394,18 @@ class FrameReader:
 
     def _addPayload(self, payload: bytes) -> Failed | None:
         if self._messageOpcode != TEXT:
-            self._parts.append(payload)  # type: ignore[arg-type]
+            self._parts.append(payload)
             return None
         decoder = self._decoder
-        if decoder is None and self._fin and self._remaining == 0 and not self._parts:
+        if (
+            decoder is None
+            and self._fin
+            and self._remaining == 0
+            and not self._textParts
+        ):
             # The whole message in one piece: decode it in one go.
             try:
-                self._parts.append(payload.decode("utf-8"))  # type: ignore[arg-type]
+                self._textParts.append(payload.decode("utf-8"))
             except UnicodeDecodeError:
                 return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
             return None
@@ -416,14 +424,16 @@ class FrameReader:
             # CPython waits for the third byte; a surrogate is already sure.
             return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
         if text:
-            self._parts.append(text)  # type: ignore[arg-type]
+            self._textParts.append(text)
         return None
 
     def _finishMessage(self) -> str | bytes | Failed:
         opcode = self._messageOpcode
         parts = self._parts
+        textParts = self._textParts
         self._messageOpcode = -1
         self._parts = []
+        self._textParts = []
         self._size = 0
         if opcode == TEXT:
             decoder = self._decoder
@@ -434,13 +444,13 @@ class FrameReader:
                 except UnicodeDecodeError:
                     return Failed(INVALID_PAYLOAD, "Truncated UTF-8 in a text message")
                 if tail:  # pragma: no cover - final flush yields no text
-                    parts.append(tail)  # type: ignore[arg-type]
-            if len(parts) == 1:
-                return parts[0]
-            return "".join(parts)  # type: ignore[arg-type]
+                    textParts.append(tail)
+            if len(textParts) == 1:
+                return textParts[0]
+            return "".join(textParts)
         if len(parts) == 1:
             return parts[0]
-        return b"".join(parts)  # type: ignore[arg-type]
+        return b"".join(parts)
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == PING:

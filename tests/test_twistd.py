@@ -1,0 +1,165 @@
+"""
+The twistd plugin, run as a real subprocess: the demo (page and socket on
+one port), the examples from the repository root, the line port, and the
+plugin being found from the installed package.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests import rawclients
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def waitForPort(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"twistd exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"twistd did not listen on {port} within {timeout}s")
+
+
+class TwistdPluginTests(TestCase):
+    timeout = 90
+
+    def startTwistd(self, *args: str, cwd: Path = ROOT) -> None:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "txratchet", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+        def stop():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+        self.addCleanup(stop)
+        return proc
+
+    def test_demoPageAndChatOnOnePort(self):
+        port = freePort()
+        proc = self.startTwistd("--port", f"tcp:{port}:interface={HOST}", cwd=Path(tempfile.gettempdir()))
+
+        def talk():
+            waitForPort(port, proc)
+            page = rawclients.raw_request(HOST, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            missing = rawclients.raw_request(HOST, port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            a = rawclients.HybiClient(HOST, port, "/")
+            a.connect()
+            b = rawclients.Hixie76Client(HOST, port, "/")
+            b.connect()
+            joined = a.recv_text()  # the demo announces the newcomer
+            b.send_text("hi from hixie")
+            relayed = a.recv_text()
+            a.close()
+            b.close()
+            return page, missing, joined, relayed
+
+        def check(result):
+            page, missing, joined, relayed = result
+            self.assertTrue(page.startswith(b"HTTP/1.1 200 OK\r\n"), page[:100])
+            self.assertIn(b"Content-Type: text/html", page)
+            self.assertIn(b"new WebSocket(", page)
+            self.assertTrue(missing.startswith(b"HTTP/1.1 404 "))
+            self.assertTrue(joined.startswith("* someone joined (hixie-76)"), joined)
+            self.assertEqual(relayed, "hi from hixie")
+
+        return deferToThread(talk).addCallback(check)
+
+    def test_examplesFromRepositoryRoot(self):
+        """--app examples.echo.Echo works from the root, with --line-port."""
+        port, linePort = freePort(), freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo",
+            "--port", f"tcp:{port}:interface={HOST}",
+            "--line-port", f"tcp:{linePort}:interface={HOST}",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            waitForPort(linePort, proc)
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            c.send_binary(b"\x00\x01")
+            binary = c.recv_message()
+            c.send_text("txt")
+            text = c.recv_message()
+            c.close()
+            with socket.create_connection((HOST, linePort), timeout=5) as s:
+                s.sendall(b"line\n")
+                line = s.makefile("rb").readline()
+            return binary, text, line
+
+        def check(result):
+            self.assertEqual(result, ((2, b"\x00\x01"), (1, b"txt"), b"line\n"))
+
+        return deferToThread(talk).addCallback(check)
+
+    def test_chatExample(self):
+        port = freePort()
+        proc = self.startTwistd("--app", "examples.chat.Chat", "--port", f"tcp:{port}:interface={HOST}")
+
+        def talk():
+            waitForPort(port, proc)
+            a = rawclients.HybiClient(HOST, port)
+            a.connect()
+            b = rawclients.HybiClient(HOST, port, version=7)
+            b.connect()
+            time.sleep(0.2)
+            a.send_text("hello b")
+            got = b.recv_text()
+            a.close()
+            b.close()
+            return got
+
+        return deferToThread(talk).addCallback(self.assertEqual, "hello b")
+
+    def test_pluginFoundFromInstalledPackage(self):
+        """twistd lists the plugin when run outside the source tree."""
+        out = subprocess.run(
+            [TWISTD, "--help"], cwd=tempfile.gettempdir(), capture_output=True, text=True,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=60,
+        )
+        self.assertIn("txratchet", out.stdout)
+
+    def test_badApp(self):
+        out = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "txratchet", "--app", "no.such.App"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("cannot import --app 'no.such.App'", out.stdout + out.stderr)
