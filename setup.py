@@ -30,6 +30,7 @@ setup(
             "hypothesis",
             "autobahn",
             "websockets",
+            "selenium",
             "ruff",
             "mypy>=2.4,<2.5",
             "mypy-zope",

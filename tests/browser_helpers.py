@@ -202,6 +202,7 @@ class Browser:
         for flag in CHROMIUM_FLAGS:
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={self.profile}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         service = Service(executable_path=CHROMEDRIVER, log_output=str(self.driverLog))
         self.driver: Any = webdriver.Chrome(service=service, options=options)
         self.driver.set_page_load_timeout(15)
@@ -224,6 +225,14 @@ class Browser:
             ".map(p => [p.textContent, p.className]);"
         )
         return [(str(t), str(c)) for t, c in entries]
+
+    def consoleLog(self) -> str:
+        """The page's console messages so far (for failure messages)."""
+        try:
+            entries = self.driver.get_log("browser")
+        except Exception as e:
+            return f"(unavailable: {e!r})"
+        return "\n".join(f"{e.get('level')} {e.get('message')}" for e in entries)
 
     def quit(self) -> None:
         try:

@@ -90,12 +90,9 @@ class BrowserChatTests(TestCase):
         self.addCleanup(threads.deferToThread, browser.quit)
 
         def failWithLogs(message: str) -> None:
-            driverLog = ""
-            if browser.driverLog.exists():
-                driverLog = browser.driverLog.read_text("utf-8", "replace")[-4000:]
             self.fail(
-                f"{message}\n--- twistd log ---\n{server.log()}"
-                f"\n--- chromedriver log (tail) ---\n{driverLog}"
+                f"{message}\n--- browser console ---\n{browser.consoleLog()}"
+                f"\n--- twistd log ---\n{server.log()}"
             )
 
         def waitFor(condition: Any, what: str, timeout: float = 10.0) -> None:
@@ -181,6 +178,15 @@ class BrowserChatTests(TestCase):
         waitFor(lambda: browser.logEntries() == expected + left, "the leave notices")
         self.assertEqual(browser.text("#status"), expectedStatus)
 
+        # No script errors in the page (the browser's own favicon request
+        # is answered 404 by the demo, which is fine).
+        console = [
+            line
+            for line in browser.consoleLog().splitlines()
+            if line.startswith("SEVERE") and "/favicon.ico" not in line
+        ]
+        if console:
+            failWithLogs(f"the page logged errors: {console}")
         for marker in ("Traceback", "Unhandled"):
             if marker in server.log():
                 failWithLogs(f"the server logged {marker!r}")

@@ -23,7 +23,7 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from txratchet import Application, CloseConnection, SendMessage, Server, WebSocket
 
@@ -325,21 +325,11 @@ class NodeWSClientTests(TestCase):
         After a close the application started, C{closeCode} and
         C{closeReason} hold what the peer answered (ws echoes 4002 "bye"),
         as C{WebSocketConnection}'s docstring promises ("the close code the
-        peer sent"), rather than C{None}.
-
-        Known server bug: skipped (in both trial and pytest, so it shows)
-        while the server records exactly C{None} and C{""}; any other wrong
-        value fails.
+        peer sent").
         """
         result = yield self.runClient("server-close")
         self.assertEqual(result["close"], {"code": 4002, "reason": "bye"})
         record = yield self.serverClose()
-        if record == {"code": None, "reason": "", "wasClean": True}:
-            raise SkipTest(
-                "known server bug: conn.closeCode is None (and closeReason '') "
-                "after a server-initiated close; WebSocketConnection._closeReceived "
-                "records the peer's close code only when the state is OPEN"
-            )
         self.assertEqual(record, {"code": 4002, "reason": "bye", "wasClean": True})
 
     @defer.inlineCallbacks

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,19 @@ _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+
+#: RFC 9112 2.3: C{HTTP-version = "HTTP" "/" DIGIT "." DIGIT}.
+_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+
+#: RFC 9110 5.5: CR, LF and NUL are never allowed inside a field (nor in the
+#: request line); a bare one could smuggle a header into a response that
+#: echoes the value (Hixie-76's Origin and Location).
+_FORBIDDEN_CHARS = re.compile("[\r\n\x00]")
+
+#: A Hixie-76 key number is at most 2**32 - 1 times the count of spaces in a
+#: head bounded to a few KB: more significant digits than this can never
+#: make a valid key (and would exhaust int()'s digit limit).
+_MAX_HIXIE_KEY_DIGITS = 20
 
 
 class HandshakeError(Exception):
@@ -149,7 +163,7 @@ class Request:
     cookies: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
-        path, _, query = self.target.partition("?")
+        path, _, query = _resourceName(self.target).partition("?")
         self.path = path
         self.query = query
         self.params = parse_qs(query, keep_blank_values=True)
@@ -174,6 +188,22 @@ class Request:
         if "sec-websocket-key1" in self.headers:
             return HIXIE76
         return None
+
+
+def _resourceName(target: str) -> str:
+    """
+    The resource name (path and query) of a request target: the target
+    itself in origin-form, its path part in absolute-form (RFC 6455 4.2.1
+    item 1 admits an absolute HTTP/HTTPS URI).
+    """
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https", "ws", "wss"):
+        for i, c in enumerate(rest):
+            if c in "/?":
+                resource = rest[i:]
+                return resource if c == "/" else "/" + resource
+        return "/"
+    return target
 
 
 class RequestParser:
@@ -243,7 +273,14 @@ class RequestParser:
             raise HandshakeError(400, "Undecodable request head") from None
         lines = text.split("\r\n")
         parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[0] or not parts[1]:
+        if (
+            len(parts) != 3
+            or not parts[0]
+            or not parts[1]
+            or not _TOKEN_CHARS.issuperset(parts[0])
+            or _FORBIDDEN_CHARS.search(lines[0])
+            or not _HTTP_VERSION.fullmatch(parts[2])
+        ):
             raise HandshakeError(400, "Malformed request line")
         method, target, version = parts
         if not version.startswith("HTTP/1."):
@@ -261,7 +298,12 @@ class RequestParser:
             if line[:1] in (" ", "\t"):
                 raise HandshakeError(400, "Obsolete header line folding")
             name, sep, value = line.partition(":")
-            if not sep or not name or not _TOKEN_CHARS.issuperset(name):
+            if (
+                not sep
+                or not name
+                or not _TOKEN_CHARS.issuperset(name)
+                or _FORBIDDEN_CHARS.search(value)
+            ):
                 raise HandshakeError(400, "Malformed header line: %r" % line[:80])
             fields.append((name, value.strip(" \t")))
         return Request(method, target, version, Headers(fields))
@@ -294,7 +336,7 @@ def acceptKey(key: str | bytes) -> str:
 def _hixieKeyNumber(key: str) -> int:
     digits = "".join(c for c in key if c.isdigit() and c.isascii())
     spaces = key.count(" ")
-    if not digits or spaces == 0:
+    if not digits or spaces == 0 or len(digits.lstrip("0")) > _MAX_HIXIE_KEY_DIGITS:
         raise HandshakeError(400, "Malformed Sec-WebSocket-Key1/Key2")
     number = int(digits)
     if number % spaces or number // spaces > 0xFFFFFFFF:
@@ -363,8 +405,9 @@ def negotiate(
         )
     if "upgrade" not in headers.tokens("connection"):
         raise HandshakeError(400, "Missing 'Connection: Upgrade'")
-    if not headers.get("host"):
-        raise HandshakeError(400, "Missing Host header")
+    if not headers.get("host") or len(headers.getAll("host")) != 1:
+        # RFC 9112 3.2: exactly one Host field, else 400.
+        raise HandshakeError(400, "Missing or repeated Host header")
     family = request.protocolFamily
     if family is None or family not in families:
         if family is None and "sec-websocket-version" not in headers:
@@ -423,7 +466,9 @@ def _negotiateHixie76(
     origin = headers.get("origin")
     if origin is not None:
         lines.append(f"Sec-WebSocket-Origin: {origin}\r\n")
-    lines.append(f"Sec-WebSocket-Location: {scheme}://{host}{request.target}\r\n")
+    lines.append(
+        f"Sec-WebSocket-Location: {scheme}://{host}{_resourceName(request.target)}\r\n"
+    )
     if subprotocol is not None:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
     lines.append("\r\n")

@@ -48,17 +48,32 @@ class Failed:
 Event = str | ClosingFrame | Failed
 
 
+# Reader states.
+_FRAME_TYPE = 0  # waiting for a frame type byte
+_LENGTH = 1  # reading the base-128 length of a length-prefixed frame
+_SKIP = 2  # discarding the body of a length-prefixed frame
+_TEXT = 3  # inside a sentinel-delimited frame, until 0xFF
+
+
 class FrameReader:
     """
     Incremental reader of Hixie-76 frames: L{receive} returns C{str}
     messages, a L{ClosingFrame} or a final L{Failed}.
+
+    Only the payload of the text frame in progress is buffered, and never
+    more than C{maxMessageSize} bytes of it: an oversized frame fails as
+    soon as its size is known to exceed the limit. Frames the draft says to
+    discard (sentinel frames of a type other than 0x00, length-prefixed
+    frames other than C{0xFF 0x00}) are skipped without buffering.
     """
 
     def __init__(self, maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.maxMessageSize = maxMessageSize
-        self._buffer = bytearray()
-        self._scanned = 0
+        self._state = _FRAME_TYPE
+        self._frameType = 0
+        self._length = 0
         self._skip = 0
+        self._text = bytearray()
         self._done = False
 
     def receive(self, data: bytes) -> list[Event]:
@@ -68,66 +83,72 @@ class FrameReader:
         events: list[Event] = []
         if self._done:
             return events
-        buf = self._buffer
-        buf += data
         pos = 0
-        end = len(buf)
+        end = len(data)
         while pos < end:
-            if self._skip:
-                take = min(self._skip, end - pos)
-                self._skip -= take
-                pos += take
-                continue
-            frameType = buf[pos]
-            if frameType & 0x80:
-                # A length-prefixed frame: base-128 length, high bit = more.
-                length = 0
-                i = pos + 1
-                while i < end:
-                    b = buf[i]
-                    length = (length << 7) | (b & 0x7F)
-                    i += 1
-                    if not b & 0x80:
-                        break
-                    if length > self.maxMessageSize:
-                        break
+            state = self._state
+            if state == _FRAME_TYPE:
+                frameType = self._frameType = data[pos]
+                pos += 1
+                if frameType & 0x80:
+                    self._state = _LENGTH
+                    self._length = 0
                 else:
-                    break  # the length is not complete yet
+                    self._state = _TEXT
+                continue
+            if state == _TEXT:
+                stop = data.find(b"\xff", pos)
+                piece = end if stop < 0 else stop
+                if self._frameType == 0x00:
+                    if len(self._text) + (piece - pos) > self.maxMessageSize:
+                        events.append(Failed("Message larger than the limit"))
+                        self._fail()
+                        break
+                    self._text += data[pos:piece]
+                pos = piece
+                if stop < 0:
+                    break
+                pos += 1
+                self._state = _FRAME_TYPE
+                if self._frameType == 0x00:
+                    raw = self._text
+                    self._text = bytearray()
+                    try:
+                        events.append(raw.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        events.append(Failed("Invalid UTF-8 in a text frame"))
+                        self._fail()
+                        break
+                continue
+            if state == _LENGTH:
+                # Base-128 digits, most significant first; high bit = more.
+                b = data[pos]
+                pos += 1
+                length = self._length = (self._length << 7) | (b & 0x7F)
                 if length > self.maxMessageSize:
                     events.append(Failed("Frame larger than the message limit"))
-                    self._done = True
+                    self._fail()
                     break
-                if frameType == 0xFF and length == 0:
+                if b & 0x80:
+                    continue
+                if self._frameType == 0xFF and length == 0:
                     events.append(ClosingFrame())
-                    self._done = True
-                    pos = i
+                    self._fail()
                     break
-                pos = i
                 self._skip = length
+                self._state = _SKIP if length else _FRAME_TYPE
                 continue
-            # A sentinel-delimited frame: find the 0xFF, scanning new bytes only.
-            stop = buf.find(b"\xff", max(pos + 1, self._scanned))
-            if stop < 0:
-                self._scanned = end
-                if end - pos - 1 > self.maxMessageSize:
-                    events.append(Failed("Message larger than the limit"))
-                    self._done = True
-                break
-            self._scanned = 0
-            if stop - pos - 1 > self.maxMessageSize:
-                events.append(Failed("Message larger than the limit"))
-                self._done = True
-                break
-            if frameType == 0x00:
-                try:
-                    events.append(buf[pos + 1 : stop].decode("utf-8"))
-                except UnicodeDecodeError:
-                    events.append(Failed("Invalid UTF-8 in a text frame"))
-                    self._done = True
-                    break
-            pos = stop + 1
-        if pos:
-            del buf[:pos]
-            if self._scanned:
-                self._scanned -= pos
+            # _SKIP
+            take = min(self._skip, end - pos)
+            self._skip -= take
+            pos += take
+            if not self._skip:
+                self._state = _FRAME_TYPE
         return events
+
+    def _fail(self) -> None:
+        """
+        Stop reading (after a failure or the closing frame).
+        """
+        self._done = True
+        self._text = bytearray()

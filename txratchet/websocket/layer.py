@@ -59,9 +59,11 @@ class WebSocketConnection(Connection):
     @ivar cookies: the request's cookies, C{{name: value}}.
     @ivar peer: the peer's address (a Twisted C{IAddress}).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
-    @ivar closeCode: the close code the peer sent (or we failed with).
+    @ivar closeCode: the code of the close frame the peer sent (to start
+        the closing handshake or to answer ours); when we failed the
+        connection, the code we failed it with; 1006 when it just dropped.
     @ivar closeReason: the reason that came with it.
-    @ivar wasClean: did the closing handshake complete?
+    @ivar wasClean: did the closing handshake complete normally?
     """
 
     protocol = ""
@@ -88,6 +90,7 @@ class WebSocketConnection(Connection):
         )
         self._reader: rfc6455.FrameReader | hixie76.FrameReader | None = None
         self._hixie = False
+        self._failed = False
         self._timer: IDelayedCall | None = None
         self._startTimer(layer.handshakeTimeout, self._handshakeTimedOut)
 
@@ -198,12 +201,14 @@ class WebSocketConnection(Connection):
 
     def _closeReceived(self, event: rfc6455.CloseReceived) -> None:
         if self.state == OPEN:
-            self.closeCode = event.code
-            self.closeReason = event.reason
             payload = rfc6455.closePayload(event.code, "")
             self._send(rfc6455.frameHeader(rfc6455.CLOSE, len(payload)) + payload)
+        if not self._failed:
+            # The peer's close frame: it started the close, or answered ours.
+            self.closeCode = event.code
+            self.closeReason = event.reason
+            self.wasClean = True
         self.state = CLOSING
-        self.wasClean = True
         self._cancelTimer()
         # RFC 6455 7.1.1: the server closes the TCP connection first.
         self._outer.close()
@@ -219,6 +224,7 @@ class WebSocketConnection(Connection):
             code=code,
             reason=reason,
         )
+        self._failed = True
         if self.state == OPEN:
             self.closeCode = code
             self.closeReason = reason
