@@ -43,7 +43,7 @@ def waitForPort(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> Non
     raise AssertionError(f"twistd did not listen on {port} within {timeout}s")
 
 
-class TwistdPluginTests(TestCase):
+class TwistdTestCase(TestCase):
     timeout = 90
 
     def startTwistd(self, *args: str, cwd: Path = ROOT) -> None:
@@ -70,6 +70,8 @@ class TwistdPluginTests(TestCase):
         self.addCleanup(stop)
         return proc
 
+
+class TwistdPluginTests(TwistdTestCase):
     def test_demoPageAndChatOnOnePort(self):
         port = freePort()
         proc = self.startTwistd("--port", f"tcp:{port}:interface={HOST}", cwd=Path(tempfile.gettempdir()))
@@ -163,3 +165,54 @@ class TwistdPluginTests(TestCase):
         )
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("cannot import --app 'no.such.App'", out.stdout + out.stderr)
+
+
+class GracefulShutdownTests(TwistdTestCase):
+    """SIGTERM closes every peer with 1001 Going Away, then twistd exits."""
+
+    def test_sigtermSendsGoingAway(self):
+        port, linePort = freePort(), freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo",
+            "--port", f"tcp:{port}:interface={HOST}",
+            "--line-port", f"tcp:{linePort}:interface={HOST}",
+            "--close-timeout", "1",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            polite = rawclients.HybiClient(HOST, port)
+            polite.connect()
+            silent = rawclients.HybiClient(HOST, port, version=8)
+            silent.connect()
+            old = rawclients.Hixie76Client(HOST, port)
+            old.connect()
+            telnet = socket.create_connection((HOST, linePort), timeout=5)
+            polite.send_text("before")
+            echoed = polite.recv_text()
+            started = time.monotonic()
+            proc.terminate()
+            politeClose = polite.expect_close()  # replies with a close frame
+            politeTcp = polite.wait_tcp_closed()
+            silentFrame = silent.recv_frame()  # never answers
+            silentTcp = silent.wait_tcp_closed()
+            oldClose = old.recv_message()
+            lineBye = telnet.makefile("rb").readline()
+            code = proc.wait(15)
+            return (echoed, politeClose, politeTcp, silentFrame[0], silentFrame[3], silentTcp,
+                    oldClose, lineBye, code, time.monotonic() - started)
+
+        def check(r):
+            echoed, politeClose, politeTcp, opcode, payload, silentTcp, oldClose, lineBye, code, took = r
+            self.assertEqual(echoed, "before")
+            self.assertEqual(politeClose, (1001, "Server shutting down"))
+            self.assertTrue(politeTcp)
+            self.assertEqual((opcode, payload[:2]), (rawclients.OP_CLOSE, b"\x03\xe9"))
+            self.assertTrue(silentTcp)
+            self.assertIsNone(oldClose)
+            self.assertEqual(lineBye, b"Server shutting down\n")
+            # twistd re-raises the signal it stopped on once it is done.
+            self.assertIn(code, (0, -15))
+            self.assertLess(took, 10)
+
+        return deferToThread(talk).addCallback(check)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -120,6 +121,22 @@ class LineProtocol:
         self.delimiter = delimiter
         self.maxLineLength = maxLineLength
         self._connections: dict[Any, LineConnection] = {}
+        self._drained: list[Deferred[None]] = []
+
+    def shutdown(self, reason: str = "Server shutting down") -> Deferred[None]:
+        """
+        Close every connection, sending C{reason} as a last line.
+
+        @return: a Deferred that fires once every connection is gone.
+        """
+        done: Deferred[None] = Deferred()
+        if not self._connections:
+            done.callback(None)
+            return done
+        self._drained.append(done)
+        for line in list(self._connections.values()):
+            line.close(1001, reason)
+        return done
 
     def onOpen(self, conn: IConnection) -> None:
         line = self._connections[conn] = LineConnection(self, conn)
@@ -139,6 +156,10 @@ class LineProtocol:
 
     def onClose(self, conn: IConnection) -> None:
         line = self._connections.pop(conn, None)
+        if self._drained and not self._connections:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
         if line is None:
             return
         line.closed = True

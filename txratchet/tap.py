@@ -13,8 +13,9 @@ import sys
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
@@ -26,6 +27,22 @@ from txratchet.websocket import WebSocket
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
 
 log = Logger()
+
+
+class GracefulShutdown(Service):
+    """
+    On stop (SIGTERM, Ctrl-C), close every connection of C{layers} (1001
+    Going Away for WebSockets) and let twistd wait until they are gone.
+    """
+
+    def __init__(self, layers: list[WebSocket | LineProtocol]) -> None:
+        self.layers = layers
+
+    def stopService(self) -> Deferred[object]:
+        Service.stopService(self)
+        return gatherResults([layer.shutdown() for layer in self.layers]).addCallback(
+            lambda _: log.info("txratchet: every connection closed")
+        )
 
 
 class Options(usage.Options):
@@ -104,9 +121,13 @@ def makeService(options: Options) -> IService:
         clock=reactor,  # type: ignore[arg-type]
     )
     service = MultiService()
+    layers: list[WebSocket | LineProtocol] = [layer]
+    GracefulShutdown(layers).setServiceParent(service)
     strports.service(options["port"], Server(layer)).setServiceParent(service)
     log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     if options["line-port"]:
-        strports.service(options["line-port"], Server(LineProtocol(app))).setServiceParent(service)
+        lines = LineProtocol(app)
+        layers.append(lines)
+        strports.service(options["line-port"], Server(lines)).setServiceParent(service)
         log.info("txratchet: line protocol on {port}", port=options["line-port"])
     return service

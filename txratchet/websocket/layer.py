@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -449,6 +450,7 @@ class WebSocket:
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self._connections: dict[Any, WebSocketConnection] = {}
+        self._drained: list[Deferred[None]] = []
 
     @property
     def connections(self) -> list[WebSocketConnection]:
@@ -456,6 +458,25 @@ class WebSocket:
         The connections open (or opening) right now.
         """
         return list(self._connections.values())
+
+    def shutdown(
+        self, code: int = rfc6455.GOING_AWAY, reason: str = "Server shutting down"
+    ) -> Deferred[None]:
+        """
+        Close every connection (RFC 6455 peers get C{code}, 1001 Going Away
+        by default), after what was already sent to them.
+
+        @return: a Deferred that fires once every connection is gone; peers
+            that do not answer are aborted after C{closeTimeout}.
+        """
+        done: Deferred[None] = Deferred()
+        if not self._connections:
+            done.callback(None)
+            return done
+        self._drained.append(done)
+        for ws in list(self._connections.values()):
+            ws.close(code, reason)
+        return done
 
     def onOpen(self, conn: IConnection) -> None:
         self._connections[conn] = WebSocketConnection(self, conn)
@@ -471,6 +492,10 @@ class WebSocket:
         ws = self._connections.pop(conn, None)
         if ws is not None:
             ws.connectionLost()
+        if self._drained and not self._connections:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
 
     def onError(self, conn: IConnection, failure: Failure) -> None:
         log.failure("WebSocket layer error; dropping the connection", failure)
