@@ -67,8 +67,6 @@ class BrowserChatTests(TestCase):
 
     def setUp(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="txratchet-browser-"))
-        # The screenshot stays for a human to look at; the rest is removed.
-        self.shotDir = Path(tempfile.mkdtemp(prefix="txratchet-screenshot-"))
         self.addCleanup(shutil.rmtree, self.workdir, True)
 
     def test_chat_between_browser_and_raw_clients(self) -> Any:
@@ -162,7 +160,8 @@ class BrowserChatTests(TestCase):
         self.assertEqual(driver.find_elements("css selector", "#log b"), [])
 
         # 4. A screenshot for a human to look at.
-        shot = self.shotDir / "txratchet-chat.png"
+        # It stays for a human to look at; the rest of the files are removed.
+        shot = Path(tempfile.mkdtemp(prefix="txratchet-screenshot-")) / "txratchet-chat.png"
         self.assertTrue(driver.save_screenshot(str(shot)))
         self.assertEqual(shot.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
         print(f"\nbrowser screenshot: {shot}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import ISSLTransport, ITransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -59,16 +59,24 @@ class Connection:
         execute(result)
 
 
+@implementer(IPushProducer)
 class TransportConnection(Connection):
     """
     The connection at the bottom of the stack: C{send} writes bytes to the
     Twisted transport, C{close} loses the connection once the written bytes
     are flushed.
 
+    It is the transport's streaming producer: when the peer stops reading
+    and the transport's buffer fills, it stops reading from that peer (so an
+    echo flood cannot grow memory) and counts what is written meanwhile in
+    L{bufferedWhilePaused}, for the layers above to enforce their limits.
+
     @ivar transport: the Twisted transport.
     @ivar peer: the peer's address.
     @ivar host: our own address.
     @ivar secure: is the transport TLS?
+    @ivar writePaused: is the transport's write buffer over its limit?
+    @ivar bufferedWhilePaused: bytes written since it went over.
     """
 
     protocol = "tcp"
@@ -80,6 +88,11 @@ class TransportConnection(Connection):
         self.host = transport.getHost()
         self.secure = ISSLTransport.providedBy(transport)
         self.closed = False
+        self.writePaused = False
+        self.bufferedWhilePaused = 0
+        register = getattr(transport, "registerProducer", None)
+        if register is not None:
+            register(self, True)
 
     def send(self, message: str | bytes) -> None:
         """
@@ -89,18 +102,48 @@ class TransportConnection(Connection):
             return
         if isinstance(message, str):
             message = message.encode("utf-8")
+        if self.writePaused:
+            self.bufferedWhilePaused += len(message)
         self.transport.write(message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """
         Lose the connection after what was written is flushed.
         """
+        if self.closed:
+            return
+        self.closed = True
+        # A paused streaming producer would keep a disconnecting transport
+        # from ever finishing: let go of it first.
+        unregister = getattr(self.transport, "unregisterProducer", None)
+        if unregister is not None:
+            unregister()
         self.transport.loseConnection()
+
+    # IPushProducer, driven by the transport's write buffer.
+
+    def pauseProducing(self) -> None:
+        self.writePaused = True
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is not None:
+            pause()
+
+    def resumeProducing(self) -> None:
+        self.writePaused = False
+        self.bufferedWhilePaused = 0
+        if not self.closed:
+            resume = getattr(self.transport, "resumeProducing", None)
+            if resume is not None:
+                resume()
+
+    def stopProducing(self) -> None:
+        self.closed = True
 
     def abort(self) -> None:
         """
         Drop the connection now, discarding unsent bytes.
         """
+        self.closed = True
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None:
             abort()

@@ -41,7 +41,13 @@ class DemoChat(Application):
         return CloseConnection(conn, 1011)
 
     def _toOthers(self, sender: IConnection, message: str | bytes) -> Composite:
-        return Composite(SendMessage(c, message) for c in self.clients if c is not sender)
+        # Hixie-76 cannot carry binary: its users get a notice instead.
+        notice = f"* a binary message ({len(message)} bytes)" if isinstance(message, bytes) else ""
+        return Composite(
+            SendMessage(c, notice if notice and c.protocol == "hixie-76" else message)
+            for c in self.clients
+            if c is not sender
+        )
 
 
 def pageHandler(request: Request) -> bytes | None:

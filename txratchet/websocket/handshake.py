@@ -144,8 +144,10 @@ class Request:
     """
     A parsed opening-handshake request.
 
-    @ivar target: the request target as sent (path and query).
-    @ivar path: the decoded-free path part of C{target}.
+    @ivar target: the request target as sent (path and query, or an
+        absolute C{http(s)://} URI).
+    @ivar path: the path part of C{target}'s resource name, not
+        percent-decoded (for an absolute URI, without scheme and authority).
     @ivar query: the raw query string (without C{?}), C{""} if none.
     @ivar params: the query parsed into lists of values per name.
     @ivar body: bytes after the header block that belong to the handshake

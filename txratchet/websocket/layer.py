@@ -46,6 +46,29 @@ HTTPHandler = Callable[[Request], "bytes | None"]
 _CLOSE_FRAME_HEADER = rfc6455.frameHeader
 
 
+class _FlowlessOuter:
+    """
+    Adapts a lower connection that does not report write back-pressure.
+    """
+
+    writePaused = False
+    bufferedWhilePaused = 0
+
+    def __init__(self, outer: Any) -> None:
+        self._outer = outer
+        self.send = outer.send
+        self.close = outer.close
+        self.peer = getattr(outer, "peer", None)
+        self.secure = getattr(outer, "secure", False)
+
+    def abort(self) -> None:
+        abort = getattr(self._outer, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            self._outer.close()
+
+
 class WebSocketConnection(Connection):
     """
     One WebSocket peer, as the application sees it.
@@ -59,6 +82,8 @@ class WebSocketConnection(Connection):
     @ivar headers: the request's L{Headers}.
     @ivar cookies: the request's cookies, C{{name: value}}.
     @ivar peer: the peer's address (a Twisted C{IAddress}).
+    @ivar transport: the Twisted transport underneath, when there is one
+        (for TLS details or socket options; write through L{send}).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
     @ivar closeCode: the code of the close frame the peer sent (to start
         the closing handshake or to answer ours); when we failed the
@@ -72,9 +97,12 @@ class WebSocketConnection(Connection):
     def __init__(self, layer: WebSocket, outer: Any) -> None:
         super().__init__(layer.app)
         self._layer = layer
+        if not hasattr(outer, "writePaused"):
+            outer = _FlowlessOuter(outer)
         self._outer = outer
         self._send = outer.send
         self.peer = getattr(outer, "peer", None)
+        self.transport = getattr(outer, "transport", None)
         self.state = CONNECTING
         self.request: Request | None = None
         self.path = ""
@@ -92,7 +120,13 @@ class WebSocketConnection(Connection):
         self._reader: rfc6455.FrameReader | hixie76.FrameReader | None = None
         self._hixie = False
         self._failed = False
+        self._dropping = False
         self._timer: IDelayedCall | None = None
+        # Keepalive and idle timeout (only when enabled on the layer).
+        self._liveTimer: IDelayedCall | None = None
+        self._watchActivity = bool(layer.pingInterval or layer.idleTimeout)
+        self._lastReceived = 0.0
+        self._pingSentAt: float | None = None
         self._startTimer(layer.handshakeTimeout, self._handshakeTimedOut)
 
     # -- Sending ---------------------------------------------------------
@@ -112,8 +146,16 @@ class WebSocketConnection(Connection):
                 raise hixie76.BinaryNotSupported(
                     "Hixie-76 connections cannot carry binary messages"
                 )
+            outer = self._outer
+            if outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer:
+                if self._sendBufferFull(message):
+                    return
             self._send(hixie76.encodeText(message))
             return
+        outer = self._outer
+        if outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer:
+            if self._sendBufferFull(message):
+                return
         if isinstance(message, str):
             payload = message.encode("utf-8")
             opcode = rfc6455.TEXT
@@ -126,6 +168,34 @@ class WebSocketConnection(Connection):
         else:
             self._send(header)
             self._send(payload)
+
+    def _sendBufferFull(self, message: str | bytes) -> bool:
+        """
+        Apply the layer's C{sendBufferPolicy} to a peer that stopped reading.
+
+        @return: should C{message} be dropped?
+        """
+        policy = self._layer.sendBufferPolicy
+        if callable(policy):
+            return bool(policy(self, message))
+        if policy == "drop":
+            if not self._dropping:
+                self._dropping = True
+                log.info(
+                    "{peer} stopped reading; dropping messages to it", peer=self.peer
+                )
+            return True
+        log.info(
+            "{peer} stopped reading: over {limit} bytes queued; closing",
+            peer=self.peer,
+            limit=self._layer.maxSendBuffer,
+        )
+        self.closeCode = rfc6455.POLICY_VIOLATION
+        self.closeReason = "Send buffer overflow"
+        self._failed = True
+        self.state = CLOSING
+        self._outer.abort()
+        return True
 
     def ping(self, payload: bytes = b"") -> None:
         """
@@ -165,6 +235,8 @@ class WebSocketConnection(Connection):
     # -- Receiving -------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._watchActivity:
+            self._lastReceived = self._layer.clock.seconds()
         reader = self._reader
         if reader is None:
             self._handshakeData(data)
@@ -339,6 +411,9 @@ class WebSocketConnection(Connection):
             self._reader = rfc6455.FrameReader(layer.maxMessageSize)
         self._send(accepted.response)
         self.state = OPEN
+        if self._watchActivity:
+            self._lastReceived = layer.clock.seconds()
+            self._armLiveTimer()
         try:
             result = self.app.onOpen(self)
         except Exception:
@@ -362,6 +437,48 @@ class WebSocketConnection(Connection):
             if timer.active():
                 timer.cancel()
 
+    def _armLiveTimer(self) -> None:
+        layer = self._layer
+        deadlines = []
+        if layer.idleTimeout:
+            deadlines.append(self._lastReceived + layer.idleTimeout)
+        if layer.pingInterval and not self._hixie:
+            if self._pingSentAt is not None:
+                deadlines.append(self._pingSentAt + (layer.pingTimeout or layer.pingInterval))
+            else:
+                deadlines.append(self._lastReceived + layer.pingInterval)
+        if deadlines:
+            delay = max(0.001, min(deadlines) - layer.clock.seconds())
+            self._liveTimer = layer.clock.callLater(delay, self._checkLiveness)
+
+    def _checkLiveness(self) -> None:
+        """
+        Close an idle connection, drop a peer that does not answer
+        keepalive pings, and send the next ping when one is due.
+        """
+        self._liveTimer = None
+        if self.state != OPEN:
+            return
+        layer = self._layer
+        now = layer.clock.seconds()
+        if layer.idleTimeout and now - self._lastReceived >= layer.idleTimeout:
+            log.info("Closing idle connection from {peer}", peer=self.peer)
+            self.close(rfc6455.NORMAL_CLOSURE, "Idle timeout")
+            return
+        if layer.pingInterval and not self._hixie:
+            sentAt = self._pingSentAt
+            if sentAt is not None and self._lastReceived >= sentAt:
+                self._pingSentAt = sentAt = None  # anything received proves liveness
+            if sentAt is not None:
+                if now - sentAt >= (layer.pingTimeout or layer.pingInterval):
+                    log.info("Keepalive ping to {peer} unanswered", peer=self.peer)
+                    self.close(rfc6455.INTERNAL_ERROR, "Keepalive ping timeout")
+                    return
+            elif now - self._lastReceived >= layer.pingInterval:
+                self._pingSentAt = now
+                self.ping(b"keepalive")
+        self._armLiveTimer()
+
     def _handshakeTimedOut(self) -> None:
         self._timer = None
         if self.state == CONNECTING:
@@ -382,6 +499,10 @@ class WebSocketConnection(Connection):
         The layer below lost the connection.
         """
         self._cancelTimer()
+        live = self._liveTimer
+        if live is not None and live.active():
+            live.cancel()
+        self._liveTimer = None
         wasOpen = self.state in (OPEN, CLOSING) and self.request is not None
         self.state = CLOSED
         if self.closeCode is None and not self.wasClean:
@@ -414,6 +535,22 @@ class WebSocket:
     @param maxHeaders: the most header fields in a request (431 beyond).
     @param handshakeTimeout: seconds a client has to send its request.
     @param closeTimeout: seconds a peer has to answer our close frame.
+    @param pingInterval: send a keepalive ping after this many seconds
+        without receiving anything (RFC 6455 family; Hixie-76 has no ping).
+    @param pingTimeout: close (1011) a peer that sends nothing back within
+        this many seconds of a keepalive ping; defaults to C{pingInterval}.
+    @param idleTimeout: close (1000, "Idle timeout") a connection that
+        received nothing for this many seconds.
+    @param maxSendBuffer: bytes that may queue up for a peer that stopped
+        reading (beyond the transport's own 64 KiB) before
+        C{sendBufferPolicy} applies. Meanwhile the server stops reading from
+        that peer, so a peer cannot flood it with requests it never reads
+        the answers to.
+    @param sendBufferPolicy: C{"close"} drops the connection (its
+        C{closeCode} is 1008: a close frame could not get through),
+        C{"drop"} discards further messages to that peer until it reads
+        again, or a callable C{(conn, message) -> bool} that decides (True:
+        drop the message).
     @param httpHandler: answers plain HTTP requests (see L{HTTPHandler}).
     @param families: the protocol families accepted.
     @param clock: the reactor's time provider (for tests).
@@ -429,6 +566,11 @@ class WebSocket:
         maxHeaders: int = 100,
         handshakeTimeout: float | None = 10.0,
         closeTimeout: float | None = 5.0,
+        pingInterval: float | None = None,
+        pingTimeout: float | None = None,
+        idleTimeout: float | None = None,
+        maxSendBuffer: int = 16 * 1024 * 1024,
+        sendBufferPolicy: str | Callable[[WebSocketConnection, str | bytes], bool] = "close",
         httpHandler: HTTPHandler | None = None,
         families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
         clock: IReactorTime | None = None,
@@ -442,6 +584,13 @@ class WebSocket:
         self.maxHeaders = maxHeaders
         self.handshakeTimeout = handshakeTimeout
         self.closeTimeout = closeTimeout
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
+        self.idleTimeout = idleTimeout
+        if sendBufferPolicy not in ("close", "drop") and not callable(sendBufferPolicy):
+            raise ValueError("sendBufferPolicy must be 'close', 'drop' or a callable")
+        self.maxSendBuffer = maxSendBuffer
+        self.sendBufferPolicy = sendBufferPolicy
         self.httpHandler = httpHandler
         self.families = tuple(families)
         if clock is None:
