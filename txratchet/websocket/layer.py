@@ -146,16 +146,12 @@ class WebSocketConnection(Connection):
                 raise hixie76.BinaryNotSupported(
                     "Hixie-76 connections cannot carry binary messages"
                 )
-            outer = self._outer
-            if outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer:
-                if self._sendBufferFull(message):
-                    return
+            if self._overflowing() and self._sendBufferFull(message):
+                return
             self._send(hixie76.encodeText(message))
             return
-        outer = self._outer
-        if outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer:
-            if self._sendBufferFull(message):
-                return
+        if self._overflowing() and self._sendBufferFull(message):
+            return
         if isinstance(message, str):
             payload = message.encode("utf-8")
             opcode = rfc6455.TEXT
@@ -168,6 +164,12 @@ class WebSocketConnection(Connection):
         else:
             self._send(header)
             self._send(payload)
+
+    def _overflowing(self) -> bool:
+        outer = self._outer
+        return bool(
+            outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer
+        )
 
     def _sendBufferFull(self, message: str | bytes) -> bool:
         """
