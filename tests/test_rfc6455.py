@@ -954,3 +954,51 @@ class EncodingTests(SynchronousTestCase):
         if isValidCloseCode(code):
             events = FrameReader().receive(frame(CLOSE, payload))
             self.assertEqual(events, [CloseReceived(code, kept.decode("utf-8"))])
+
+
+class FloodTests(SynchronousTestCase):
+    """
+    Many tiny frames cost memory in proportion to the payload, not to the
+    number of frames (no per-fragment objects are kept).
+    """
+
+    def _peak(self, data: bytes) -> int:
+        reader = FrameReader()
+        tracemalloc.start()
+        try:
+            for i in range(0, len(data), 65536):
+                self.assertEqual(reader.receive(data[i : i + 65536]), [])
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def test_emptyContinuationFlood(self):
+        data = frame(BINARY, b"", fin=False) + frame(CONTINUATION, b"", fin=False) * 100000
+        self.assertLess(self._peak(data), 1 << 20)
+
+    def test_oneByteFragments(self):
+        """100,000 one-byte fragments: far below 34 bytes per fragment."""
+        data = text("a", fin=False) + cont("b", fin=False) * 100000
+        self.assertLess(self._peak(data), 1 << 20)
+
+
+class PeerClosedTests(SynchronousTestCase):
+    """A failure caused by the peer's own close frame is marked as such."""
+
+    def test_invalidCloseCode(self):
+        reader = FrameReader()
+        events = reader.receive(close(1005))
+        self.assertEqual(events, [Failed(PROTOCOL_ERROR, "Invalid close code 1005")])
+        self.assertTrue(reader.peerClosed)
+
+    def test_closeTooLong(self):
+        reader = FrameReader()
+        events = reader.receive(frame(CLOSE, b"\x03\xe8" + b"x" * 124))
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0].code, PROTOCOL_ERROR)
+        self.assertTrue(reader.peerClosed)
+
+    def test_otherFailure(self):
+        reader = FrameReader()
+        reader.receive(frame(TEXT, b"\xff"))
+        self.assertFalse(reader.peerClosed)

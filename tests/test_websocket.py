@@ -8,6 +8,7 @@ and Hixie-76 clients from tests/rawclients.py).
 from __future__ import annotations
 
 import json
+import time
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
@@ -496,6 +497,29 @@ class CloseTests(ServerTestCase):
         (code, _), tcp = yield self._expectClose(lambda c: c.send_close(1005))
         self.assertEqual(code, 1002)
         self.assertTrue(tcp)
+
+    @inlineCallbacks
+    def test_invalidClosePayloadEndsPromptly(self):
+        """
+        After a close frame that is itself invalid (payload over 125 bytes,
+        invalid code), no other close will come: the server answers 1002
+        and closes TCP at once, without waiting for closeTimeout.
+        """
+        port = yield self.listen(WebSocket(Echo(), closeTimeout=30))
+
+        def talk(payload):
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            c.send_frame(OP_CLOSE, payload)
+            started = time.monotonic()
+            code = c.expect_close(reply=False)
+            return code, c.wait_tcp_closed(5), time.monotonic() - started
+
+        for payload in (b"\x03\xe8" + b"*" * 124, b"\x03\xed", b"\x03"):
+            (code, _), tcp, took = yield deferToThread(talk, payload)
+            self.assertEqual(code, 1002)
+            self.assertTrue(tcp)
+            self.assertLess(took, 3)
 
     @inlineCallbacks
     def test_closeEchoesCode(self):

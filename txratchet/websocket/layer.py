@@ -306,6 +306,11 @@ class WebSocketConnection(Connection):
             self._sendClose(code, reason)
         reader = self._reader
         assert isinstance(reader, rfc6455.FrameReader)
+        if reader.peerClosed:
+            # Its (invalid) close frame was the peer's last word.
+            self._cancelTimer()
+            self._outer.close()
+            return
         reader.discardUntilClose()
         for event in reader.receive(b""):
             if event.__class__ is rfc6455.CloseReceived:

@@ -198,11 +198,14 @@ class FrameReader:
         self._maskOffset = 0
         # Message in progress.
         self._messageOpcode = -1
-        self._parts: list[bytes] = []  # a binary message's pieces
-        self._textParts: list[str] = []  # a text message's decoded pieces
+        self._single: str | bytes | None = None  # a message in one piece
+        self._buffer: bytearray | None = None  # a message in several pieces
         self._size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         # Terminal states.
+        #: Did the peer send a close frame (even an invalid one)? After a
+        #: failure caused by its close frame, no other close will come.
+        self.peerClosed = False
         self._done = False
         self._discarding = False
 
@@ -213,8 +216,8 @@ class FrameReader:
         """
         self._discarding = True
         self._messageOpcode = -1
-        self._parts = []
-        self._textParts = []
+        self._single = None
+        self._buffer = None
         self._decoder = None
         self._done = False
 
@@ -306,6 +309,7 @@ class FrameReader:
             if failure is not None:
                 events.append(failure)
                 self._fail()
+                self.peerClosed = opcode == CLOSE
                 if not length >> 63:
                     # Keep frame boundaries so the peer's close can be found.
                     pos += headerSize
@@ -326,6 +330,7 @@ class FrameReader:
                 events.append(event)
                 if event.__class__ is Failed:
                     self._fail()
+                    self.peerClosed = opcode == CLOSE
                     break
                 if event.__class__ is CloseReceived:
                     self._done = True
@@ -342,8 +347,8 @@ class FrameReader:
                 self._messageOpcode = opcode
                 self._size = 0
                 self._decoder = None
-                self._parts = []
-                self._textParts = []
+                self._single = None
+                self._buffer = None
             self._size += length
             if length == 0:
                 # Let the loop finish the (empty) frame.
@@ -393,64 +398,63 @@ class FrameReader:
         return None
 
     def _addPayload(self, payload: bytes) -> Failed | None:
-        if self._messageOpcode != TEXT:
-            self._parts.append(payload)
-            return None
-        decoder = self._decoder
-        if (
-            decoder is None
-            and self._fin
-            and self._remaining == 0
-            and not self._textParts
-        ):
-            # The whole message in one piece: decode it in one go.
+        buffer = self._buffer
+        if buffer is None and self._fin and self._remaining == 0:
+            # The whole message in one piece (the common case): no copy.
+            if self._messageOpcode != TEXT:
+                self._single = payload
+                return None
             try:
-                self._textParts.append(payload.decode("utf-8"))
+                self._single = payload.decode("utf-8")
             except UnicodeDecodeError:
                 return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
             return None
-        if decoder is None:
-            decoder = self._decoder = _utf8Decoder("strict")
-        try:
-            text = decoder.decode(payload, False)
-        except UnicodeDecodeError:
-            return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
-        pendingBytes = decoder.getstate()[0]
-        if (
-            len(pendingBytes) >= 2
-            and pendingBytes[0] == 0xED
-            and pendingBytes[1] >= 0xA0
-        ):
-            # CPython waits for the third byte; a surrogate is already sure.
-            return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
-        if text:
-            self._textParts.append(text)
+        if buffer is None:
+            # Pieces go into one bytearray: no per-fragment objects, so a
+            # peer sending 1-byte fragments costs no more memory per byte.
+            buffer = self._buffer = bytearray()
+        if self._messageOpcode == TEXT:
+            # Validate as the bytes arrive (fail fast); decode once at the end.
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = _utf8Decoder("strict")
+            try:
+                decoder.decode(payload, False)
+            except UnicodeDecodeError:
+                return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
+            pendingBytes = decoder.getstate()[0]
+            if (
+                len(pendingBytes) >= 2
+                and pendingBytes[0] == 0xED
+                and pendingBytes[1] >= 0xA0
+            ):
+                # CPython waits for the third byte; a surrogate is already sure.
+                return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
+        buffer += payload
         return None
 
     def _finishMessage(self) -> str | bytes | Failed:
         opcode = self._messageOpcode
-        parts = self._parts
-        textParts = self._textParts
+        single = self._single
+        buffer = self._buffer
+        decoder = self._decoder
         self._messageOpcode = -1
-        self._parts = []
-        self._textParts = []
+        self._single = None
+        self._buffer = None
+        self._decoder = None
         self._size = 0
+        if single is not None:
+            return single
+        if buffer is None:  # pragma: no cover - a finished message has a piece
+            buffer = bytearray()
         if opcode == TEXT:
-            decoder = self._decoder
-            self._decoder = None
             if decoder is not None:
                 try:
-                    tail = decoder.decode(b"", True)
+                    decoder.decode(b"", True)
                 except UnicodeDecodeError:
                     return Failed(INVALID_PAYLOAD, "Truncated UTF-8 in a text message")
-                if tail:  # pragma: no cover - final flush yields no text
-                    textParts.append(tail)
-            if len(textParts) == 1:
-                return textParts[0]
-            return "".join(textParts)
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
+            return buffer.decode("utf-8")
+        return bytes(buffer)
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == PING:
