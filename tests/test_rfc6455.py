@@ -1002,3 +1002,18 @@ class PeerClosedTests(SynchronousTestCase):
         reader = FrameReader()
         reader.receive(frame(TEXT, b"\xff"))
         self.assertFalse(reader.peerClosed)
+
+
+class FrameLimitTests(SynchronousTestCase):
+    def test_frameOverLimit(self):
+        """maxFrameSize bounds each data frame, from its header alone."""
+        reader = FrameReader(maxFrameSize=100)
+        events = reader.receive(frame(BINARY, b"", length=101)[:8])
+        self.assertEqual(events, [Failed(MESSAGE_TOO_BIG, "Frame larger than 100 bytes")])
+
+    def test_fragmentsUnderFrameLimit(self):
+        reader = FrameReader(maxFrameSize=100)
+        events = reader.receive(
+            frame(BINARY, b"a" * 100, fin=False) + frame(CONTINUATION, b"b" * 100)
+        )
+        self.assertEqual(events, [b"a" * 100 + b"b" * 100])

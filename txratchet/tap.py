@@ -61,15 +61,26 @@ class Options(usage.Options):
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
         ["port", "p", "tcp:8080", "Endpoint for WebSockets (any endpoint string)."],
         ["line-port", None, None, "Also serve the same application instance over a line protocol on this endpoint."],
-        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest message accepted, in bytes.", int],
-        ["handshake-timeout", None, 10.0, "Seconds a client has to finish its opening handshake.", float],
-        ["close-timeout", None, 5.0, "Seconds a peer has to answer a close frame.", float],
+        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest message accepted, in bytes (1009 beyond).", int],
+        ["max-frame-size", None, None, "Largest data frame payload accepted, in bytes (default: the message limit).", int],
+        ["max-handshake-size", None, 16384, "Largest opening-handshake request head, in bytes (431 beyond).", int],
+        ["max-headers", None, 100, "Most header fields in a handshake request (431 beyond).", int],
+        ["handshake-timeout", None, 10.0, "Seconds a client has to finish its opening handshake (408).", float],
+        ["close-timeout", None, 5.0, "Seconds a peer has to answer a close frame before it is aborted.", float],
+        ["ping-interval", None, None, "Send a keepalive ping after this many seconds of silence.", float],
+        ["ping-timeout", None, None, "Close (1011) a peer silent this long after a keepalive ping (default: the interval).", float],
+        ["idle-timeout", None, None, "Close a connection that received nothing for this many seconds.", float],
+        ["max-send-buffer", None, 16 * 1024 * 1024, "Bytes that may queue for a peer that stopped reading.", int],
+        ["send-buffer-policy", None, "close", "What to do past --max-send-buffer: close or drop."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
 
     def postOptions(self) -> None:
-        if self["max-message-size"] <= 0:
-            raise usage.UsageError("--max-message-size must be positive")
+        for name in ("max-message-size", "max-frame-size", "max-handshake-size", "max-headers", "max-send-buffer"):
+            if self[name] is not None and self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be positive")
+        if self["send-buffer-policy"] not in ("close", "drop"):
+            raise usage.UsageError("--send-buffer-policy must be 'close' or 'drop'")
 
 
 def loadApplication(name: str) -> IApplication:
@@ -115,8 +126,16 @@ def makeService(options: Options) -> IService:
         app,
         subprotocols=subprotocols,
         maxMessageSize=options["max-message-size"],
+        maxFrameSize=options["max-frame-size"],
+        maxHandshakeSize=options["max-handshake-size"],
+        maxHeaders=options["max-headers"],
         handshakeTimeout=options["handshake-timeout"],
         closeTimeout=options["close-timeout"],
+        pingInterval=options["ping-interval"],
+        pingTimeout=options["ping-timeout"],
+        idleTimeout=options["idle-timeout"],
+        maxSendBuffer=options["max-send-buffer"],
+        sendBufferPolicy=options["send-buffer-policy"],
         httpHandler=httpHandler,
         clock=reactor,  # type: ignore[arg-type]
     )

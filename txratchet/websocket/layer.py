@@ -415,7 +415,9 @@ class WebSocketConnection(Connection):
         if self._hixie:
             self._reader = hixie76.FrameReader(layer.maxMessageSize)
         else:
-            self._reader = rfc6455.FrameReader(layer.maxMessageSize)
+            self._reader = rfc6455.FrameReader(
+                layer.maxMessageSize, maxFrameSize=layer.maxFrameSize
+            )
         self._send(accepted.response)
         self.state = OPEN
         if self._watchActivity:
@@ -538,6 +540,8 @@ class WebSocket:
         of preference is the client's; defaults to C{app.subprotocols}.
     @param maxMessageSize: the largest message accepted, in bytes; larger
         ones close the connection with 1009.
+    @param maxFrameSize: the largest data frame payload accepted (1009
+        beyond); C{None}: only C{maxMessageSize} applies.
     @param maxHandshakeSize: the largest request head (431 beyond).
     @param maxHeaders: the most header fields in a request (431 beyond).
     @param handshakeTimeout: seconds a client has to send its request.
@@ -569,6 +573,7 @@ class WebSocket:
         *,
         subprotocols: Sequence[str] | None = None,
         maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
+        maxFrameSize: int | None = None,
         maxHandshakeSize: int = 16384,
         maxHeaders: int = 100,
         handshakeTimeout: float | None = 10.0,
@@ -587,6 +592,7 @@ class WebSocket:
             subprotocols = getattr(app, "subprotocols", ())
         self.subprotocols: Sequence[str] = tuple(subprotocols or ())
         self.maxMessageSize = maxMessageSize
+        self.maxFrameSize = maxFrameSize
         self.maxHandshakeSize = maxHandshakeSize
         self.maxHeaders = maxHeaders
         self.handshakeTimeout = handshakeTimeout

@@ -180,14 +180,18 @@ class FrameReader:
     @ivar maxMessageSize: the largest message accepted (bytes of payload);
         a frame that would make a message larger fails with 1009 as soon as
         its header arrives, before any of its payload is buffered.
+    @ivar maxFrameSize: the largest data frame payload accepted (1009
+        beyond), or C{None} for no limit besides C{maxMessageSize}.
     """
 
     def __init__(
         self,
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         requireMask: bool = True,
+        maxFrameSize: int | None = None,
     ) -> None:
         self.maxMessageSize = maxMessageSize
+        self.maxFrameSize = maxFrameSize
         self.requireMask = requireMask
         self._pending = b""
         # Frame in progress (payload not fully consumed).
@@ -389,6 +393,10 @@ class FrameReader:
         if length >> 63:
             return Failed(PROTOCOL_ERROR, "Payload length with the high bit set")
         if opcode < 8:
+            if self.maxFrameSize is not None and length > self.maxFrameSize:
+                return Failed(
+                    MESSAGE_TOO_BIG, "Frame larger than %d bytes" % self.maxFrameSize
+                )
             size = (self._size if opcode == CONTINUATION else 0) + length
             if size > self.maxMessageSize:
                 return Failed(

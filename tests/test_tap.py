@@ -1,0 +1,59 @@
+"""
+The twistd options reach the WebSocket layer (the plugin itself is run as a
+subprocess in test_twistd).
+"""
+
+from __future__ import annotations
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from txratchet.tap import Options, makeService
+
+
+def layerOf(service):
+    for child in service:
+        factory = getattr(child, "factory", None)
+        if factory is not None:
+            return factory.app
+    raise AssertionError("no server in the service")
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_limitsAndTimeouts(self):
+        options = Options()
+        options.parseOptions([
+            "--app", "examples.echo.Echo",
+            "--port", "tcp:0:interface=127.0.0.1",
+            "--max-message-size", "1000", "--max-frame-size", "500",
+            "--max-handshake-size", "4096", "--max-headers", "20",
+            "--handshake-timeout", "2", "--close-timeout", "3",
+            "--ping-interval", "15", "--ping-timeout", "5", "--idle-timeout", "60",
+            "--max-send-buffer", "65536", "--send-buffer-policy", "drop",
+            "--subprotocols", "a, b",
+        ])
+        layer = layerOf(makeService(options))
+        self.assertEqual(
+            (layer.maxMessageSize, layer.maxFrameSize, layer.maxHandshakeSize, layer.maxHeaders),
+            (1000, 500, 4096, 20),
+        )
+        self.assertEqual(
+            (layer.handshakeTimeout, layer.closeTimeout, layer.pingInterval,
+             layer.pingTimeout, layer.idleTimeout),
+            (2.0, 3.0, 15.0, 5.0, 60.0),
+        )
+        self.assertEqual((layer.maxSendBuffer, layer.sendBufferPolicy), (65536, "drop"))
+        self.assertEqual(layer.subprotocols, ("a", "b"))
+        self.assertEqual(type(layer.app).__name__, "Echo")
+
+    def test_defaults(self):
+        options = Options()
+        options.parseOptions([])
+        layer = layerOf(makeService(options))
+        self.assertEqual(layer.maxMessageSize, 16 * 1024 * 1024)
+        self.assertIsNone(layer.pingInterval)
+        self.assertEqual(type(layer.app).__name__, "DemoChat")
+
+    def test_badValues(self):
+        for args in (["--max-message-size", "0"], ["--send-buffer-policy", "explode"]):
+            self.assertRaises(usage.UsageError, Options().parseOptions, args)
