@@ -210,8 +210,9 @@ class NodeWSClientTests(TestCase):
         if status != 0 or not result.get("ok"):
             self.fail(f"Node client failed; {details}")
         self.assertEqual(result["scenario"], scenario)
-        # ws offers permessage-deflate; txratchet does not negotiate it.
-        self.assertEqual(result["extensions"], "")
+        # ws offers permessage-deflate (client_max_window_bits, no value);
+        # txratchet accepts it with its default 12-bit compression window.
+        self.assertEqual(result["extensions"], "permessage-deflate")
         self.assertEqual(result["subprotocol"], "")
         return result
 

@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs
@@ -319,11 +319,13 @@ class Accepted:
     @ivar family: the protocol family (L{HIXIE76}, L{HYBI07}, ...).
     @ivar response: the bytes to send back (head, and Hixie-76's answer).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
+    @ivar extensions: the C{Sec-WebSocket-Extensions} answer, or C{None}.
     """
 
     family: str
     response: bytes
     subprotocol: str | None
+    extensions: str | None = None
 
 
 def acceptKey(key: str | bytes) -> str:
@@ -381,12 +383,16 @@ def negotiate(
     subprotocols: Sequence[str] = (),
     secure: bool = False,
     families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
+    extensions: Callable[[Request], str | None] | None = None,
 ) -> Accepted:
     """
     Validate an upgrade request and build the answer for its protocol family.
 
     @param secure: the connection is TLS (Hixie-76's location is C{wss:}).
     @param families: the families this server accepts.
+    @param extensions: for the HyBi/RFC 6455 families, given the valid
+        request, returns the C{Sec-WebSocket-Extensions} answer (or C{None}
+        for none); it may raise L{HandshakeError}.
     @raise HandshakeError: with the status and reason to answer.
     """
     headers = request.headers
@@ -445,8 +451,11 @@ def negotiate(
     ]
     if subprotocol is not None:
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}\r\n")
+    extension = extensions(request) if extensions is not None else None
+    if extension is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extension}\r\n")
     lines.append("\r\n")
-    return Accepted(family, "".join(lines).encode("latin-1"), subprotocol)
+    return Accepted(family, "".join(lines).encode("latin-1"), subprotocol, extension)
 
 
 def _negotiateHixie76(

@@ -21,7 +21,7 @@ from zope.interface import implementer
 from txratchet.commands import execute
 from txratchet.connection import Connection
 from txratchet.interfaces import IApplication, IConnection
-from txratchet.websocket import handshake, hixie76, rfc6455
+from txratchet.websocket import deflate, handshake, hixie76, rfc6455
 from txratchet.websocket.handshake import (
     HIXIE76,
     HYBI07,
@@ -43,7 +43,8 @@ CLOSED = 3
 #: whole response (see L{handshake.httpResponse}), or C{None} for a 400.
 HTTPHandler = Callable[[Request], "bytes | None"]
 
-_CLOSE_FRAME_HEADER = rfc6455.frameHeader
+#: permessage-deflate as negotiated unless told otherwise.
+DEFAULT_COMPRESSION = deflate.PerMessageDeflate()
 
 
 class _FlowlessOuter:
@@ -85,6 +86,7 @@ class WebSocketConnection(Connection):
     @ivar transport: the Twisted transport underneath, when there is one
         (for TLS details or socket options; write through L{send}).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
+    @ivar compression: the agreed permessage-deflate parameters, or C{None}.
     @ivar closeCode: the code of the close frame the peer sent (to start
         the closing handshake or to answer ours); when we failed the
         connection, the code we failed it with; 1006 when it just dropped.
@@ -121,6 +123,9 @@ class WebSocketConnection(Connection):
         self._hixie = False
         self._failed = False
         self._dropping = False
+        self.compression: deflate.DeflateParams | None = None
+        self._deflater: deflate.Deflater | None = None
+        self._compressMin = 0
         self._timer: IDelayedCall | None = None
         # Keepalive and idle timeout (only when enabled on the layer).
         self._liveTimer: IDelayedCall | None = None
@@ -158,7 +163,12 @@ class WebSocketConnection(Connection):
         else:
             payload = bytes(message)
             opcode = rfc6455.BINARY
-        header = rfc6455.frameHeader(opcode, len(payload))
+        deflater = self._deflater
+        if deflater is not None and len(payload) >= self._compressMin:
+            payload = deflater.compress(payload)
+            header = rfc6455.frameHeader(opcode, len(payload), True, 0x40)
+        else:
+            header = rfc6455.frameHeader(opcode, len(payload))
         if len(payload) < 4096:
             self._send(header + payload)
         else:
@@ -367,11 +377,30 @@ class WebSocketConnection(Connection):
                 layer.subprotocols,
                 secure=bool(getattr(self._outer, "secure", False)),
                 families=layer.families,
+                extensions=self._negotiateCompression if layer.compression else None,
             )
         except HandshakeError as e:
             self._refuse(e)
             return
         self._open(request, accepted, parser.leftover)
+
+    def _negotiateCompression(self, request: Request) -> str | None:
+        layer = self._layer
+        config = layer.compression
+        offers = request.headers.getAll("sec-websocket-extensions")
+        if config is None or not offers:
+            return None
+        limit = layer.compressionContextTakeoverLimit
+        try:
+            params = config.negotiate(
+                offers, noContextTakeover=limit is not None and layer.compressing >= limit
+            )
+        except deflate.MalformedExtensions as e:
+            raise HandshakeError(400, f"Malformed Sec-WebSocket-Extensions: {e}") from None
+        if params is None:
+            return None
+        self.compression = params
+        return params.responseHeader()
 
     def _plainHTTP(self, request: Request) -> None:
         handler = self._layer.httpHandler
@@ -415,8 +444,15 @@ class WebSocketConnection(Connection):
         if self._hixie:
             self._reader = hixie76.FrameReader(layer.maxMessageSize)
         else:
+            inflater = None
+            params = self.compression
+            if params is not None and layer.compression is not None:
+                self._deflater = deflate.Deflater(layer.compression, params)
+                self._compressMin = layer.compression.minSize
+                inflater = deflate.Inflater(params, layer.maxMessageSize)
+                layer.compressing += 1
             self._reader = rfc6455.FrameReader(
-                layer.maxMessageSize, maxFrameSize=layer.maxFrameSize
+                layer.maxMessageSize, maxFrameSize=layer.maxFrameSize, inflater=inflater
             )
         self._send(accepted.response)
         self.state = OPEN
@@ -512,6 +548,9 @@ class WebSocketConnection(Connection):
         if live is not None and live.active():
             live.cancel()
         self._liveTimer = None
+        if self._deflater is not None:
+            self._deflater = None
+            self._layer.compressing -= 1
         wasOpen = self.state in (OPEN, CLOSING) and self.request is not None
         self.state = CLOSED
         if self.closeCode is None and not self.wasClean:
@@ -552,6 +591,12 @@ class WebSocket:
         this many seconds of a keepalive ping; defaults to C{pingInterval}.
     @param idleTimeout: close (1000, "Idle timeout") a connection that
         received nothing for this many seconds.
+    @param compression: permessage-deflate settings (RFC 7692), or
+        C{None} to never negotiate it. On by default: the size limit
+        applies to inflated messages, enforced while inflating.
+    @param compressionContextTakeoverLimit: once this many open
+        connections compress, new ones are given no context takeover both
+        ways, so their zlib state is freed between messages.
     @param maxSendBuffer: bytes that may queue up for a peer that stopped
         reading (beyond the transport's own 64 KiB) before
         C{sendBufferPolicy} applies. Meanwhile the server stops reading from
@@ -581,6 +626,8 @@ class WebSocket:
         pingInterval: float | None = None,
         pingTimeout: float | None = None,
         idleTimeout: float | None = None,
+        compression: deflate.PerMessageDeflate | None = DEFAULT_COMPRESSION,
+        compressionContextTakeoverLimit: int | None = None,
         maxSendBuffer: int = 16 * 1024 * 1024,
         sendBufferPolicy: str | Callable[[WebSocketConnection, str | bytes], bool] = "close",
         httpHandler: HTTPHandler | None = None,
@@ -603,6 +650,10 @@ class WebSocket:
         if sendBufferPolicy not in ("close", "drop") and not callable(sendBufferPolicy):
             raise ValueError("sendBufferPolicy must be 'close', 'drop' or a callable")
         self.maxSendBuffer = maxSendBuffer
+        self.compression = compression
+        self.compressionContextTakeoverLimit = compressionContextTakeoverLimit
+        #: How many open connections compress (for the takeover limit).
+        self.compressing = 0
         self.sendBufferPolicy = sendBufferPolicy
         self.httpHandler = httpHandler
         self.families = tuple(families)

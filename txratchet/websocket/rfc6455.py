@@ -15,6 +15,8 @@ import codecs
 import struct
 from dataclasses import dataclass
 
+from txratchet.websocket import deflate
+
 CONTINUATION = 0x0
 TEXT = 0x1
 BINARY = 0x2
@@ -182,6 +184,9 @@ class FrameReader:
         its header arrives, before any of its payload is buffered.
     @ivar maxFrameSize: the largest data frame payload accepted (1009
         beyond), or C{None} for no limit besides C{maxMessageSize}.
+    @ivar inflater: when permessage-deflate was agreed, decompresses
+        messages whose first frame has RSV1 set; the size limit then
+        applies to the inflated message, enforced while inflating.
     """
 
     def __init__(
@@ -189,9 +194,12 @@ class FrameReader:
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         requireMask: bool = True,
         maxFrameSize: int | None = None,
+        inflater: deflate.Inflater | None = None,
     ) -> None:
         self.maxMessageSize = maxMessageSize
         self.maxFrameSize = maxFrameSize
+        self.inflater = inflater
+        self._compressed = False
         self.requireMask = requireMask
         self._pending = b""
         # Frame in progress (payload not fully consumed).
@@ -258,6 +266,13 @@ class FrameReader:
                         self._maskOffset = (self._maskOffset + take) & 3
                     else:
                         payload = bytes(chunk)
+                    if self._compressed:
+                        inflated = self._inflate(payload)
+                        if isinstance(inflated, Failed):
+                            events.append(inflated)
+                            self._fail()
+                            break
+                        payload = inflated
                     failure = self._addPayload(payload)
                     if failure is not None:
                         events.append(failure)
@@ -348,6 +363,7 @@ class FrameReader:
             self._remaining = length
             self._inFrame = True
             if opcode != CONTINUATION:
+                self._compressed = bool(b0 & 0x40)
                 self._messageOpcode = opcode
                 self._size = 0
                 self._decoder = None
@@ -370,8 +386,17 @@ class FrameReader:
     def _checkHeader(
         self, b0: int, opcode: int, fin: int, masked: int, length: int
     ) -> Failed | None:
-        if b0 & 0x70:
-            return Failed(PROTOCOL_ERROR, "Reserved bits set without an extension")
+        rsv = b0 & 0x70
+        if rsv:
+            if self.inflater is None or rsv != 0x40:
+                return Failed(PROTOCOL_ERROR, "Reserved bits set without an extension")
+            if opcode not in (TEXT, BINARY):
+                return Failed(
+                    PROTOCOL_ERROR,
+                    "RSV1 set on a control frame"
+                    if opcode >= 8
+                    else "RSV1 set on a frame that does not start a message",
+                )
         if opcode >= 8:
             if opcode not in _CONTROL_OPCODES:
                 return Failed(PROTOCOL_ERROR, "Reserved control opcode %d" % opcode)
@@ -404,6 +429,19 @@ class FrameReader:
                     "Message larger than %d bytes" % self.maxMessageSize,
                 )
         return None
+
+    def _inflate(self, payload: bytes) -> bytes | Failed:
+        inflater = self.inflater
+        assert inflater is not None
+        try:
+            return inflater.feed(payload, self._fin and self._remaining == 0)
+        except deflate.MessageTooBig:
+            return Failed(
+                MESSAGE_TOO_BIG,
+                "Message inflates beyond %d bytes" % inflater.maxMessageSize,
+            )
+        except deflate.CorruptMessage as e:
+            return Failed(INVALID_PAYLOAD, "Invalid compressed data: %s" % e)
 
     def _addPayload(self, payload: bytes) -> Failed | None:
         buffer = self._buffer

@@ -1,0 +1,514 @@
+"""
+Hostile clients against the echo example run under C{twistd} as a real
+subprocess: slowloris, oversized and garbage handshakes, absurd frame
+lengths, floods of pings, of tiny fragments and of big messages from peers
+that never read, silent and vanished peers, thousands of idle connections.
+
+Each test starts its own server, reads its memory from C{/proc/PID/status}
+(VmRSS now, VmHWM for the peak since the attack began), and checks that the
+server stays alive, answers the attacker as it should, keeps its memory
+bounded, and still echoes for a normal client afterwards. Every loop is
+bounded in count and time; only 127.0.0.1 is used.
+
+The measured numbers are printed (C{pytest -s}, or trial's test.log) as
+C{[hostile] ...} lines.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests import rawclients
+from tests.hostile_clients import (
+    HOST,
+    MiB,
+    EchoServer,
+    TunedHybiClient,
+    closeQuietly,
+    echoRoundTrip,
+    floodUntilStalled,
+    maskedHeader,
+    raiseFdLimit,
+    readUntilClosed,
+    sendAndCollect,
+    serverRecvQueue,
+    vanish,
+    waitAllClosed,
+)
+from tests.rawclients import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
+
+KiB = 1024
+
+
+def report(line: str) -> None:
+    print(f"[hostile] {line}", flush=True)
+
+
+class HostileTestCase(SynchronousTestCase):
+    def startServer(self, *args: str) -> EchoServer:
+        server = EchoServer(*args)
+        self.addCleanup(server.stop)
+        server.waitListening()
+        # Warm up: lazy imports and first allocations are not the attack's.
+        echoRoundTrip(server.port)
+        return server
+
+    def baseline(self, server: EchoServer) -> int:
+        """Settled RSS before the attack (KiB); the peak mark starts here."""
+        rss = server.settledRss(0.2)
+        if not server.resetPeak():  # pragma: no cover - Linux < 4.0
+            raise SkipTest("cannot reset the peak RSS mark (/proc/PID/clear_refs)")
+        return rss
+
+    def assertSurvived(self, server: EchoServer, name: str, base: int, boundMiB: float,
+                       during: int | None = None, extra: str = "") -> None:
+        """
+        The server is alive, its peak RSS since L{baseline} stayed under
+        C{base + boundMiB}, and a normal client gets its echo.
+        """
+        self.assertTrue(server.alive(), f"{name}: the server died:\n{server.logTail()}")
+        peak = server.peak()
+        echoed = echoRoundTrip(server.port)
+        after = server.settledRss(0.3)
+        report(
+            f"{name}: baseline {base / 1024:.1f} MiB"
+            + (f", during +{(during - base) / 1024:.1f} MiB" if during is not None else "")
+            + f", peak +{(peak - base) / 1024:.1f} MiB, after +{(after - base) / 1024:.1f} MiB"
+            + f" (bound +{boundMiB} MiB){extra}"
+        )
+        self.assertEqual(echoed, ("still serving", b"\x00\xffok"))
+        self.assertLess(
+            peak - base, boundMiB * 1024,
+            f"{name}: peak RSS grew {(peak - base) / 1024:.1f} MiB over the "
+            f"{base / 1024:.1f} MiB baseline (bound {boundMiB} MiB)",
+        )
+        self.assertTrue(server.alive(), f"{name}: the server died:\n{server.logTail()}")
+
+
+def httpStatus(response: bytes) -> int | None:
+    return rawclients.parse_response_head(response.split(b"\r\n\r\n", 1)[0])[0]
+
+
+class HandshakeAttackTests(HostileTestCase):
+    def test_slowloris(self):
+        """
+        200 connections trickle a request head one byte per 100 ms and never
+        finish it: each gets 408 and is closed after the 1 s handshake
+        timeout (counted from the connection, not reset by each byte).
+        """
+        server = self.startServer("--handshake-timeout", "1")
+        base = self.baseline(server)
+        count = 200
+        head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nX-Slow: " + b"a" * 200
+        socks: list[socket.socket] = []
+        self.addCleanup(lambda: closeQuietly(*socks))
+        opened: dict[socket.socket, float] = {}
+        for _ in range(count):
+            s = socket.create_connection((HOST, server.port), timeout=5)
+            opened[s] = time.monotonic()
+            socks.append(s)
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        self.addCleanup(sel.close)
+        for s in socks:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+        received = {s: bytearray() for s in socks}
+        closedAt: dict[socket.socket, float] = {}
+        sentBytes: dict[socket.socket, int] = {}
+        index = 0
+        nextByte = time.monotonic()
+        during = 0
+        deadline = time.monotonic() + 8
+        while len(closedAt) < count and time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= nextByte and index < len(head):
+                for s in socks:
+                    if s not in closedAt and not received[s]:
+                        try:
+                            s.send(head[index : index + 1])
+                        except OSError:
+                            pass
+                        sentBytes[s] = index + 1
+                index += 1
+                nextByte += 0.1
+                during = max(during, server.rss())
+            for key, _ in sel.select(max(0.0, min(0.1, nextByte - time.monotonic()))):
+                s = key.fileobj
+                try:
+                    data = s.recv(4096)
+                except BlockingIOError:
+                    continue
+                except (ConnectionResetError, ConnectionAbortedError):
+                    data = b""
+                if data:
+                    received[s] += data
+                else:
+                    closedAt[s] = time.monotonic()
+                    sel.unregister(s)
+        self.assertEqual(len(closedAt), count, "not every slow connection was closed")
+        statuses = {httpStatus(bytes(received[s])) for s in socks}
+        self.assertEqual(statuses, {408})
+        waited = [closedAt[s] - opened[s] for s in socks]
+        trickled = [sentBytes.get(s, 0) for s in socks]
+        self.assertGreaterEqual(min(waited), 0.9)
+        self.assertLess(max(waited), 3.0)
+        # They were still trickling (nowhere near the end of the head).
+        self.assertLess(max(trickled), 40)
+        self.assertSurvived(
+            server, "slowloris x200", base, 20, during,
+            f"; closed after {min(waited):.2f}-{max(waited):.2f} s, "
+            f"{min(trickled)}-{max(trickled)} bytes trickled each",
+        )
+
+    def test_oversizedHandshake(self):
+        """
+        1 MB of request headers, on ten connections in a row: each gets 431
+        and is closed as soon as 16 KiB are exceeded; the server's memory
+        does not grow by anything like the 10 MB sent.
+        """
+        server = self.startServer()
+        base = self.baseline(server)
+        attack = (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            + (b"X-Pad: " + b"a" * 1017 + b"\r\n") * 1024
+            + b"\r\n"
+        )
+        self.assertGreater(len(attack), MiB)
+        results = []
+        for _ in range(10):
+            with socket.create_connection((HOST, server.port), timeout=5) as s:
+                results.append(sendAndCollect(s, attack, timeout=5))
+        for sent, response, closed in results:
+            self.assertEqual(httpStatus(response), 431, response[:200])
+            self.assertIn(b"Request head larger than", response)
+            self.assertTrue(closed)
+        sentTotal = sum(r[0] for r in results)
+        self.assertSurvived(
+            server, "1 MB handshake x10", base, 2,
+            extra=f"; {sentTotal / MiB:.1f} MiB got through to the server before it closed",
+        )
+
+    def test_thousandHeaderFields(self):
+        """1000 short header fields (about 10 KB, under the size limit): 431."""
+        server = self.startServer()
+        base = self.baseline(server)
+        attack = (
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            + b"".join(b"X-%d: 1\r\n" % i for i in range(1000))
+            + b"\r\n"
+        )
+        self.assertLess(len(attack), 16384)
+        with socket.create_connection((HOST, server.port), timeout=5) as s:
+            sent, response, closed = sendAndCollect(s, attack, timeout=5)
+        self.assertEqual(httpStatus(response), 431, response[:200])
+        self.assertIn(b"header fields", response)
+        self.assertTrue(closed)
+        self.assertSurvived(server, "1000 header fields", base, 2)
+
+    def test_garbage(self):
+        """Bytes that are not HTTP (but end like a head): 400 and close."""
+        server = self.startServer("--handshake-timeout", "1")
+        base = self.baseline(server)
+        noise = bytes(b for b in bytes(range(256)) * 16 if b not in (10, 13))
+        attacks = [
+            noise + b"\r\n\r\n",
+            b"\x00" * 100 + b"\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\xaa" * 32 + b"\r\n\r\n",
+            b"HELLO WORLD\r\n\r\n",
+            b"GET\r\n\r\n",
+            b"GET / HTTP/9\r\nHost: x\r\n\r\n",
+            b"\r\n\r\n",
+        ]
+        for attack in attacks:
+            with socket.create_connection((HOST, server.port), timeout=5) as s:
+                started = time.monotonic()
+                s.sendall(attack)
+                response, closed = readUntilClosed(s, 3)
+                took = time.monotonic() - started
+            self.assertEqual(httpStatus(response), 400, (attack[:40], response[:200]))
+            self.assertTrue(closed, attack[:40])
+            self.assertLess(took, 0.5, attack[:40])
+        # Binary garbage that never forms a head (a TLS ClientHello on the
+        # plain port) is answered no later than the handshake timeout.
+        with socket.create_connection((HOST, server.port), timeout=5) as s:
+            started = time.monotonic()
+            s.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(64)))
+            response, closed = readUntilClosed(s, 4)
+            tlsTook = time.monotonic() - started
+        tlsStatus = httpStatus(response)
+        self.assertIn(tlsStatus, (400, 408), response[:200])
+        self.assertTrue(closed)
+        self.assertLess(tlsTook, 2.5)
+        self.assertSurvived(
+            server, "garbage", base, 2,
+            extra=f"; a TLS ClientHello got {tlsStatus} after {tlsTook:.2f} s",
+        )
+
+
+class FrameAttackTests(HostileTestCase):
+    def test_hugeDeclaredLengths(self):
+        """
+        Frames declaring 2**63-1 bytes (over the limit) and 2**63 (high bit
+        set) right after a valid handshake: close 1009 / 1002 at once, and
+        the 4 MiB streamed after the header is discarded, not buffered.
+        """
+        server = self.startServer("--close-timeout", "1")
+        base = self.baseline(server)
+        cases = [
+            (2**63 - 1, 1009),
+            (2**63, 1002),
+            (16 * MiB + 1, 1009),  # just over the default 16 MiB limit
+        ]
+        lines = []
+        for length, code in cases:
+            c = rawclients.HybiClient(HOST, server.port, timeout=5)
+            c.connect()
+            self.addCleanup(c._close_socket)
+            started = time.monotonic()
+            c.send_raw(maskedHeader(OP_BINARY, length, force64=True))
+            opcode, _fin, _rsv, payload = c.recv_frame()
+            took = time.monotonic() - started
+            self.assertEqual(opcode, OP_CLOSE)
+            self.assertEqual(struct.unpack(">H", payload[:2])[0], code, payload)
+            self.assertLess(took, 0.5)
+            try:
+                c.send_raw(b"\x00" * (4 * MiB))
+            except OSError:
+                pass
+            closed = c.wait_tcp_closed(4)
+            self.assertTrue(closed)
+            lines.append(f"{length:#x}: {code} after {took * 1000:.1f} ms")
+        self.assertSurvived(server, "huge frame lengths", base, 2, extra="; " + ", ".join(lines))
+
+    def test_pingFlood(self):
+        """
+        100k pings (125 bytes each, 13 MB) from a client that never reads
+        the pongs: the server stops reading (the client's sends stall and
+        its bytes wait in the server's kernel buffer), memory stays bounded.
+        """
+        server = self.startServer()
+        base = self.baseline(server)
+        c = TunedHybiClient(HOST, server.port, rcvbuf=4096, sndbuf=4096, timeout=5)
+        c.connect()
+        self.addCleanup(c._close_socket)
+        clientPort = c.sock.getsockname()[1]
+        ping = maskedHeader(OP_PING, 125) + b"p" * 125
+        batch = ping * 100
+        total = 100_000
+        sent, stalled = floodUntilStalled(c.sock, (batch for _ in range(total // 100)),
+                                          timeout=20, stallAfter=1.0)
+        during = server.rss()
+        unread = serverRecvQueue(server.port, clientPort)
+        pings = sent // len(ping)
+        self.assertTrue(stalled, f"all {pings} pings went through: the server kept reading")
+        self.assertLess(pings, total)
+        self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
+        c._close_socket()  # unread pongs: the server gets a reset
+        deadline = time.monotonic() + 5
+        while server.establishedFrom(clientPort) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(server.establishedFrom(clientPort))
+        self.assertSurvived(
+            server, "ping flood", base, 16, during,
+            f"; {pings} of {total} pings sent before stalling, "
+            f"{(unread or 0) / 1024:.0f} KiB unread in the server's receive queue",
+        )
+
+    def test_tinyFragmentFlood(self):
+        """
+        One binary message in 1,000,000 one-byte fragments (7 MB on the
+        wire, 1 MB of message): echoed whole, with memory bounded by the
+        message, not by the number of fragments.
+        """
+        server = self.startServer()
+        base = self.baseline(server)
+        count = 1_000_000
+        first = maskedHeader(OP_BINARY, 1, fin=False) + b"a"
+        middle = maskedHeader(OP_CONTINUATION, 1, fin=False) + b"b"
+        last = maskedHeader(OP_CONTINUATION, 1, fin=True) + b"c"
+        wire = first + middle * (count - 2) + last
+        c = rawclients.HybiClient(HOST, server.port, timeout=30)
+        c.connect()
+        self.addCleanup(c._close_socket)
+        started = time.monotonic()
+        c.sock.sendall(wire)
+        del wire
+        opcode, data = c.recv_message()
+        took = time.monotonic() - started
+        self.assertEqual(opcode, OP_BINARY)
+        self.assertEqual(len(data), count)
+        self.assertEqual(data, b"a" + b"b" * (count - 2) + b"c")
+        c.close()
+        self.assertSurvived(
+            server, "1M one-byte fragments", base, 16,
+            extra=f"; echoed after {took:.1f} s",
+        )
+
+    def test_messageBomb(self):
+        """
+        15 MiB binary messages back to back (up to ten: 150 MiB) from a
+        client that never reads the echoes: the server echoes the first,
+        then stops reading; memory stays within a few messages' worth.
+        """
+        server = self.startServer()
+        base = self.baseline(server)
+        size = 15 * MiB
+        message = maskedHeader(OP_BINARY, size) + b"B" * size
+        c = TunedHybiClient(HOST, server.port, rcvbuf=65536, timeout=5)
+        c.connect()
+        self.addCleanup(c._close_socket)
+        clientPort = c.sock.getsockname()[1]
+        sent, stalled = floodUntilStalled(c.sock, [message] * 10, timeout=30, stallAfter=2.0)
+        during = server.rss()
+        unread = serverRecvQueue(server.port, clientPort)
+        self.assertTrue(stalled, f"all {sent / MiB:.0f} MiB went through: the server kept reading")
+        self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
+        c._close_socket()
+        deadline = time.monotonic() + 5
+        while server.establishedFrom(clientPort) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(server.establishedFrom(clientPort))
+        self.assertSurvived(
+            server, "15 MiB message bomb", base, 64, during,
+            f"; {sent / MiB:.1f} MiB ({sent / len(message):.2f} messages) sent before "
+            f"stalling, {(unread or 0) / MiB:.1f} MiB unread in the server's receive queue",
+        )
+
+
+class PeerAttackTests(HostileTestCase):
+    def test_silentPeerAfterServerClose(self):
+        """
+        20 peers break the protocol (an unmasked frame), get the server's
+        1002 close frame, and never answer it: each is aborted after the
+        1 s close timeout.
+        """
+        server = self.startServer("--close-timeout", "1")
+        base = self.baseline(server)
+        clients = []
+        for _ in range(20):
+            c = rawclients.HybiClient(HOST, server.port, timeout=5)
+            c.connect()
+            self.addCleanup(c._close_socket)
+            clients.append(c)
+        closeFrameAt = {}
+        for c in clients:
+            c.send_frame(OP_TEXT, b"unmasked", mask=False)
+        for c in clients:
+            opcode, _fin, _rsv, payload = c.recv_frame()
+            closeFrameAt[c.sock] = time.monotonic()
+            self.assertEqual((opcode, payload[:2]), (OP_CLOSE, struct.pack(">H", 1002)))
+        closed = waitAllClosed([c.sock for c in clients], timeout=5)
+        self.assertEqual(len(closed), len(clients))
+        waited = [closed[s][0] - closeFrameAt[s] for s in closed]
+        self.assertGreaterEqual(max(waited), 0.8)
+        self.assertLess(max(waited), 2.5)
+        self.assertSurvived(
+            server, "silent peers after close", base, 4,
+            extra=f"; aborted {min(waited):.2f}-{max(waited):.2f} s after the close frame",
+        )
+
+    def _vanishedPeer(self, server: EchoServer) -> int:
+        c = rawclients.HybiClient(HOST, server.port, timeout=5)
+        c.connect()
+        c.send_text("hello")
+        self.assertEqual(c.recv_text(), "hello")
+        clientPort = c.sock.getsockname()[1]
+        if not vanish(c.sock):
+            c._close_socket()
+            raise SkipTest(
+                "cannot vanish without FIN on loopback: TCP_REPAIR needs CAP_NET_ADMIN"
+            )
+        return clientPort
+
+    def test_halfOpenWithoutKeepalive(self):
+        """
+        A peer that completes the handshake and vanishes without FIN
+        (TCP_REPAIR close): without keepalive the server cannot know, and
+        holds the connection, but it still serves others, and on SIGTERM its
+        1001 close frame draws a reset, so shutdown is not held up.
+        """
+        server = self.startServer("--close-timeout", "1")
+        base = self.baseline(server)
+        clientPort = self._vanishedPeer(server)
+        time.sleep(1.5)
+        lingering = server.establishedFrom(clientPort)
+        self.assertSurvived(
+            server, "half-open, no keepalive", base, 2,
+            extra=f"; vanished peer still held after 1.5 s: {lingering}",
+        )
+        started = time.monotonic()
+        server.terminate()
+        code = server.proc.wait(10)
+        took = time.monotonic() - started
+        report(f"half-open, no keepalive: SIGTERM exit {code} after {took:.2f} s")
+        self.assertIn(code, (0, -15))
+        self.assertLess(took, 3)
+
+    def test_halfOpenWithKeepalive(self):
+        """
+        With --ping-interval, the keepalive ping to a vanished peer draws a
+        reset and the server lets the connection go.
+        """
+        server = self.startServer("--ping-interval", "0.5", "--ping-timeout", "0.5",
+                                  "--close-timeout", "1")
+        base = self.baseline(server)
+        clientPort = self._vanishedPeer(server)
+        started = time.monotonic()
+        deadline = started + 5
+        while server.establishedFrom(clientPort) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        self.assertFalse(server.establishedFrom(clientPort), "vanished peer still held")
+        self.assertLess(took, 3)
+        self.assertSurvived(
+            server, "half-open, keepalive 0.5 s", base, 2,
+            extra=f"; vanished peer dropped after {took:.2f} s",
+        )
+
+    def test_manyIdleConnections(self):
+        """
+        2000 idle WebSocket connections: the server holds them all, still
+        echoes for another client, and lets them all go when they leave.
+        Measures the server's memory per idle connection.
+        """
+        count = 2000
+        old, new = raiseFdLimit(2 * count + 256)  # twistd inherits the limit
+        if new < count + 256:
+            raise SkipTest(f"RLIMIT_NOFILE is {new}; {count} connections need more")
+        server = self.startServer()
+        base = self.baseline(server)
+        fdsBefore = server.fdCount()
+        clients: list[rawclients.HybiClient] = []
+        self.addCleanup(lambda: closeQuietly(*(c.sock for c in clients)))
+        started = time.monotonic()
+        for _ in range(count):
+            c = rawclients.HybiClient(HOST, server.port, timeout=10)
+            c.connect()
+            clients.append(c)
+        opened = time.monotonic() - started
+        during = server.settledRss(0.5)
+        fds = server.fdCount() - fdsBefore
+        self.assertGreaterEqual(fds, count)
+        perConnection = (during - base) / count
+        # Everyone is still served.
+        self.assertEqual(echoRoundTrip(server.port), ("still serving", b"\x00\xffok"))
+        for c in clients[:: count // 10]:
+            c.send_text("x")
+            self.assertEqual(c.recv_text(), "x")
+        closeQuietly(*(c.sock for c in clients))
+        deadline = time.monotonic() + 10
+        while server.fdCount() - fdsBefore > 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertLessEqual(server.fdCount() - fdsBefore, 5)
+        self.assertLess(perConnection, 64, f"{perConnection:.1f} KiB per idle connection")
+        self.assertSurvived(
+            server, f"{count} idle connections", base, 128, during,
+            f"; {perConnection:.1f} KiB per idle connection, opened in {opened:.1f} s, "
+            f"RLIMIT_NOFILE soft {old} -> {new}",
+        )

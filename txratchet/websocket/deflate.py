@@ -1,0 +1,343 @@
+"""
+permessage-deflate (RFC 7692), sans I/O: negotiation, and per-connection
+compression and decompression with bounded memory.
+
+Memory: a compressor costs about C{2**(windowBits + 2) + 2**(memLevel + 9)}
+bytes and a decompressor about C{2**windowBits + 7 KiB} (zlib's own
+figures). Both are created lazily, on the first message that needs them,
+and dropped after each message when context takeover is off, so an idle
+connection holds none.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+NAME = "permessage-deflate"
+
+#: The four octets every sender strips from a compressed message (7.2.1).
+TAIL = b"\x00\x00\xff\xff"
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+class MalformedExtensions(ValueError):
+    """
+    A C{Sec-WebSocket-Extensions} header that does not parse (RFC 6455 9.1).
+    """
+
+
+def _token(text: str) -> str:
+    text = text.strip()
+    if not text or not _TOKEN_CHARS.issuperset(text):
+        raise MalformedExtensions(f"not a token: {text!r}")
+    return text
+
+
+def _splitOutsideQuotes(text: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    escaped = False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            current.append(ch)
+            escaped = True
+        elif ch == '"':
+            current.append(ch)
+            quoted = not quoted
+        elif ch == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if quoted:
+        raise MalformedExtensions("unterminated quoted string")
+    parts.append("".join(current))
+    return parts
+
+
+def parseExtensions(values: Sequence[str]) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """
+    Parse C{Sec-WebSocket-Extensions} header values into offers:
+    C{[(name, [(param, value or None), ...]), ...]}, in order.
+
+    @raise MalformedExtensions: the header does not follow RFC 6455 9.1.
+    """
+    offers: list[tuple[str, list[tuple[str, str | None]]]] = []
+    for value in values:
+        for item in _splitOutsideQuotes(value, ","):
+            if not item.strip():
+                continue  # RFC 9110 list syntax tolerates empty elements
+            pieces = _splitOutsideQuotes(item, ";")
+            name = _token(pieces[0])
+            params: list[tuple[str, str | None]] = []
+            for piece in pieces[1:]:
+                key, sep, raw = piece.partition("=")
+                key = _token(key)
+                if not sep:
+                    params.append((key, None))
+                    continue
+                raw = raw.strip()
+                if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+                    raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+                    # RFC 6455 9.1: a quoted value must still be a token.
+                params.append((key, _token(raw)))
+            offers.append((name, params))
+    return offers
+
+
+@dataclass(frozen=True)
+class DeflateParams:
+    """
+    The agreed parameters of one connection.
+
+    @ivar serverNoContextTakeover: we reset our compressor after each message.
+    @ivar clientNoContextTakeover: the client resets its compressor after
+        each message, so our decompressor can be dropped between messages.
+    @ivar serverMaxWindowBits: our compressor's window.
+    @ivar clientMaxWindowBits: the client's window (bounds our decompressor).
+    """
+
+    serverNoContextTakeover: bool
+    clientNoContextTakeover: bool
+    serverMaxWindowBits: int
+    clientMaxWindowBits: int
+
+    def responseHeader(self) -> str:
+        """
+        The C{Sec-WebSocket-Extensions} value that accepts this agreement.
+        """
+        parts = [NAME]
+        if self.serverNoContextTakeover:
+            parts.append("server_no_context_takeover")
+        if self.clientNoContextTakeover:
+            parts.append("client_no_context_takeover")
+        if self.serverMaxWindowBits < 15:
+            parts.append(f"server_max_window_bits={self.serverMaxWindowBits}")
+        if self.clientMaxWindowBits < 15:
+            parts.append(f"client_max_window_bits={self.clientMaxWindowBits}")
+        return "; ".join(parts)
+
+
+def _windowBits(value: str | None) -> int | None:
+    if value is None or not value.isdigit() or value != str(int(value)):
+        return None
+    bits = int(value)
+    return bits if 8 <= bits <= 15 else None
+
+
+@dataclass(frozen=True)
+class PerMessageDeflate:
+    """
+    Server-side permessage-deflate configuration.
+
+    @ivar level: zlib compression level (0-9).
+    @ivar memLevel: zlib memLevel (1-9): compressor memory and speed.
+    @ivar serverMaxWindowBits: the largest window we compress with (8-15);
+        we announce it when it is below 15, which RFC 7692 allows.
+    @ivar clientMaxWindowBits: the window we ask clients to compress with
+        when they offer C{client_max_window_bits} (8-15); bounds our
+        decompressor's memory. A client that does not offer it uses 15.
+    @ivar serverNoContextTakeover: always reset our compressor per message.
+    @ivar clientNoContextTakeover: ask clients to reset theirs per message.
+    @ivar minSize: messages shorter than this are sent uncompressed.
+    """
+
+    level: int = 6
+    memLevel: int = 5
+    serverMaxWindowBits: int = 12
+    clientMaxWindowBits: int = 15
+    serverNoContextTakeover: bool = False
+    clientNoContextTakeover: bool = False
+    minSize: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.level <= 9 and self.level != -1:
+            raise ValueError("level must be 0-9")
+        if not 1 <= self.memLevel <= 9:
+            raise ValueError("memLevel must be 1-9")
+        for bits in (self.serverMaxWindowBits, self.clientMaxWindowBits):
+            if not 8 <= bits <= 15:
+                raise ValueError("window bits must be 8-15")
+
+    def accept(
+        self, params: Sequence[tuple[str, str | None]], noContextTakeover: bool = False
+    ) -> DeflateParams | None:
+        """
+        Accept one offer (RFC 7692 7.1), or decline it (C{None}): unknown
+        or repeated parameters and invalid values decline the offer.
+
+        @param noContextTakeover: ask for no context takeover both ways
+            (to save memory when many connections are open).
+        """
+        seen: set[str] = set()
+        serverNoTakeover = self.serverNoContextTakeover or noContextTakeover
+        clientNoTakeover = self.clientNoContextTakeover or noContextTakeover
+        serverBits = self.serverMaxWindowBits
+        clientBits = 15
+        for name, value in params:
+            if name in seen:
+                return None
+            seen.add(name)
+            if name == "server_no_context_takeover":
+                if value is not None:
+                    return None
+                serverNoTakeover = True
+            elif name == "client_no_context_takeover":
+                if value is not None:
+                    return None
+                clientNoTakeover = True
+            elif name == "server_max_window_bits":
+                bits = _windowBits(value)
+                if bits is None:
+                    return None
+                serverBits = min(serverBits, bits)
+            elif name == "client_max_window_bits":
+                if value is None:
+                    clientBits = self.clientMaxWindowBits
+                else:
+                    bits = _windowBits(value)
+                    if bits is None:
+                        return None
+                    clientBits = min(bits, self.clientMaxWindowBits)
+            else:
+                return None
+        return DeflateParams(serverNoTakeover, clientNoTakeover, serverBits, clientBits)
+
+    def negotiate(
+        self, headerValues: Sequence[str], noContextTakeover: bool = False
+    ) -> DeflateParams | None:
+        """
+        Pick the first acceptable permessage-deflate offer among the
+        request's C{Sec-WebSocket-Extensions} values.
+
+        @raise MalformedExtensions: the header does not parse.
+        """
+        for name, params in parseExtensions(headerValues):
+            if name != NAME:
+                continue
+            accepted = self.accept(params, noContextTakeover)
+            if accepted is not None:
+                return accepted
+        return None
+
+
+class MessageTooBig(Exception):
+    """
+    A compressed message inflates beyond the size limit.
+    """
+
+
+class CorruptMessage(Exception):
+    """
+    A compressed message is not valid DEFLATE data.
+    """
+
+
+class Deflater:
+    """
+    Compresses outgoing messages of one connection.
+    """
+
+    def __init__(self, config: PerMessageDeflate, params: DeflateParams) -> None:
+        self._config = config
+        self._params = params
+        self._compressor: zlib._Compress | None = None
+
+    def _new(self) -> zlib._Compress:
+        bits = self._params.serverMaxWindowBits
+        if bits == 8:
+            # zlib cannot make raw DEFLATE with a 256-byte window; Huffman
+            # coding alone uses no window at all, so any peer can inflate it.
+            return zlib.compressobj(
+                self._config.level, zlib.DEFLATED, -9, self._config.memLevel,
+                zlib.Z_HUFFMAN_ONLY,
+            )
+        return zlib.compressobj(
+            self._config.level, zlib.DEFLATED, -bits, self._config.memLevel
+        )
+
+    def compress(self, payload: bytes) -> bytes:
+        """
+        One message's compressed payload (RFC 7692 7.2.1: the trailing
+        C{00 00 ff ff} removed).
+        """
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._new()
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if self._params.serverNoContextTakeover:
+            self._compressor = None
+        else:
+            self._compressor = compressor
+        if data.endswith(TAIL):
+            return data[:-4]
+        return data  # pragma: no cover - Z_SYNC_FLUSH always ends so
+
+
+class Inflater:
+    """
+    Decompresses incoming messages of one connection, never producing more
+    than the size limit allows.
+    """
+
+    def __init__(self, params: DeflateParams, maxMessageSize: int) -> None:
+        self._params = params
+        self.maxMessageSize = maxMessageSize
+        self._decompressor: zlib._Decompress | None = None
+        self._size = 0
+        self._ended = False
+
+    def feed(self, payload: bytes, final: bool) -> bytes:
+        """
+        Inflate the next piece of a compressed message; C{final} marks the
+        message's last piece (the stripped tail is put back).
+
+        @raise MessageTooBig: the message inflates beyond the limit.
+        @raise CorruptMessage: the data is not valid DEFLATE.
+        """
+        if self._ended:
+            # After a final block only the rest of our own tail may come.
+            if payload:
+                raise CorruptMessage("data after the final DEFLATE block")
+            if final:
+                self._ended = False
+                self._size = 0
+            return b""
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(
+                -self._params.clientMaxWindowBits
+            )
+        if final:
+            payload = payload + TAIL
+        allowed = self.maxMessageSize - self._size
+        try:
+            out = decompressor.decompress(payload, allowed + 1)
+        except zlib.error as e:
+            raise CorruptMessage(str(e)) from None
+        self._size += len(out)
+        if self._size > self.maxMessageSize or decompressor.unconsumed_tail:
+            raise MessageTooBig()
+        if decompressor.eof:
+            # A block with BFINAL set ends the message (RFC 7692 7.2.3.4);
+            # only our own appended tail may follow it, and the next
+            # message starts a new stream.
+            if decompressor.unused_data not in (b"", TAIL):
+                raise CorruptMessage("data after the final DEFLATE block")
+            self._decompressor = None
+            self._ended = not final
+        if final:
+            self._size = 0
+            if self._params.clientNoContextTakeover:
+                self._decompressor = None
+        return out
