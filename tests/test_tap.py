@@ -31,6 +31,8 @@ class OptionsTests(SynchronousTestCase):
             "--ping-interval", "15", "--ping-timeout", "5", "--idle-timeout", "60",
             "--max-send-buffer", "65536", "--send-buffer-policy", "drop",
             "--subprotocols", "a, b",
+            "--compression-level", "1", "--compression-window-bits", "10",
+            "--compression-min-size", "100", "--compression-takeover-limit", "50",
         ])
         layer = layerOf(makeService(options))
         self.assertEqual(
@@ -45,6 +47,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((layer.maxSendBuffer, layer.sendBufferPolicy), (65536, "drop"))
         self.assertEqual(layer.subprotocols, ("a", "b"))
         self.assertEqual(type(layer.app).__name__, "Echo")
+        self.assertEqual(
+            (layer.compression.level, layer.compression.serverMaxWindowBits,
+             layer.compression.minSize, layer.compressionContextTakeoverLimit),
+            (1, 10, 100, 50),
+        )
+
+    def test_noCompression(self):
+        options = Options()
+        options.parseOptions(["--no-compression"])
+        self.assertIsNone(layerOf(makeService(options)).compression)
 
     def test_defaults(self):
         options = Options()
@@ -55,5 +67,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(type(layer.app).__name__, "DemoChat")
 
     def test_badValues(self):
-        for args in (["--max-message-size", "0"], ["--send-buffer-policy", "explode"]):
+        for args in (
+            ["--max-message-size", "0"],
+            ["--send-buffer-policy", "explode"],
+            ["--compression-window-bits", "16"],
+        ):
             self.assertRaises(usage.UsageError, Options().parseOptions, args)

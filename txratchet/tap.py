@@ -24,6 +24,7 @@ from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
 from txratchet.server import Server
 from txratchet.websocket import WebSocket
+from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
 
 log = Logger()
@@ -57,6 +58,9 @@ class Options(usage.Options):
         "RFC 6455 on one port. Without --app, serves the chat demo with its "
         "page at http://localhost:8080/."
     )
+    optFlags = [
+        ["no-compression", None, "Never negotiate permessage-deflate."],
+    ]
     optParameters = [
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
         ["port", "p", "tcp:8080", "Endpoint for WebSockets (any endpoint string)."],
@@ -72,6 +76,12 @@ class Options(usage.Options):
         ["idle-timeout", None, None, "Close a connection that received nothing for this many seconds.", float],
         ["max-send-buffer", None, 16 * 1024 * 1024, "Bytes that may queue for a peer that stopped reading.", int],
         ["send-buffer-policy", None, "close", "What to do past --max-send-buffer: close or drop."],
+        ["compression-level", None, 6, "permessage-deflate zlib level (0-9).", int],
+        ["compression-min-size", None, 32, "Send messages shorter than this uncompressed.", int],
+        ["compression-window-bits", None, 12, "Our compression window (8-15): memory per connection.", int],
+        ["compression-mem-level", None, 5, "zlib memLevel of our compressor (1-9).", int],
+        ["client-window-bits", None, 15, "Window asked of clients that offer client_max_window_bits (8-15).", int],
+        ["compression-takeover-limit", None, None, "Past this many compressing connections, new ones get no context takeover.", int],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
 
@@ -81,6 +91,18 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be positive")
         if self["send-buffer-policy"] not in ("close", "drop"):
             raise usage.UsageError("--send-buffer-policy must be 'close' or 'drop'")
+        self["compression"] = None
+        if not self["no-compression"]:
+            try:
+                self["compression"] = PerMessageDeflate(
+                    level=self["compression-level"],
+                    memLevel=self["compression-mem-level"],
+                    serverMaxWindowBits=self["compression-window-bits"],
+                    clientMaxWindowBits=self["client-window-bits"],
+                    minSize=self["compression-min-size"],
+                )
+            except ValueError as e:
+                raise usage.UsageError(f"compression: {e}") from None
 
 
 def loadApplication(name: str) -> IApplication:
@@ -136,6 +158,8 @@ def makeService(options: Options) -> IService:
         idleTimeout=options["idle-timeout"],
         maxSendBuffer=options["max-send-buffer"],
         sendBufferPolicy=options["send-buffer-policy"],
+        compression=options["compression"],
+        compressionContextTakeoverLimit=options["compression-takeover-limit"],
         httpHandler=httpHandler,
         clock=reactor,  # type: ignore[arg-type]
     )
