@@ -53,12 +53,12 @@ class EchoServer:
     fill up with one log line per refused attacker and block the server.
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, portOptions: str = "") -> None:
         self.port = freePort()
         self.args = [
             TWISTD, "-n", "--pidfile=", "txratchet",
             "--app", "examples.echo.Echo",
-            "--port", f"tcp:{self.port}:interface={HOST}",
+            "--port", f"tcp:{self.port}:interface={HOST}{portOptions}",
             *args,
         ]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
@@ -349,10 +349,12 @@ def closeQuietly(*socks: socket.socket | None) -> None:
                 s.close()
 
 
-def serverRecvQueue(serverPort: int, clientPort: int) -> int | None:
+def serverQueues(serverPort: int, clientPort: int) -> tuple[int, int] | None:
     """
-    Bytes the server has not read yet on its socket for the connection from
-    C{clientPort} (the rx_queue column of /proc/net/tcp), or None.
+    The server's socket for the connection from C{clientPort}: C{(tx, rx)},
+    bytes it sent that are not acknowledged yet and bytes it has not read
+    yet (the tx_queue and rx_queue columns of /proc/net/tcp), or None when
+    there is no such socket.
     """
     with open("/proc/net/tcp") as f:
         next(f)
@@ -361,8 +363,15 @@ def serverRecvQueue(serverPort: int, clientPort: int) -> int | None:
             lport = int(parts[1].split(":")[1], 16)
             rport = int(parts[2].split(":")[1], 16)
             if lport == serverPort and rport == clientPort:
-                return int(parts[4].split(":")[1], 16)
+                tx, rx = parts[4].split(":")
+                return int(tx, 16), int(rx, 16)
     return None
+
+
+def serverRecvQueue(serverPort: int, clientPort: int) -> int | None:
+    """Bytes the server has not read yet from C{clientPort}, or None."""
+    queues = serverQueues(serverPort, clientPort)
+    return None if queues is None else queues[1]
 
 
 def waitAllClosed(socks: list[socket.socket], timeout: float) -> dict[socket.socket, tuple[float, bytes]]:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txratchet import proxy
 from txratchet.commands import execute
 from txratchet.connection import Connection
 from txratchet.interfaces import IApplication, IConnection
@@ -82,7 +83,10 @@ class WebSocketConnection(Connection):
     @ivar params: the query, parsed: C{{name: [values]}}.
     @ivar headers: the request's L{Headers}.
     @ivar cookies: the request's cookies, C{{name: value}}.
-    @ivar peer: the peer's address (a Twisted C{IAddress}).
+    @ivar peer: the peer's address (a Twisted C{IAddress}); behind a
+        trusted proxy, the client's address from C{Forwarded} or
+        C{X-Forwarded-For}.
+    @ivar transportPeer: the address of the direct peer (the proxy).
     @ivar transport: the Twisted transport underneath, when there is one
         (for TLS details or socket options; write through L{send}).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
@@ -104,6 +108,7 @@ class WebSocketConnection(Connection):
         self._outer = outer
         self._send = outer.send
         self.peer = getattr(outer, "peer", None)
+        self.transportPeer = self.peer
         self.transport = getattr(outer, "transport", None)
         self.state = CONNECTING
         self.request: Request | None = None
@@ -123,6 +128,8 @@ class WebSocketConnection(Connection):
         self._hixie = False
         self._failed = False
         self._dropping = False
+        self._held: list[bytes] | None = None
+        self._accepted: handshake.Accepted | None = None
         self.compression: deflate.DeflateParams | None = None
         self._deflater: deflate.Deflater | None = None
         self._compressMin = 0
@@ -362,6 +369,13 @@ class WebSocketConnection(Connection):
     def _handshakeData(self, data: bytes) -> None:
         parser = self._parser
         if parser is None:
+            held = self._held
+            if held is not None:
+                # The application is still deciding (onRequest): keep what
+                # the client sends meanwhile, within the handshake limit.
+                held.append(data)
+                if sum(map(len, held)) > self._layer.maxHandshakeSize + self._layer.maxMessageSize:
+                    self._refuse(HandshakeError(400, "Too much data before the handshake ended"))
             return
         try:
             request = parser.feed(data)
@@ -379,10 +393,58 @@ class WebSocketConnection(Connection):
                 families=layer.families,
                 extensions=self._negotiateCompression if layer.compression else None,
             )
+            self._setRequest(request, accepted)
+            hook = getattr(self.app, "onRequest", None)
+            result = hook(self, request) if hook is not None else None
         except HandshakeError as e:
             self._refuse(e)
             return
-        self._open(request, accepted, parser.leftover)
+        except Exception:
+            log.failure("onRequest raised; refusing the handshake")
+            self._refuse(HandshakeError(500, "Internal server error"))
+            return
+        if isinstance(result, Deferred):
+            self._held = [parser.leftover]
+            result.addCallbacks(self._requestAccepted, self._requestRefused)
+            return
+        self._open(accepted, parser.leftover)
+
+    def _requestAccepted(self, _: object) -> None:
+        held, self._held = self._held or [], None
+        if self.state == CONNECTING and self._accepted is not None:
+            self._open(self._accepted, b"".join(held))
+
+    def _requestRefused(self, failure: Failure) -> None:
+        self._held = None
+        if self.state != CONNECTING:
+            return
+        error = failure.value
+        if isinstance(error, HandshakeError):
+            self._refuse(error)
+        else:
+            log.failure("onRequest failed; refusing the handshake", failure)
+            self._refuse(HandshakeError(500, "Internal server error"))
+
+    def _setRequest(self, request: Request, accepted: handshake.Accepted) -> None:
+        """
+        Expose what the handshake carried, before onRequest sees it.
+        """
+        self.request = request
+        self.path = request.path
+        self.query = request.query
+        self.params = request.params
+        self.headers = request.headers
+        self.cookies = request.cookies
+        self.subprotocol = accepted.subprotocol
+        self.protocol = accepted.family
+        self._accepted = accepted
+        trusted = self._layer.trustedProxies
+        if trusted and self.transportPeer is not None:
+            client = proxy.clientAddress(
+                getattr(self.transportPeer, "host", ""), request.headers, trusted
+            )
+            if client is not None:
+                self.peer = proxy.addressFor(client, self.transportPeer)
 
     def _negotiateCompression(self, request: Request) -> str | None:
         layer = self._layer
@@ -427,19 +489,9 @@ class WebSocketConnection(Connection):
         self._send(handshake.errorResponse(error))
         self._outer.close()
 
-    def _open(
-        self, request: Request, accepted: handshake.Accepted, leftover: bytes
-    ) -> None:
+    def _open(self, accepted: handshake.Accepted, leftover: bytes) -> None:
         layer = self._layer
         self._cancelTimer()
-        self.request = request
-        self.path = request.path
-        self.query = request.query
-        self.params = request.params
-        self.headers = request.headers
-        self.cookies = request.cookies
-        self.subprotocol = accepted.subprotocol
-        self.protocol = accepted.family
         self._hixie = accepted.family == HIXIE76
         if self._hixie:
             self._reader = hixie76.FrameReader(layer.maxMessageSize)
@@ -608,6 +660,9 @@ class WebSocket:
         again, or a callable C{(conn, message) -> bool} that decides (True:
         drop the message).
     @param httpHandler: answers plain HTTP requests (see L{HTTPHandler}).
+    @param trustedProxies: addresses or networks (C{"10.0.0.0/8"}) of
+        reverse proxies whose C{Forwarded}/C{X-Forwarded-For} headers are
+        believed for C{conn.peer}; from anyone else they are ignored.
     @param families: the protocol families accepted.
     @param clock: the reactor's time provider (for tests).
     """
@@ -631,6 +686,7 @@ class WebSocket:
         maxSendBuffer: int = 16 * 1024 * 1024,
         sendBufferPolicy: str | Callable[[WebSocketConnection, str | bytes], bool] = "close",
         httpHandler: HTTPHandler | None = None,
+        trustedProxies: Sequence[str] = (),
         families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
         clock: IReactorTime | None = None,
     ) -> None:
@@ -656,6 +712,7 @@ class WebSocket:
         self.compressing = 0
         self.sendBufferPolicy = sendBufferPolicy
         self.httpHandler = httpHandler
+        self.trustedProxies = proxy.parseNetworks(trustedProxies)
         self.families = tuple(families)
         if clock is None:
             from twisted.internet import reactor

@@ -1,0 +1,49 @@
+"""
+L{Decorator}: the base of application decorators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txratchet.interfaces import IApplication, IConnection
+
+
+@implementer(IApplication)
+class Decorator:
+    """
+    Passes every event, and the optional C{onRequest} hook, to the wrapped
+    application; subclasses override what they change.
+
+    C{onRequest(conn, request)} is called by the WebSocket layer after a
+    valid upgrade request and before it is answered: raise (or fail the
+    returned Deferred with) a L{txratchet.websocket.handshake.HandshakeError}
+    to refuse it with an HTTP status, or return a Deferred to answer later.
+    """
+
+    def __init__(self, app: IApplication) -> None:
+        self.app = app
+
+    @property
+    def subprotocols(self) -> Sequence[str]:
+        return getattr(self.app, "subprotocols", ())  # type: ignore[no-any-return]
+
+    def onRequest(self, conn: Any, request: Any) -> object:
+        hook = getattr(self.app, "onRequest", None)
+        return hook(conn, request) if hook is not None else None
+
+    def onOpen(self, conn: IConnection) -> object:
+        return self.app.onOpen(conn)
+
+    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+        return self.app.onMessage(conn, message)
+
+    def onClose(self, conn: IConnection) -> object:
+        return self.app.onClose(conn)
+
+    def onError(self, conn: IConnection, failure: Failure) -> object:
+        return self.app.onError(conn, failure)
