@@ -162,12 +162,12 @@ class HandshakeAttackTests(HostileTestCase):
         self.assertEqual(statuses, {408})
         waited = [closedAt[s] - opened[s] for s in socks]
         trickled = [sentBytes.get(s, 0) for s in socks]
-        self.assertGreaterEqual(min(waited), 0.9)
-        self.assertLess(max(waited), 3.0)
+        self.assertGreaterEqual(min(waited), 0.95)
+        self.assertLess(max(waited), 2.0)
         # They were still trickling (nowhere near the end of the head).
         self.assertLess(max(trickled), 40)
         self.assertSurvived(
-            server, "slowloris x200", base, 20, during,
+            server, "slowloris x200", base, 8, during,
             f"; closed after {min(waited):.2f}-{max(waited):.2f} s, "
             f"{min(trickled)}-{max(trickled)} bytes trickled each",
         )
@@ -196,7 +196,7 @@ class HandshakeAttackTests(HostileTestCase):
             self.assertTrue(closed)
         sentTotal = sum(r[0] for r in results)
         self.assertSurvived(
-            server, "1 MB handshake x10", base, 2,
+            server, "1 MB handshake x10", base, 1,
             extra=f"; {sentTotal / MiB:.1f} MiB got through to the server before it closed",
         )
 
@@ -290,7 +290,7 @@ class FrameAttackTests(HostileTestCase):
             closed = c.wait_tcp_closed(4)
             self.assertTrue(closed)
             lines.append(f"{length:#x}: {code} after {took * 1000:.1f} ms")
-        self.assertSurvived(server, "huge frame lengths", base, 2, extra="; " + ", ".join(lines))
+        self.assertSurvived(server, "huge frame lengths", base, 1, extra="; " + ", ".join(lines))
 
     def test_pingFlood(self):
         """
@@ -321,7 +321,7 @@ class FrameAttackTests(HostileTestCase):
             time.sleep(0.05)
         self.assertFalse(server.establishedFrom(clientPort))
         self.assertSurvived(
-            server, "ping flood", base, 16, during,
+            server, "ping flood", base, 4, during,
             f"; {pings} of {total} pings sent before stalling, "
             f"{(unread or 0) / 1024:.0f} KiB unread in the server's receive queue",
         )
@@ -352,7 +352,7 @@ class FrameAttackTests(HostileTestCase):
         self.assertEqual(data, b"a" + b"b" * (count - 2) + b"c")
         c.close()
         self.assertSurvived(
-            server, "1M one-byte fragments", base, 16,
+            server, "1M one-byte fragments", base, 8,
             extra=f"; echoed after {took:.1f} s",
         )
 
@@ -360,31 +360,38 @@ class FrameAttackTests(HostileTestCase):
         """
         15 MiB binary messages back to back (up to ten: 150 MiB) from a
         client that never reads the echoes: the server echoes the first,
-        then stops reading; memory stays within a few messages' worth.
+        then stops reading; memory stays within about two messages' worth
+        (the reassembled message and the copy Twisted makes of its write
+        buffer). Twice in a row, so nothing accumulates across attacks.
         """
         server = self.startServer()
         base = self.baseline(server)
         size = 15 * MiB
         message = maskedHeader(OP_BINARY, size) + b"B" * size
-        c = TunedHybiClient(HOST, server.port, rcvbuf=65536, timeout=5)
-        c.connect()
-        self.addCleanup(c._close_socket)
-        clientPort = c.sock.getsockname()[1]
-        sent, stalled = floodUntilStalled(c.sock, [message] * 10, timeout=30, stallAfter=2.0)
-        during = server.rss()
-        unread = serverRecvQueue(server.port, clientPort)
-        self.assertTrue(stalled, f"all {sent / MiB:.0f} MiB went through: the server kept reading")
-        self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
-        c._close_socket()
-        deadline = time.monotonic() + 5
-        while server.establishedFrom(clientPort) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertFalse(server.establishedFrom(clientPort))
-        self.assertSurvived(
-            server, "15 MiB message bomb", base, 64, during,
-            f"; {sent / MiB:.1f} MiB ({sent / len(message):.2f} messages) sent before "
-            f"stalling, {(unread or 0) / MiB:.1f} MiB unread in the server's receive queue",
-        )
+        rounds = []
+        during = 0
+        for _ in range(2):
+            c = TunedHybiClient(HOST, server.port, rcvbuf=65536, timeout=5)
+            c.connect()
+            self.addCleanup(c._close_socket)
+            clientPort = c.sock.getsockname()[1]
+            sent, stalled = floodUntilStalled(c.sock, [message] * 10, timeout=30, stallAfter=2.0)
+            during = max(during, server.rss())
+            unread = serverRecvQueue(server.port, clientPort)
+            self.assertTrue(stalled, f"all {sent / MiB:.0f} MiB went through: the server kept reading")
+            self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
+            c._close_socket()  # with unread echoes: the server gets a reset
+            deadline = time.monotonic() + 5
+            while server.establishedFrom(clientPort) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(server.establishedFrom(clientPort))
+            rounds.append(
+                f"{sent / MiB:.1f} MiB ({sent / len(message):.2f} messages) sent before stalling "
+                f"with {(unread or 0) / MiB:.1f} MiB unread by the server, "
+                f"+{(server.settledRss(0.2) - base) / 1024:.1f} MiB after"
+            )
+        self.assertSurvived(server, "15 MiB message bomb x2", base, 48, during,
+                            "; " + "; ".join(rounds))
 
 
 class PeerAttackTests(HostileTestCase):
@@ -415,7 +422,7 @@ class PeerAttackTests(HostileTestCase):
         self.assertGreaterEqual(max(waited), 0.8)
         self.assertLess(max(waited), 2.5)
         self.assertSurvived(
-            server, "silent peers after close", base, 4,
+            server, "silent peers after close", base, 2,
             extra=f"; aborted {min(waited):.2f}-{max(waited):.2f} s after the close frame",
         )
 
@@ -449,16 +456,17 @@ class PeerAttackTests(HostileTestCase):
         base = self.baseline(server)
         clientPort = self._vanishedPeer(server)
         time.sleep(1.5)
-        lingering = server.establishedFrom(clientPort)
+        # Nothing told the server: the simulation really is half-open.
+        self.assertTrue(server.establishedFrom(clientPort), "the vanished peer was dropped")
         self.assertSurvived(
             server, "half-open, no keepalive", base, 2,
-            extra=f"; vanished peer still held after 1.5 s: {lingering}",
+            extra="; vanished peer still held after 1.5 s (as expected without keepalive)",
         )
         started = time.monotonic()
         server.terminate()
         code = server.proc.wait(10)
         took = time.monotonic() - started
-        report(f"half-open, no keepalive: SIGTERM exit {code} after {took:.2f} s")
+        report(f"half-open, no keepalive: SIGTERM exit {code} after {took * 1000:.0f} ms")
         self.assertIn(code, (0, -15))
         self.assertLess(took, 3)
 
@@ -485,42 +493,54 @@ class PeerAttackTests(HostileTestCase):
 
     def test_manyIdleConnections(self):
         """
-        2000 idle WebSocket connections: the server holds them all, still
-        echoes for another client, and lets them all go when they leave.
-        Measures the server's memory per idle connection.
+        2000 idle WebSocket connections, twice: the server holds them all,
+        still echoes for another client, lets them all go when they leave,
+        and the second round costs no more than the first. Measures the
+        server's (user-space) memory per idle connection.
         """
         count = 2000
         old, new = raiseFdLimit(2 * count + 256)  # twistd inherits the limit
         if new < count + 256:
             raise SkipTest(f"RLIMIT_NOFILE is {new}; {count} connections need more")
-        server = self.startServer()
+        server = self.startServer(portOptions=":backlog=1024")
         base = self.baseline(server)
         fdsBefore = server.fdCount()
-        clients: list[rawclients.HybiClient] = []
-        self.addCleanup(lambda: closeQuietly(*(c.sock for c in clients)))
-        started = time.monotonic()
-        for _ in range(count):
-            c = rawclients.HybiClient(HOST, server.port, timeout=10)
-            c.connect()
-            clients.append(c)
-        opened = time.monotonic() - started
-        during = server.settledRss(0.5)
-        fds = server.fdCount() - fdsBefore
-        self.assertGreaterEqual(fds, count)
-        perConnection = (during - base) / count
-        # Everyone is still served.
-        self.assertEqual(echoRoundTrip(server.port), ("still serving", b"\x00\xffok"))
-        for c in clients[:: count // 10]:
-            c.send_text("x")
-            self.assertEqual(c.recv_text(), "x")
-        closeQuietly(*(c.sock for c in clients))
-        deadline = time.monotonic() + 10
-        while server.fdCount() - fdsBefore > 5 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertLessEqual(server.fdCount() - fdsBefore, 5)
-        self.assertLess(perConnection, 64, f"{perConnection:.1f} KiB per idle connection")
+        held = []
+        notes = []
+        for _ in range(2):
+            clients: list[rawclients.HybiClient] = []
+            self.addCleanup(lambda clients=clients: closeQuietly(*(c.sock for c in clients)))
+            started = time.monotonic()
+            for _ in range(count):
+                c = rawclients.HybiClient(HOST, server.port, timeout=10)
+                c.connect()
+                clients.append(c)
+            opened = time.monotonic() - started
+            rss = server.settledRss(0.5)
+            self.assertGreaterEqual(server.fdCount() - fdsBefore, count)
+            # Everyone is still served.
+            self.assertEqual(echoRoundTrip(server.port), ("still serving", b"\x00\xffok"))
+            for c in clients[:: count // 10]:
+                c.send_text("x")
+                self.assertEqual(c.recv_text(), "x")
+            closeQuietly(*(c.sock for c in clients))
+            deadline = time.monotonic() + 10
+            while server.fdCount() - fdsBefore > 5 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertLessEqual(server.fdCount() - fdsBefore, 5, "connections not let go")
+            after = server.settledRss(0.3)
+            held.append(rss)
+            notes.append(
+                f"+{(rss - base) / 1024:.1f} MiB with {count} open "
+                f"({(rss - base) / count:.1f} KiB each; opened in {opened:.1f} s), "
+                f"+{(after - base) / 1024:.1f} MiB after they left"
+            )
+        perConnection = (held[0] - base) / count
+        self.assertLess(perConnection, 16, f"{perConnection:.1f} KiB per idle connection")
+        # The second round reuses what the first freed.
+        self.assertLess(held[1] - held[0], (held[0] - base) / 2, notes)
         self.assertSurvived(
-            server, f"{count} idle connections", base, 128, during,
-            f"; {perConnection:.1f} KiB per idle connection, opened in {opened:.1f} s, "
-            f"RLIMIT_NOFILE soft {old} -> {new}",
+            server, f"{count} idle connections x2", base, 40, max(held),
+            f"; {perConnection:.1f} KiB per idle connection; " + "; ".join(notes)
+            + f"; RLIMIT_NOFILE soft {old} -> {new}",
         )

@@ -216,3 +216,48 @@ class GracefulShutdownTests(TwistdTestCase):
             self.assertLess(took, 10)
 
         return deferToThread(talk).addCallback(check)
+
+
+class WebRootTests(TwistdTestCase):
+    """--web-root, --ws-path, --tls-cert/--tls-key, --origin on one TLS port."""
+
+    def test_filesAndSocketOverTLS(self):
+        import ssl
+        import urllib.request
+
+        from tests.tls import makeCertificate
+
+        root = Path(self.mktemp()).resolve()
+        root.mkdir(parents=True)
+        (root / "index.html").write_text("<h1>static page</h1>")
+        key, cert = makeCertificate(root)
+        port = freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo",
+            "--port", f"tcp:{port}:interface={HOST}",
+            "--web-root", str(root), "--ws-path", "/",
+            "--tls-cert", str(cert), "--tls-key", str(key),
+            "--origin", "good.test",
+        )
+
+        def talk():
+            from websockets.exceptions import InvalidStatus
+            from websockets.sync.client import connect
+
+            waitForPort(port, proc)
+            context = ssl.create_default_context(cafile=str(cert))
+            page = urllib.request.urlopen(f"https://localhost:{port}/", context=context).read()
+            with connect(f"wss://localhost:{port}/", ssl=context, origin="https://good.test") as ws:
+                ws.send("over tls")
+                echoed = ws.recv()
+            try:
+                connect(f"wss://localhost:{port}/", ssl=context, origin="https://evil.test")
+                refused = None
+            except InvalidStatus as e:
+                refused = e.response.status_code
+            return page, echoed, refused
+
+        def check(result):
+            self.assertEqual(result, (b"<h1>static page</h1>", "over tls", 403))
+
+        return deferToThread(talk).addCallback(check)

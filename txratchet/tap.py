@@ -19,10 +19,14 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
+from twisted.web.server import Site
+from twisted.web.static import File
 
+from txratchet.components import IpBlackList, OriginCheck
 from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
 from txratchet.server import Server
+from txratchet.web import WebSocketResource, WebSocketRouter
 from txratchet.websocket import WebSocket
 from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
@@ -82,6 +86,13 @@ class Options(usage.Options):
         ["compression-mem-level", None, 5, "zlib memLevel of our compressor (1-9).", int],
         ["client-window-bits", None, 15, "Window asked of clients that offer client_max_window_bits (8-15).", int],
         ["compression-takeover-limit", None, None, "Past this many compressing connections, new ones get no context takeover.", int],
+        ["web-root", None, None, "Serve this directory's files over HTTP on the same port (twisted.web)."],
+        ["ws-path", None, "/", "With --web-root: the path of the WebSocket endpoint."],
+        ["tls-cert", None, None, "PEM certificate (chain) file: serve TLS (wss://, https://) on --port."],
+        ["tls-key", None, None, "PEM private key file for --tls-cert (default: the same file)."],
+        ["origin", None, None, "Comma-separated allowed origins (host, *.domain or scheme://host:port); others get 403."],
+        ["block", None, None, "Comma-separated addresses/networks refused with 403."],
+        ["trusted-proxy", None, None, "Comma-separated proxy addresses/networks whose X-Forwarded-For/Forwarded is believed."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
 
@@ -91,6 +102,17 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be positive")
         if self["send-buffer-policy"] not in ("close", "drop"):
             raise usage.UsageError("--send-buffer-policy must be 'close' or 'drop'")
+        if self["tls-cert"]:
+            port = self["port"]
+            if not port.startswith("tcp:"):
+                raise usage.UsageError("--tls-cert needs a tcp: --port (it becomes ssl:)")
+            key = self["tls-key"] or self["tls-cert"]
+            self["port"] = (
+                "ssl:" + port[len("tcp:"):]
+                + f":privateKey={_escape(key)}:certKey={_escape(self['tls-cert'])}"
+            )
+        if not self["ws-path"].startswith("/"):
+            raise usage.UsageError("--ws-path must start with /")
         self["compression"] = None
         if not self["no-compression"]:
             try:
@@ -103,6 +125,14 @@ class Options(usage.Options):
                 )
             except ValueError as e:
                 raise usage.UsageError(f"compression: {e}") from None
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 def loadApplication(name: str) -> IApplication:
@@ -141,6 +171,10 @@ def makeService(options: Options) -> IService:
         app = DemoChat()
         httpHandler = pageHandler
         name = "the chat demo"
+    if options["block"]:
+        app = IpBlackList(app, _csv(options["block"]))
+    if options["origin"]:
+        app = OriginCheck(app, _csv(options["origin"]))
     subprotocols = None
     if options["subprotocols"]:
         subprotocols = [s.strip() for s in options["subprotocols"].split(",") if s.strip()]
@@ -160,13 +194,28 @@ def makeService(options: Options) -> IService:
         sendBufferPolicy=options["send-buffer-policy"],
         compression=options["compression"],
         compressionContextTakeoverLimit=options["compression-takeover-limit"],
-        httpHandler=httpHandler,
+        httpHandler=None if options["web-root"] else httpHandler,
+        trustedProxies=_csv(options["trusted-proxy"]),
         clock=reactor,  # type: ignore[arg-type]
     )
     service = MultiService()
     layers: list[WebSocket | LineProtocol] = [layer]
     GracefulShutdown(layers).setServiceParent(service)
-    strports.service(options["port"], Server(layer)).setServiceParent(service)
+    factory: Server | Site
+    if options["web-root"]:
+        root = os.path.abspath(options["web-root"])
+        if not os.path.isdir(root):
+            raise usage.UsageError(f"--web-root {root} is not a directory")
+        factory = Site(
+            WebSocketRouter(options["ws-path"], WebSocketResource(layer), File(root))
+        )
+        log.info(
+            "txratchet: files from {root}, WebSocket at {path}",
+            root=root, path=options["ws-path"],
+        )
+    else:
+        factory = Server(layer)
+    strports.service(options["port"], factory).setServiceParent(service)
     log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     if options["line-port"]:
         lines = LineProtocol(app)

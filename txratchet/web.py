@@ -97,3 +97,35 @@ def _rawHead(request: Request) -> bytes:
         for value in values:
             lines.append(name + b": " + value)
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@implementer(IResource)
+class WebSocketRouter:
+    """
+    A root resource that sends upgrade requests for C{path} to a
+    L{WebSocketResource} and everything else to C{fallback} (say, a
+    C{File}), so the socket can live at C{/} next to the site's pages.
+    """
+
+    isLeaf = False
+
+    def __init__(self, path: str, websocket: WebSocketResource, fallback: Any) -> None:
+        self.path = path.encode("utf-8")
+        self.websocket = websocket
+        self.fallback = fallback
+
+    def _wants(self, request: Request) -> bool:
+        return request.path == self.path and _isUpgrade(request)
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> Any:
+        if self._wants(request):
+            return self.websocket
+        return self.fallback.getChildWithDefault(name, request)
+
+    def putChild(self, path: bytes, child: Any) -> None:
+        self.fallback.putChild(path, child)
+
+    def render(self, request: Request) -> bytes | int:
+        if self._wants(request):
+            return self.websocket.render(request)
+        return self.fallback.render(request)  # type: ignore[no-any-return]
