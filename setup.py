@@ -24,7 +24,10 @@ setup(
         "zope.interface",
     ],
     extras_require={
+        "redis": ["txredisapi"],
         "test": [
+            "txredisapi",
+            "flask",
             "pytest",
             "pytest-twisted",
             "hypothesis",

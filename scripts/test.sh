@@ -6,17 +6,24 @@
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
-    || ! command -v node >/dev/null; then
+# Debian packages the tests drive for real: a browser, Node.js, Redis, nginx.
+pkgs=""
+command -v chromium >/dev/null || pkgs="$pkgs chromium"
+command -v chromedriver >/dev/null || pkgs="$pkgs chromium-driver"
+command -v node >/dev/null || pkgs="$pkgs nodejs npm"
+[ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || pkgs="$pkgs redis-server"
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || pkgs="$pkgs nginx"
+if [ -n "$pkgs" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "==> installing Debian packages (chromium, chromium-driver, nodejs)"
+        echo "==> installing Debian packages:$pkgs"
         apt-get update -qq
-        pkgs="chromium chromium-driver"
-        command -v node >/dev/null || pkgs="$pkgs nodejs npm"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
+        # The tests start their own servers on free ports; stop the packaged ones.
+        for service in redis-server nginx; do
+            command -v service >/dev/null && service "$service" stop >/dev/null 2>&1 || true
+        done
     else
-        echo "WARNING: chromium/chromedriver/node missing and cannot apt-get install them;" \
-             "the browser and Node tests will fail" >&2
+        echo "WARNING: missing$pkgs and cannot apt-get install them; tests needing them will fail" >&2
     fi
 fi
 
