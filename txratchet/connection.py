@@ -120,6 +120,29 @@ class TransportConnection(Connection):
             unregister()
         self.transport.loseConnection()
 
+    def closeWrite(self) -> None:
+        """
+        Shut our sending side once what was written is flushed (TCP FIN),
+        but keep reading, so the peer's unread bytes do not make the
+        kernel answer with a reset that could destroy our last message.
+        The peer closing its side ends the connection. Over TLS, which has
+        no half-close here, this is L{close}.
+        """
+        if self.closed:
+            return
+        loseWrite = getattr(self.transport, "loseWriteConnection", None)
+        if self.secure or loseWrite is None:
+            self.close()
+            return
+        self.closed = True
+        unregister = getattr(self.transport, "unregisterProducer", None)
+        if unregister is not None:
+            unregister()
+        loseWrite()
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None:
+            resume()  # drain the peer even if back-pressure had paused us
+
     # IPushProducer, driven by the transport's write buffer.
 
     def pauseProducing(self) -> None:

@@ -63,6 +63,13 @@ class _FlowlessOuter:
         self.peer = getattr(outer, "peer", None)
         self.secure = getattr(outer, "secure", False)
 
+    def closeWrite(self) -> None:
+        closeWrite = getattr(self._outer, "closeWrite", None)
+        if closeWrite is not None:
+            closeWrite()
+        else:
+            self._outer.close()
+
     def abort(self) -> None:
         abort = getattr(self._outer, "abort", None)
         if abort is not None:
@@ -254,6 +261,8 @@ class WebSocketConnection(Connection):
     # -- Receiving -------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._failed:
+            return  # RFC 6455 7.1.7: nothing more is processed
         if self._watchActivity:
             self._lastReceived = self._layer.clock.seconds()
         reader = self._reader
@@ -308,7 +317,13 @@ class WebSocketConnection(Connection):
     def _fail(self, code: int, reason: str) -> None:
         """
         Fail the connection (RFC 6455 7.1.7): send a close frame with the
-        code, then wait (bounded) for the peer's close, ignoring its data.
+        code and close the TCP connection, processing nothing more from the
+        peer (not even its close answer).
+
+        Our side of TCP is shut after the close frame is flushed; what the
+        peer still sends is read and thrown away until it closes too (or
+        C{closeTimeout} passes), so unread input never turns our close
+        into a reset that could destroy the close frame in flight.
         """
         log.info(
             "Failing WebSocket connection from {peer}: {code} {reason}",
@@ -321,18 +336,8 @@ class WebSocketConnection(Connection):
             self.closeCode = code
             self.closeReason = reason
             self._sendClose(code, reason)
-        reader = self._reader
-        assert isinstance(reader, rfc6455.FrameReader)
-        if reader.peerClosed:
-            # Its (invalid) close frame was the peer's last word.
-            self._cancelTimer()
-            self._outer.close()
-            return
-        reader.discardUntilClose()
-        for event in reader.receive(b""):
-            if event.__class__ is rfc6455.CloseReceived:
-                self._cancelTimer()
-                self._outer.close()
+        self.state = CLOSING
+        self._outer.closeWrite()
 
     def _hixieEvents(self, events: list[hixie76.Event]) -> None:
         app = self.app
