@@ -7,6 +7,7 @@ plugin being found from the installed package.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -227,8 +228,8 @@ class WebRootTests(TwistdTestCase):
 
         from tests.tls import makeCertificate
 
-        root = Path(self.mktemp()).resolve()
-        root.mkdir(parents=True)
+        root = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, root, True)
         (root / "index.html").write_text("<h1>static page</h1>")
         key, cert = makeCertificate(root)
         port = freePort()

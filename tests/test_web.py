@@ -7,7 +7,9 @@ onRequest hook; real clients on loopback.
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
+import tempfile
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -49,8 +51,8 @@ def wsgiApp(environ, startResponse):
 class SiteTests(ServerTestCase):
     @inlineCallbacks
     def makeSite(self, app, endpoint=None):
-        static = Path(self.mktemp())
-        static.mkdir()
+        static = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, static, True)
         (static / "hello.txt").write_text("static hello")
         root = Resource()
         root.putChild(b"", Data(b"<html>home</html>", "text/html"))
@@ -134,8 +136,8 @@ class SiteTests(ServerTestCase):
         self.assertEqual(second["protocol"], "rfc6455")
 
     def _certDir(self):
-        d = Path(self.mktemp()).resolve()
-        d.mkdir(parents=True)
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d, True)
         return d
 
 
