@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
+import selectors
 import signal
 import socket
 import struct
@@ -250,16 +252,18 @@ def sendAndCollect(sock: socket.socket, data: bytes, timeout: float) -> tuple[in
     answers, until the peer closes (EOF or reset) or C{timeout} passes.
     Sending stops early if the peer closes or resets.
 
-    @return: C{(sent, received, closed)}.
+    @return: C{(sent, received, closed)}: C{sent} counts the bytes the
+        local kernel accepted (not necessarily read by the peer).
     """
     sock.setblocking(False)
     deadline = time.monotonic() + timeout
     view = memoryview(data)
     sent = 0
     received: list[bytes] = []
+    broken = False
     try:
         while time.monotonic() < deadline:
-            sending = sent < len(data)
+            sending = sent < len(data) and not broken
             r, w, _ = select.select([sock], [sock] if sending else [], [], 0.05)
             if r:
                 try:
@@ -279,7 +283,7 @@ def sendAndCollect(sock: socket.socket, data: bytes, timeout: float) -> tuple[in
                     pass
                 except (BrokenPipeError, ConnectionResetError):
                     # The peer is gone; what it sent first is still readable.
-                    sent = len(data)
+                    broken = True
         return sent, b"".join(received), False
     finally:
         sock.setblocking(True)
@@ -332,8 +336,6 @@ def raiseFdLimit(wanted: int) -> tuple[int, int]:
 
     @return: the C{(old, new)} soft limits.
     """
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     new = soft
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -381,14 +383,12 @@ def waitAllClosed(socks: list[socket.socket], timeout: float) -> dict[socket.soc
     @return: C{{sock: (monotonic time it closed, bytes received)}} for the
         sockets that closed within C{timeout}.
     """
-    import selectors
-
     deadline = time.monotonic() + timeout
     sel = selectors.DefaultSelector()
     got: dict[socket.socket, bytearray] = {}
     for s in socks:
         s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
+        sel.register(s, selectors.EVENT_READ, s)
         got[s] = bytearray()
     closed: dict[socket.socket, tuple[float, bytes]] = {}
     try:
@@ -397,18 +397,18 @@ def waitAllClosed(socks: list[socket.socket], timeout: float) -> dict[socket.soc
             if remaining <= 0:
                 break
             for key, _ in sel.select(min(remaining, 0.1)):
-                s = key.fileobj
+                sock: socket.socket = key.data
                 try:
-                    data = s.recv(65536)  # type: ignore[union-attr]
+                    data = sock.recv(65536)
                 except BlockingIOError:
                     continue
                 except (ConnectionResetError, ConnectionAbortedError):
                     data = b""
                 if data:
-                    got[s] += data  # type: ignore[index]
+                    got[sock] += data
                 else:
-                    closed[s] = (time.monotonic(), bytes(got[s]))  # type: ignore[index]
-                    sel.unregister(s)
+                    closed[sock] = (time.monotonic(), bytes(got[sock]))
+                    sel.unregister(sock)
     finally:
         sel.close()
         for s in socks:

@@ -10,12 +10,13 @@ server stays alive, answers the attacker as it should, keeps its memory
 bounded, and still echoes for a normal client afterwards. Every loop is
 bounded in count and time; only 127.0.0.1 is used.
 
-The measured numbers are printed (C{pytest -s}, or trial's test.log) as
-C{[hostile] ...} lines.
+The measured numbers are printed as C{[hostile] ...} lines (see them with
+C{pytest -s}; trial shows them in its output).
 """
 
 from __future__ import annotations
 
+import selectors
 import socket
 import struct
 import time
@@ -41,8 +42,6 @@ from tests.hostile_clients import (
     waitAllClosed,
 )
 from tests.rawclients import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
-
-KiB = 1024
 
 
 def report(line: str) -> None:
@@ -72,7 +71,8 @@ class HostileTestCase(SynchronousTestCase):
         C{base + boundMiB}, and a normal client gets its echo.
         """
         self.assertTrue(server.alive(), f"{name}: the server died:\n{server.logTail()}")
-        peak = server.peak()
+        # VmHWM is synced lazily; a sample taken during the attack counts too.
+        peak = max(server.peak(), during or 0)
         echoed = echoRoundTrip(server.port)
         after = server.settledRss(0.3)
         report(
@@ -117,8 +117,6 @@ class HandshakeAttackTests(HostileTestCase):
             s = socket.create_connection((HOST, server.port), timeout=5)
             opened[s] = time.monotonic()
             socks.append(s)
-        import selectors
-
         sel = selectors.DefaultSelector()
         self.addCleanup(sel.close)
         for s in socks:
@@ -163,7 +161,7 @@ class HandshakeAttackTests(HostileTestCase):
         waited = [closedAt[s] - opened[s] for s in socks]
         trickled = [sentBytes.get(s, 0) for s in socks]
         self.assertGreaterEqual(min(waited), 0.95)
-        self.assertLess(max(waited), 2.0)
+        self.assertLess(max(waited), 2.5)
         # They were still trickling (nowhere near the end of the head).
         self.assertLess(max(trickled), 40)
         self.assertSurvived(
@@ -197,7 +195,8 @@ class HandshakeAttackTests(HostileTestCase):
         sentTotal = sum(r[0] for r in results)
         self.assertSurvived(
             server, "1 MB handshake x10", base, 1,
-            extra=f"; {sentTotal / MiB:.1f} MiB got through to the server before it closed",
+            extra=f"; {sentTotal / MiB:.1f} of {10 * len(attack) / MiB:.1f} MiB accepted "
+            "by the kernel before the server closed",
         )
 
     def test_thousandHeaderFields(self):
@@ -261,8 +260,11 @@ class FrameAttackTests(HostileTestCase):
     def test_hugeDeclaredLengths(self):
         """
         Frames declaring 2**63-1 bytes (over the limit) and 2**63 (high bit
-        set) right after a valid handshake: close 1009 / 1002 at once, and
-        the 4 MiB streamed after the header is discarded, not buffered.
+        set), and 16 MiB + 1 (just over the default limit) right after a
+        valid handshake: close 1009 / 1002 at once, and the 4 MiB streamed
+        after the header is discarded, not buffered. (After the 2**63-1
+        header the client's own close frame is inside the "payload", so the
+        server can only abort after its close timeout; 1 s here.)
         """
         server = self.startServer("--close-timeout", "1")
         base = self.baseline(server)
@@ -289,42 +291,52 @@ class FrameAttackTests(HostileTestCase):
                 pass
             closed = c.wait_tcp_closed(4)
             self.assertTrue(closed)
-            lines.append(f"{length:#x}: {code} after {took * 1000:.1f} ms")
+            lines.append(
+                f"{length:#x}: {code} after {took * 1000:.1f} ms, "
+                f"TCP closed after {time.monotonic() - started:.2f} s"
+            )
         self.assertSurvived(server, "huge frame lengths", base, 1, extra="; " + ", ".join(lines))
 
     def test_pingFlood(self):
         """
-        100k pings (125 bytes each, 13 MB) from a client that never reads
-        the pongs: the server stops reading (the client's sends stall and
-        its bytes wait in the server's kernel buffer), memory stays bounded.
+        Pings from clients that never read the pongs. 100k empty pings
+        (600 KB, 200 KB of pongs) fit in loopback's kernel buffers, so the
+        server simply answers them all; 100k pings of 125 bytes (13 MB) do
+        not: the server stops reading (the client's sends stall and its
+        bytes wait in the server's kernel buffer). Memory stays bounded.
         """
         server = self.startServer()
         base = self.baseline(server)
-        c = TunedHybiClient(HOST, server.port, rcvbuf=4096, sndbuf=4096, timeout=5)
-        c.connect()
-        self.addCleanup(c._close_socket)
-        clientPort = c.sock.getsockname()[1]
-        ping = maskedHeader(OP_PING, 125) + b"p" * 125
-        batch = ping * 100
         total = 100_000
-        sent, stalled = floodUntilStalled(c.sock, (batch for _ in range(total // 100)),
-                                          timeout=20, stallAfter=1.0)
-        during = server.rss()
-        unread = serverRecvQueue(server.port, clientPort)
-        pings = sent // len(ping)
-        self.assertTrue(stalled, f"all {pings} pings went through: the server kept reading")
-        self.assertLess(pings, total)
-        self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
-        c._close_socket()  # unread pongs: the server gets a reset
-        deadline = time.monotonic() + 5
-        while server.establishedFrom(clientPort) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertFalse(server.establishedFrom(clientPort))
-        self.assertSurvived(
-            server, "ping flood", base, 4, during,
-            f"; {pings} of {total} pings sent before stalling, "
-            f"{(unread or 0) / 1024:.0f} KiB unread in the server's receive queue",
-        )
+        results = []
+        for payload in (b"", b"p" * 125):
+            c = TunedHybiClient(HOST, server.port, rcvbuf=4096, sndbuf=4096, timeout=5)
+            c.connect()
+            self.addCleanup(c._close_socket)
+            clientPort = c.sock.getsockname()[1]
+            ping = maskedHeader(OP_PING, len(payload)) + payload
+            batch = ping * 100
+            sent, stalled = floodUntilStalled(c.sock, (batch for _ in range(total // 100)),
+                                              timeout=20, stallAfter=1.0)
+            during = server.rss()
+            unread = serverRecvQueue(server.port, clientPort)
+            pings = sent // len(ping)
+            results.append(
+                f"{len(payload)}-byte pings: {pings} of {total} sent"
+                + (f" before stalling, {(unread or 0) / 1024:.0f} KiB unread by the server"
+                   if stalled else "")
+                + f", +{(during - base) / 1024:.1f} MiB"
+            )
+            if payload:
+                self.assertTrue(stalled, f"all {pings} pings went through: the server kept reading")
+                self.assertLess(pings, total)
+                self.assertTrue(unread, "the server's receive queue is empty: it is still reading")
+            c._close_socket()  # unread pongs: the server gets a reset
+            deadline = time.monotonic() + 5
+            while server.establishedFrom(clientPort) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(server.establishedFrom(clientPort))
+        self.assertSurvived(server, "ping floods", base, 8, extra="; " + "; ".join(results))
 
     def test_tinyFragmentFlood(self):
         """
@@ -362,15 +374,17 @@ class FrameAttackTests(HostileTestCase):
         client that never reads the echoes: the server echoes the first,
         then stops reading; memory stays within about two messages' worth
         (the reassembled message and the copy Twisted makes of its write
-        buffer). Twice in a row, so nothing accumulates across attacks.
+        buffer). Three attacks in a row: what stays resident afterwards
+        (glibc keeps the freed heap) levels off instead of accumulating.
         """
         server = self.startServer()
         base = self.baseline(server)
         size = 15 * MiB
         message = maskedHeader(OP_BINARY, size) + b"B" * size
         rounds = []
+        afters = []
         during = 0
-        for _ in range(2):
+        for _ in range(3):
             c = TunedHybiClient(HOST, server.port, rcvbuf=65536, timeout=5)
             c.connect()
             self.addCleanup(c._close_socket)
@@ -385,45 +399,80 @@ class FrameAttackTests(HostileTestCase):
             while server.establishedFrom(clientPort) and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertFalse(server.establishedFrom(clientPort))
+            afters.append(server.settledRss(0.2))
             rounds.append(
                 f"{sent / MiB:.1f} MiB ({sent / len(message):.2f} messages) sent before stalling "
                 f"with {(unread or 0) / MiB:.1f} MiB unread by the server, "
-                f"+{(server.settledRss(0.2) - base) / 1024:.1f} MiB after"
+                f"+{(afters[-1] - base) / 1024:.1f} MiB after"
             )
-        self.assertSurvived(server, "15 MiB message bomb x2", base, 48, during,
+        self.assertLess(afters[2] - afters[1], 4 * 1024, rounds)
+        self.assertSurvived(server, "15 MiB message bomb x3", base, 48, during,
                             "; " + "; ".join(rounds))
+
+    def test_hixie76Unbounded(self):
+        """
+        Hixie-76 frames with no size in their header: a 0x00 text frame that
+        never ends (16 MiB of text under a 1 MiB limit) and a length-prefixed
+        frame whose base-128 length never ends. Both are cut off with the
+        closing frame once past the limit, without buffering the rest.
+        """
+        server = self.startServer("--max-message-size", str(MiB))
+        base = self.baseline(server)
+        attacks = {
+            "endless text frame": b"\x00" + b"a" * (16 * MiB),
+            "endless length": b"\x80" + b"\xff" * 64 + b"\x01",
+        }
+        for name, attack in attacks.items():
+            c = rawclients.Hixie76Client(HOST, server.port, timeout=5)
+            c.connect()
+            self.addCleanup(c._close_socket)
+            _sent, response, closed = sendAndCollect(c.sock, attack, timeout=5)
+            self.assertEqual(response, b"\xff\x00", name)
+            self.assertTrue(closed, name)
+        self.assertSurvived(server, "hixie-76 endless frames", base, 4)
 
 
 class PeerAttackTests(HostileTestCase):
     def test_silentPeerAfterServerClose(self):
         """
         20 peers break the protocol (an unmasked frame), get the server's
-        1002 close frame, and never answer it: each is aborted after the
-        1 s close timeout.
+        1002 close frame, and never answer it: the server shuts its side
+        right after the close frame (FIN) and, since they stay silent,
+        aborts them when the 1 s close timeout passes (their sockets leave
+        the server process).
         """
         server = self.startServer("--close-timeout", "1")
         base = self.baseline(server)
+        fdsBefore = server.fdCount()
         clients = []
         for _ in range(20):
             c = rawclients.HybiClient(HOST, server.port, timeout=5)
             c.connect()
             self.addCleanup(c._close_socket)
             clients.append(c)
-        closeFrameAt = {}
+        self.assertGreaterEqual(server.fdCount() - fdsBefore, 20)
         for c in clients:
             c.send_frame(OP_TEXT, b"unmasked", mask=False)
+        firstCloseFrame = None
         for c in clients:
             opcode, _fin, _rsv, payload = c.recv_frame()
-            closeFrameAt[c.sock] = time.monotonic()
+            if firstCloseFrame is None:
+                firstCloseFrame = time.monotonic()
             self.assertEqual((opcode, payload[:2]), (OP_CLOSE, struct.pack(">H", 1002)))
-        closed = waitAllClosed([c.sock for c in clients], timeout=5)
-        self.assertEqual(len(closed), len(clients))
-        waited = [closed[s][0] - closeFrameAt[s] for s in closed]
-        self.assertGreaterEqual(max(waited), 0.8)
-        self.assertLess(max(waited), 2.5)
+        # Our side sees the server's FIN (or nothing more), and says nothing.
+        fins = waitAllClosed([c.sock for c in clients], timeout=0.5)
+        held = server.fdCount() - fdsBefore
+        deadline = time.monotonic() + 5
+        while server.fdCount() > fdsBefore and time.monotonic() < deadline:
+            time.sleep(0.02)
+        released = time.monotonic() - firstCloseFrame
+        self.assertLessEqual(server.fdCount(), fdsBefore, "silent peers still held after 5 s")
+        self.assertGreaterEqual(released, 0.8)
+        self.assertLess(released, 2.5)
         self.assertSurvived(
             server, "silent peers after close", base, 2,
-            extra=f"; aborted {min(waited):.2f}-{max(waited):.2f} s after the close frame",
+            extra=f"; {len(fins)} of {len(clients)} saw the server's FIN at once, "
+            f"{held} still held 0.5 s later, all released {released:.2f} s after the close frames",
         )
 
     def _vanishedPeer(self, server: EchoServer) -> int:

@@ -273,3 +273,38 @@ class OnRequestTests(ServerTestCase):
 
         self.assertEqual((yield deferToThread(talk, yes)), "early")
         self.assertEqual((yield deferToThread(talk, no)), 401)
+
+
+class RouterTests(ServerTestCase):
+    @inlineCallbacks
+    def test_socketAtRootNextToWSGI(self):
+        """WebSocketRouter: upgrades at / go to the socket, the rest to a WSGI app."""
+        from txratchet.web import WebSocketRouter
+
+        layer = WebSocket(WhoAmI())
+        root = WebSocketRouter(
+            "/", WebSocketResource(layer), WSGIResource(reactor, reactor.getThreadPool(), wsgiApp)
+        )
+        port = yield TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(Site(root))
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self._dropConnections, layer)
+        portNumber = port.getHost().port
+
+        def talk():
+            from websockets.sync.client import connect
+
+            pages = [
+                rawclients.raw_request(
+                    HOST, portNumber, f"GET {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                )
+                for p in ("/", "/deep/page")
+            ]
+            with connect(f"ws://{HOST}:{portNumber}/") as ws:
+                ws.send("?")
+                info = json.loads(ws.recv())
+            return pages, info
+
+        pages, info = yield deferToThread(talk)
+        self.assertIn(b"wsgi says hi from /", pages[0])
+        self.assertIn(b"wsgi says hi from /deep/page", pages[1])
+        self.assertEqual(info["path"], "/")

@@ -120,6 +120,12 @@ class WebSocketRouter:
     def getChildWithDefault(self, name: bytes, request: Request) -> Any:
         if self._wants(request):
             return self.websocket
+        if getattr(self.fallback, "isLeaf", False):
+            # A leaf (a WSGIResource, say) takes the whole path itself.
+            if request.prepath and request.postpath is not None:
+                request.prepath.pop()
+                request.postpath.insert(0, name)
+            return self.fallback
         return self.fallback.getChildWithDefault(name, request)
 
     def putChild(self, path: bytes, child: Any) -> None:

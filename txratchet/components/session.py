@@ -41,6 +41,11 @@ otherwise); any web application in any language can write them:
 L{flaskSessionInterface} makes a Flask application keep its sessions in
 either of them.
 
+A session cookie is sent by the browser whichever page opens the socket:
+put an L{txratchet.components.OriginCheck} outside the provider
+(C{WebSocket(OriginCheck(SessionProvider(app, store), ["example.com"]))})
+so that other sites' pages cannot use a visitor's session.
+
 A missing, unknown or expired session is refused with 403 by default
 (C{required=True}); with C{required=False} the connection opens with
 C{conn.session = None}. A store that fails or does not answer within

@@ -11,6 +11,7 @@ connection holds none.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 class MalformedExtensions(ValueError):
@@ -88,7 +92,8 @@ def parseExtensions(values: Sequence[str]) -> list[tuple[str, list[tuple[str, st
                     continue
                 raw = raw.strip()
                 if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-                    raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+                    # RFC 7230 quoted-pair: a backslash quotes the next character.
+                    raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
                     # RFC 6455 9.1: a quoted value must still be a token.
                 params.append((key, _token(raw)))
             offers.append((name, params))
@@ -105,12 +110,16 @@ class DeflateParams:
         each message, so our decompressor can be dropped between messages.
     @ivar serverMaxWindowBits: our compressor's window.
     @ivar clientMaxWindowBits: the client's window (bounds our decompressor).
+    @ivar serverMaxWindowBitsOffered: the client offered
+        C{server_max_window_bits}, so the response must carry it even at 15
+        (RFC 7692 7.1.2.1: that is how a server accepts the parameter).
     """
 
     serverNoContextTakeover: bool
     clientNoContextTakeover: bool
     serverMaxWindowBits: int
     clientMaxWindowBits: int
+    serverMaxWindowBitsOffered: bool = False
 
     def responseHeader(self) -> str:
         """
@@ -121,7 +130,7 @@ class DeflateParams:
             parts.append("server_no_context_takeover")
         if self.clientNoContextTakeover:
             parts.append("client_no_context_takeover")
-        if self.serverMaxWindowBits < 15:
+        if self.serverMaxWindowBits < 15 or self.serverMaxWindowBitsOffered:
             parts.append(f"server_max_window_bits={self.serverMaxWindowBits}")
         if self.clientMaxWindowBits < 15:
             parts.append(f"client_max_window_bits={self.clientMaxWindowBits}")
@@ -183,6 +192,7 @@ class PerMessageDeflate:
         serverNoTakeover = self.serverNoContextTakeover or noContextTakeover
         clientNoTakeover = self.clientNoContextTakeover or noContextTakeover
         serverBits = self.serverMaxWindowBits
+        serverBitsOffered = False
         clientBits = 15
         for name, value in params:
             if name in seen:
@@ -201,6 +211,7 @@ class PerMessageDeflate:
                 if bits is None:
                     return None
                 serverBits = min(serverBits, bits)
+                serverBitsOffered = True
             elif name == "client_max_window_bits":
                 if value is None:
                     clientBits = self.clientMaxWindowBits
@@ -211,7 +222,9 @@ class PerMessageDeflate:
                     clientBits = min(bits, self.clientMaxWindowBits)
             else:
                 return None
-        return DeflateParams(serverNoTakeover, clientNoTakeover, serverBits, clientBits)
+        return DeflateParams(
+            serverNoTakeover, clientNoTakeover, serverBits, clientBits, serverBitsOffered
+        )
 
     def negotiate(
         self, headerValues: Sequence[str], noContextTakeover: bool = False
@@ -284,6 +297,11 @@ class Deflater:
         return data  # pragma: no cover - Z_SYNC_FLUSH always ends so
 
 
+#: The most a single zlib call may inflate: a bomb is caught after at most
+#: this much beyond the limit, and no call builds one huge temporary.
+_INFLATE_STEP = 64 * 1024
+
+
 class Inflater:
     """
     Decompresses incoming messages of one connection, never producing more
@@ -295,6 +313,8 @@ class Inflater:
         self.maxMessageSize = maxMessageSize
         self._decompressor: zlib._Decompress | None = None
         self._size = 0
+        # A DEFLATE stream ended (a block with BFINAL set) and nothing of
+        # the next one has come yet.
         self._ended = False
 
     def feed(self, payload: bytes, final: bool) -> bytes:
@@ -305,39 +325,47 @@ class Inflater:
         @raise MessageTooBig: the message inflates beyond the limit.
         @raise CorruptMessage: the data is not valid DEFLATE.
         """
-        if self._ended:
-            # After a final block only the rest of our own tail may come.
-            if payload:
-                raise CorruptMessage("data after the final DEFLATE block")
-            if final:
+        data = payload + TAIL if final else payload
+        pieces: list[bytes] = []
+        while True:
+            if self._ended:
+                # A block with BFINAL set ended the DEFLATE stream (RFC 7692
+                # 7.2.3.4). Our own appended tail alone closes the message;
+                # anything the peer sent after it (the RFC's example sends
+                # one more octet, the header of an empty stored block) is
+                # inflated as a new stream.
+                if not data or (final and data == TAIL):
+                    break
                 self._ended = False
-                self._size = 0
-            return b""
-        decompressor = self._decompressor
-        if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(
-                -self._params.clientMaxWindowBits
-            )
-        if final:
-            payload = payload + TAIL
-        allowed = self.maxMessageSize - self._size
-        try:
-            out = decompressor.decompress(payload, allowed + 1)
-        except zlib.error as e:
-            raise CorruptMessage(str(e)) from None
-        self._size += len(out)
-        if self._size > self.maxMessageSize or decompressor.unconsumed_tail:
-            raise MessageTooBig()
-        if decompressor.eof:
-            # A block with BFINAL set ends the message (RFC 7692 7.2.3.4);
-            # only our own appended tail may follow it, and the next
-            # message starts a new stream.
-            if decompressor.unused_data not in (b"", TAIL):
-                raise CorruptMessage("data after the final DEFLATE block")
-            self._decompressor = None
-            self._ended = not final
+            decompressor = self._decompressor
+            if decompressor is None:
+                decompressor = self._decompressor = zlib.decompressobj(
+                    -self._params.clientMaxWindowBits
+                )
+            step = min(self.maxMessageSize - self._size + 1, _INFLATE_STEP)
+            try:
+                out = decompressor.decompress(data, step)
+            except zlib.error as e:
+                raise CorruptMessage(str(e)) from None
+            self._size += len(out)
+            if self._size > self.maxMessageSize:
+                raise MessageTooBig()
+            if out:
+                pieces.append(out)
+            if decompressor.eof:
+                data = decompressor.unused_data
+                self._decompressor = None
+                self._ended = True
+                continue
+            data = decompressor.unconsumed_tail
+            if not data and len(out) < step:
+                # All input consumed and nothing more pending.
+                break
         if final:
             self._size = 0
+            self._ended = False
             if self._params.clientNoContextTakeover:
                 self._decompressor = None
-        return out
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)

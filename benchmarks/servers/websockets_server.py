@@ -1,0 +1,37 @@
+"""websockets (asyncio) benchmark server: echo or broadcast, no compression."""
+
+import asyncio
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+from websockets.asyncio.server import broadcast, serve  # noqa: E402
+
+args = _common.parse_args()
+clients = set()
+
+
+async def echo(ws):
+    async for msg in ws:
+        await ws.send(msg)
+
+
+async def chat(ws):
+    clients.add(ws)
+    try:
+        async for msg in ws:
+            broadcast((c for c in clients if c is not ws), msg)
+    finally:
+        clients.discard(ws)
+
+
+async def main():
+    handler = echo if args.app == "echo" else chat
+    async with serve(handler, "127.0.0.1", args.port, compression=None, backlog=args.backlog) as server:
+        _common.ready(args.port)
+        await server.serve_forever()
+
+
+asyncio.run(main())

@@ -1,0 +1,185 @@
+"""
+A Flask application logs the user in; the WebSocket chat on the same port
+knows who the user is from Flask's session cookie: no second login.
+
+Run it from the repository root (Flask must be installed)::
+
+    python examples/flaskchat.py                  # http://localhost:8080/
+    python -m examples.flaskchat                  # the same
+    python examples/flaskchat.py --port 9000
+    python examples/flaskchat.py --store sqlite:sessions.db
+    python examples/flaskchat.py --store redis:127.0.0.1:6379
+
+Open the page in two browser tabs, log in with two names, and chat.
+
+Flask serves every page (through C{twisted.web.wsgi.WSGIResource}) and
+the chat's WebSocket is at C{/ws}. With the default store, C{cookie}, the
+session is Flask's own signed C{session} cookie, checked with the app's
+secret key (set C{FLASK_SECRET_KEY} to keep sessions across restarts).
+With C{sqlite:FILE} or C{redis:HOST:PORT}, Flask keeps its sessions in that
+store under a random C{session_id} cookie, where any other process can
+read them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask import Flask, redirect, render_template_string, request, session
+from twisted.internet import endpoints, reactor
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.wsgi import WSGIResource
+
+from txratchet import Application, WebSocket
+from txratchet.components.session import (
+    FlaskCookieSessions,
+    RedisSessionStore,
+    SessionProvider,
+    SQLiteSessionStore,
+    flaskSessionInterface,
+)
+from txratchet.web import WebSocketResource
+
+LOGIN = """<!doctype html>
+<title>Log in</title>
+<form method="post" action="/login">
+  <label>Your name <input name="name" id="name" autofocus required maxlength="40"></label>
+  <button id="login">Log in</button>
+</form>"""
+
+CHAT = """<!doctype html>
+<title>Chat</title>
+<p>Logged in as <b id="me">{{ name }}</b>.
+   <form method="post" action="/logout" style="display:inline"><button>Log out</button></form>
+<div id="log"></div>
+<form id="say"><input id="text" autocomplete="off" autofocus><button>Send</button></form>
+<script>
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+const log = document.getElementById("log"), text = document.getElementById("text");
+ws.onmessage = (event) => {
+  const p = document.createElement("p");
+  p.textContent = event.data;
+  log.append(p);
+};
+document.getElementById("say").onsubmit = (event) => {
+  event.preventDefault();
+  if (text.value) ws.send(text.value);
+  text.value = "";
+};
+</script>"""
+
+
+def makeFlaskApp(secretKey: str) -> Flask:
+    app = Flask(__name__)
+    app.secret_key = secretKey
+
+    @app.get("/")
+    def index():
+        if "name" not in session:
+            return render_template_string(LOGIN)
+        return render_template_string(CHAT, name=session["name"])
+
+    @app.post("/login")
+    def login():
+        session["name"] = request.form["name"].strip()[:40] or "anonymous"
+        return redirect("/")
+
+    @app.post("/logout")
+    def logout():
+        session.clear()
+        return redirect("/")
+
+    return app
+
+
+class Chat(Application):
+    """Everyone hears everything, prefixed with the sender's name."""
+
+    def __init__(self):
+        self.clients = set()
+
+    def onOpen(self, conn):
+        self.clients.add(conn)
+        conn.send(f"Hello, {conn.session['name']}")
+
+    def onMessage(self, sender, msg):
+        for conn in self.clients:
+            conn.send(f"{sender.session['name']}: {msg}")
+
+    def onClose(self, conn):
+        self.clients.discard(conn)
+
+
+class Root(Resource):
+    """C{/ws} is the chat; every other path goes to Flask."""
+
+    def __init__(self, wsgi):
+        super().__init__()
+        self.wsgi = wsgi
+
+    def getChild(self, name, request):
+        request.prepath.pop()
+        request.postpath.insert(0, name)
+        return self.wsgi
+
+
+def makeStore(spec: str, flaskApp: Flask):
+    """C{cookie}, C{sqlite:FILE} or C{redis:HOST:PORT}."""
+    kind, _, where = spec.partition(":")
+    if kind == "cookie":
+        return FlaskCookieSessions(flaskApp)
+    if kind == "sqlite":
+        store = SQLiteSessionStore(where or "sessions.db")
+    elif kind == "redis":
+        host, _, port = where.rpartition(":")
+        store = RedisSessionStore(host or "127.0.0.1", int(port or 6379))
+    else:
+        raise ValueError(f"Unknown store: {spec}")
+    flaskApp.session_interface = flaskSessionInterface(store)
+    return store
+
+
+def makeSite(store: str = "cookie", secretKey: str | None = None) -> Site:
+    flaskApp = makeFlaskApp(secretKey or os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex())
+    sessions = makeStore(store, flaskApp)
+    root = Root(WSGIResource(reactor, reactor.getThreadPool(), flaskApp))
+    root.putChild(b"ws", WebSocketResource(WebSocket(SessionProvider(Chat(), sessions))))
+    site = Site(root)
+    site.sessionStore = sessions
+    return site
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--interface", default="", help="address to listen on (default: all)")
+    parser.add_argument("--store", default="cookie", help="cookie, sqlite:FILE or redis:HOST:PORT")
+    args = parser.parse_args(argv)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    site = makeSite(args.store)
+    interface = f":interface={args.interface}" if args.interface else ""
+    listening = endpoints.serverFromString(reactor, f"tcp:{args.port}{interface}").listen(site)
+
+    failed = []
+
+    def cannotListen(failure):
+        failed.append(failure)
+        print(f"Cannot listen: {failure.getErrorMessage()}", file=sys.stderr)
+        reactor.callWhenRunning(reactor.stop)
+
+    listening.addErrback(cannotListen)
+    reactor.run()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
