@@ -179,10 +179,15 @@ class WebSocketConnection(Connection):
             opcode = rfc6455.BINARY
         deflater = self._deflater
         if deflater is not None and len(payload) >= self._compressMin:
-            payload = deflater.compress(payload)
-            header = rfc6455.frameHeader(opcode, len(payload), True, 0x40)
+            self._writeFrame(opcode, deflater.compress(payload), 0x40)
         else:
-            header = rfc6455.frameHeader(opcode, len(payload))
+            self._writeFrame(opcode, payload)
+
+    def _writeFrame(self, opcode: int, payload: bytes, rsv: int = 0) -> None:
+        """
+        Write one whole frame; a client subclass masks it.
+        """
+        header = rfc6455.frameHeader(opcode, len(payload), True, rsv)
         if len(payload) < 4096:
             self._send(header + payload)
         else:
@@ -231,7 +236,7 @@ class WebSocketConnection(Connection):
             return
         if len(payload) > 125:
             raise ValueError("A ping payload is at most 125 bytes")
-        self._send(rfc6455.frameHeader(rfc6455.PING, len(payload)) + payload)
+        self._writeFrame(rfc6455.PING, payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """
@@ -254,8 +259,7 @@ class WebSocketConnection(Connection):
         if self._hixie:
             self._send(hixie76.CLOSE_FRAME)
         else:
-            payload = rfc6455.closePayload(code, reason)
-            self._send(rfc6455.frameHeader(rfc6455.CLOSE, len(payload)) + payload)
+            self._writeFrame(rfc6455.CLOSE, rfc6455.closePayload(code, reason))
         self._startTimer(self._layer.closeTimeout, self._closeTimedOut)
 
     # -- Receiving -------------------------------------------------------
@@ -292,7 +296,7 @@ class WebSocketConnection(Connection):
             elif isinstance(event, rfc6455.Ping):
                 if self.state == OPEN:
                     payload = event.payload
-                    self._send(rfc6455.frameHeader(rfc6455.PONG, len(payload)) + payload)
+                    self._writeFrame(rfc6455.PONG, payload)
             elif isinstance(event, rfc6455.CloseReceived):
                 self._closeReceived(event)
                 return
@@ -302,8 +306,7 @@ class WebSocketConnection(Connection):
 
     def _closeReceived(self, event: rfc6455.CloseReceived) -> None:
         if self.state == OPEN:
-            payload = rfc6455.closePayload(event.code, "")
-            self._send(rfc6455.frameHeader(rfc6455.CLOSE, len(payload)) + payload)
+            self._writeFrame(rfc6455.CLOSE, rfc6455.closePayload(event.code, ""))
         if not self._failed:
             # The peer's close frame: it started the close, or answered ours.
             self.closeCode = event.code
