@@ -590,3 +590,72 @@ class CloseTests(ServerTestCase):
         pong = yield deferToThread(talk)
         self.assertEqual(pong, (OP_PONG, b"x" * 125))
 
+
+
+class BroadcastFramingTests(ServerTestCase):
+    @inlineCallbacks
+    def test_sameMessageFramedOncePerFamily(self):
+        """
+        A broadcast of one message object frames it once per family, and
+        every peer still gets exactly its own protocol's frame.
+        """
+        from txratchet.websocket import hixie76, rfc6455
+
+        calls = {"text": 0, "header": 0}
+        originalEncode, originalHeader = hixie76.encodeText, rfc6455.frameHeader
+
+        def countEncode(text):
+            calls["text"] += 1
+            return originalEncode(text)
+
+        def countHeader(*args, **kw):
+            calls["header"] += 1
+            return originalHeader(*args, **kw)
+
+        class Broadcast(Application):
+            def __init__(self):
+                self.clients = []
+
+            def onOpen(self, conn):
+                self.clients.append(conn)
+
+            def onMessage(self, conn, msg):
+                calls["text"] = calls["header"] = 0
+                self.patch()
+                try:
+                    for c in self.clients:
+                        c.send(msg)
+                finally:
+                    self.unpatch()
+
+            def onClose(self, conn):
+                self.clients.remove(conn)
+
+        app = Broadcast()
+        app.patch = lambda: (setattr(hixie76, "encodeText", countEncode),
+                             setattr(rfc6455, "frameHeader", countHeader))
+        app.unpatch = lambda: (setattr(hixie76, "encodeText", originalEncode),
+                               setattr(rfc6455, "frameHeader", originalHeader))
+        port = yield self.listen(WebSocket(app, compression=None))
+
+        def talk():
+            peers = [rawclients.HybiClient(HOST, port, version=v) for v in (13, 13, 8, 7)]
+            for p in peers:
+                p.connect()
+            old = [rawclients.Hixie76Client(HOST, port) for _ in range(2)]
+            for o in old:
+                o.connect()
+            deadline = time.monotonic() + 5
+            while len(app.clients) < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            peers[0].send_text("to all ✓")
+            got = [p.recv_message() for p in peers] + [o.recv_message() for o in old]
+            for p in peers:
+                p.close()
+            for o in old:
+                o.close()
+            return got
+
+        got = yield deferToThread(talk)
+        self.assertEqual(got, [(OP_TEXT, "to all ✓".encode())] * 4 + ["to all ✓"] * 2)
+        self.assertEqual(calls, {"text": 1, "header": 1})

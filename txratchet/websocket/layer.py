@@ -106,6 +106,9 @@ class WebSocketConnection(Connection):
     """
 
     protocol = ""
+    #: Can this connection's data frames be shared with other connections
+    #: (server frames are unmasked)? A client subclass masks every frame.
+    _framesShareable = True
 
     def __init__(self, layer: WebSocket, outer: Any) -> None:
         super().__init__(layer.app)
@@ -154,22 +157,50 @@ class WebSocketConnection(Connection):
         """
         Send a text (C{str}) or binary (C{bytes}) message.
 
-        Dropped when the connection is not open.
+        Dropped when the connection is not open. Sending the same object
+        to many connections (a broadcast) frames it once per protocol
+        family, not once per connection.
 
         @raise hixie76.BinaryNotSupported: C{bytes} on a Hixie-76 connection.
         """
         if self.state != OPEN:
             return
+        if self._overflowing() and self._sendBufferFull(message):
+            return
+        layer = self._layer
         if self._hixie:
+            if message is layer._lastHixieMessage:
+                self._send(layer._lastHixieFrame)
+                return
             if not isinstance(message, str):
                 raise hixie76.BinaryNotSupported(
                     "Hixie-76 connections cannot carry binary messages"
                 )
-            if self._overflowing() and self._sendBufferFull(message):
-                return
-            self._send(hixie76.encodeText(message))
+            frame = hixie76.encodeText(message)
+            layer._lastHixieMessage = message
+            layer._lastHixieFrame = frame
+            self._send(frame)
             return
-        if self._overflowing() and self._sendBufferFull(message):
+        deflater = self._deflater
+        cls = message.__class__
+        if deflater is None and self._framesShareable and (cls is str or cls is bytes):
+            # Immutable messages only: a bytearray may change between sends.
+            if message is layer._lastMessage:
+                header, payload = layer._lastFrame
+            else:
+                if isinstance(message, str):
+                    payload = message.encode("utf-8")
+                    header = rfc6455.frameHeader(rfc6455.TEXT, len(payload))
+                else:
+                    payload = bytes(message)
+                    header = rfc6455.frameHeader(rfc6455.BINARY, len(payload))
+                layer._lastMessage = message
+                layer._lastFrame = (header, payload)
+            if len(payload) < 4096:
+                self._send(header + payload)
+            else:
+                self._send(header)
+                self._send(payload)
             return
         if isinstance(message, str):
             payload = message.encode("utf-8")
@@ -177,7 +208,6 @@ class WebSocketConnection(Connection):
         else:
             payload = bytes(message)
             opcode = rfc6455.BINARY
-        deflater = self._deflater
         if deflater is not None and len(payload) >= self._compressMin:
             self._writeFrame(opcode, deflater.compress(payload), 0x40)
         else:
@@ -729,6 +759,11 @@ class WebSocket:
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self._connections: dict[Any, WebSocketConnection] = {}
         self._drained: list[Deferred[None]] = []
+        # The last message framed, per family: a broadcast frames it once.
+        self._lastMessage: object = None
+        self._lastFrame: tuple[bytes, bytes] = (b"", b"")
+        self._lastHixieMessage: object = None
+        self._lastHixieFrame = b""
 
     @property
     def connections(self) -> list[WebSocketConnection]:
