@@ -8,9 +8,11 @@ demo, its page and its socket on the same port.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -22,6 +24,7 @@ from twisted.python.reflect import namedAny
 from twisted.web.server import Site
 from twisted.web.static import File
 
+from txratchet.backplane import IBackplane, RedisBackplane
 from txratchet.components import IpBlackList, OriginCheck
 from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
@@ -93,6 +96,7 @@ class Options(usage.Options):
         ["origin", None, None, "Comma-separated allowed origins (host, *.domain or scheme://host:port); others get 403."],
         ["block", None, None, "Comma-separated addresses/networks refused with 403."],
         ["trusted-proxy", None, None, "Comma-separated proxy addresses/networks whose X-Forwarded-For/Forwarded is believed."],
+        ["backplane", None, None, "redis://host:port: publish/subscribe across processes (apps taking a 'backplane' argument get it)."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
 
@@ -135,7 +139,22 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def loadApplication(name: str) -> IApplication:
+def makeBackplane(spec: str | None) -> IBackplane | None:
+    """
+    C{None} (in-process) or C{redis://host:port} (or C{redis://:password@host:port/db}).
+    """
+    if not spec:
+        return None
+    url = urlsplit(spec)
+    if url.scheme != "redis":
+        raise usage.UsageError(f"--backplane must be redis://host:port, not {spec!r}")
+    dbid = int(url.path.strip("/")) if url.path.strip("/") else None
+    return RedisBackplane(
+        url.hostname or "127.0.0.1", url.port or 6379, password=url.password, dbid=dbid
+    )
+
+
+def loadApplication(name: str, backplane: IBackplane | None = None) -> IApplication:
     """
     Import C{name} (a dotted name) and make an application of it: a class or
     factory is called with no arguments, an application object is used as
@@ -149,7 +168,12 @@ def loadApplication(name: str) -> IApplication:
     except (ImportError, AttributeError, ValueError) as e:
         raise usage.UsageError(f"cannot import --app {name!r}: {e}") from e
     if isinstance(obj, type) or (callable(obj) and not IApplication.providedBy(obj)):
-        obj = obj()
+        # A factory that takes a backplane gets the one configured.
+        try:
+            takesBackplane = "backplane" in inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            takesBackplane = False
+        obj = obj(backplane=backplane) if takesBackplane else obj()
     if not all(hasattr(obj, m) for m in ("onOpen", "onMessage", "onClose", "onError")):
         raise usage.UsageError(
             f"--app {name!r} is not an application (onOpen, onMessage, onClose, onError)"
@@ -162,13 +186,14 @@ def makeService(options: Options) -> IService:
     Build the service C{twistd} runs.
     """
     httpHandler = None
+    backplane = makeBackplane(options["backplane"])
     if options["app"]:
-        app = loadApplication(options["app"])
+        app = loadApplication(options["app"], backplane)
         name = options["app"]
     else:
         from txratchet.demo import DemoChat, pageHandler
 
-        app = DemoChat()
+        app = DemoChat(backplane)
         httpHandler = pageHandler
         name = "the chat demo"
     if options["block"]:

@@ -1,8 +1,9 @@
 """
 The bundled chat demo: a page and its WebSocket on the same port.
 
-The application is the Ratchet chat, plus join and leave notices; the page
-is served to plain HTTP requests by L{pageHandler}.
+The application is the Ratchet chat, plus join and leave notices, relayed
+through a L{txratchet.pubsub.Hub}; the page is served to plain HTTP requests
+by L{pageHandler}.
 """
 
 from __future__ import annotations
@@ -12,42 +13,52 @@ from importlib.resources import files
 from twisted.python.failure import Failure
 
 from txratchet.application import Application
-from txratchet.commands import CloseConnection, Composite, SendMessage
+from txratchet.backplane import IBackplane
+from txratchet.commands import CloseConnection
 from txratchet.interfaces import IConnection
+from txratchet.pubsub import Hub
 from txratchet.websocket.handshake import Request, httpResponse
 
 
 class DemoChat(Application):
     """
-    Relay every message to every other connection.
+    Relay every message to every other connection, through a L{Hub}, so
+    that with C{--workers} and a Redis C{--backplane} peers of different
+    processes chat together. Join and leave notices count the peers of
+    this process.
+
+    @param backplane: where messages travel (default: this process).
     """
 
-    def __init__(self) -> None:
-        self.clients: set[IConnection] = set()
+    def __init__(self, backplane: IBackplane | None = None) -> None:
+        self.hub = Hub(self, backplane, wire=False)
 
     def onOpen(self, conn: IConnection) -> object:
-        self.clients.add(conn)
-        kind = getattr(conn, "protocol", "?")
-        return self._toOthers(conn, f"* someone joined ({kind}); {len(self.clients)} here")
+        hub = self.hub
+        hub.subscribe(conn, "chat")
+        # Hixie-76 cannot carry binary: its peers get a notice instead.
+        hub.subscribe(conn, "chat-hixie" if conn.protocol == "hixie-76" else "chat-binary")
+        here = len(hub.subscribers("chat"))
+        hub.broadcast("chat", f"* someone joined ({conn.protocol}); {here} here", exclude=conn)
+        return None
 
     def onMessage(self, conn: IConnection, message: str | bytes) -> object:
-        return self._toOthers(conn, message)
+        hub = self.hub
+        if isinstance(message, str):
+            hub.broadcast("chat", message, exclude=conn)
+        else:
+            hub.broadcast("chat-binary", message, exclude=conn)
+            hub.broadcast("chat-hixie", f"* a binary message ({len(message)} bytes)", exclude=conn)
+        return None
 
     def onClose(self, conn: IConnection) -> object:
-        self.clients.discard(conn)
-        return self._toOthers(conn, f"* someone left; {len(self.clients)} here")
+        # The hub (outside us) has already taken conn out of its topics.
+        here = len(self.hub.subscribers("chat"))
+        self.hub.broadcast("chat", f"* someone left; {here} here", exclude=conn)
+        return None
 
     def onError(self, conn: IConnection, failure: Failure) -> object:
         return CloseConnection(conn, 1011)
-
-    def _toOthers(self, sender: IConnection, message: str | bytes) -> Composite:
-        # Hixie-76 cannot carry binary: its users get a notice instead.
-        notice = f"* a binary message ({len(message)} bytes)" if isinstance(message, bytes) else ""
-        return Composite(
-            SendMessage(c, notice if notice and c.protocol == "hixie-76" else message)
-            for c in self.clients
-            if c is not sender
-        )
 
 
 def pageHandler(request: Request) -> bytes | None:
