@@ -64,7 +64,7 @@ class OptionsTests(SynchronousTestCase):
         layer = layerOf(makeService(options))
         self.assertEqual(layer.maxMessageSize, 16 * 1024 * 1024)
         self.assertIsNone(layer.pingInterval)
-        self.assertEqual(type(layer.app).__name__, "DemoChat")
+        self.assertEqual(type(layer.app.app).__name__, "DemoChat")
 
     def test_badValues(self):
         for args in (

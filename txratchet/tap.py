@@ -191,9 +191,9 @@ def makeService(options: Options) -> IService:
         app = loadApplication(options["app"], backplane)
         name = options["app"]
     else:
-        from txratchet.demo import DemoChat, pageHandler
+        from txratchet.demo import demoApplication, pageHandler
 
-        app = DemoChat(backplane)
+        app = demoApplication(backplane)
         httpHandler = pageHandler
         name = "the chat demo"
     if options["block"]:

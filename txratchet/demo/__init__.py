@@ -27,11 +27,10 @@ class DemoChat(Application):
     processes chat together. Join and leave notices count the peers of
     this process.
 
-    @param backplane: where messages travel (default: this process).
+    Serve it wrapped in its hub: see L{demoApplication}.
     """
 
-    def __init__(self, backplane: IBackplane | None = None) -> None:
-        self.hub = Hub(self, backplane, wire=False)
+    hub: Hub
 
     def onOpen(self, conn: IConnection) -> object:
         hub = self.hub
@@ -59,6 +58,18 @@ class DemoChat(Application):
 
     def onError(self, conn: IConnection, failure: Failure) -> object:
         return CloseConnection(conn, 1011)
+
+
+def demoApplication(backplane: IBackplane | None = None) -> Hub:
+    """
+    The demo chat inside its hub (the hub tracks who is in which topic),
+    ready to wrap in C{WebSocket}.
+
+    @param backplane: where messages travel (default: this process).
+    """
+    chat = DemoChat()
+    chat.hub = Hub(chat, backplane, wire=False)
+    return chat.hub
 
 
 def pageHandler(request: Request) -> bytes | None:
