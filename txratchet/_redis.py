@@ -62,6 +62,14 @@ class Subscriber:
         factory = txredisapi.SubscriberFactory()
         factory.password = password
         factory.protocol = _Protocol
+        build = factory.buildProtocol
+
+        def buildProtocol(addr: Any) -> Any:
+            protocol = build(addr)
+            protocol.deliver = deliver
+            return protocol
+
+        factory.buildProtocol = buildProtocol
         self._deliver = deliver
         self._channels = channels
         self._protocol: Any = None
@@ -75,7 +83,6 @@ class Subscriber:
         self._service.startService()
 
     def _prepare(self, protocol: Any) -> Any:
-        protocol.deliver = self._deliver
         self._protocol = protocol
         channels = self._channels()
         if self._connectedOnce:

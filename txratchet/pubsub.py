@@ -258,3 +258,19 @@ class Hub(Decorator):
 
     def onError(self, conn: IConnection, failure: Failure) -> object:
         return self.app.onError(conn, failure)
+
+
+def externalMessage(
+    topic: str, data: Any, prefix: str = "txratchet:"
+) -> tuple[str, str]:
+    """
+    The Redis C{(channel, payload)} that publishes C{data} to C{topic}'s
+    subscribers from any other process, with any Redis client::
+
+        channel, payload = externalMessage("blog", {"title": "Hello"})
+        redis.Redis().publish(channel, payload)
+
+    Subscribers get C{{"type": "message", "topic": topic, "data": data}}.
+    """
+    text = json.dumps({"type": "message", "topic": topic, "data": data})
+    return prefix + "topic:" + topic, json.dumps({"text": text})

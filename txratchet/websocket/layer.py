@@ -344,7 +344,13 @@ class WebSocketConnection(Connection):
             self.wasClean = True
         self.state = CLOSING
         self._cancelTimer()
-        # RFC 6455 7.1.1: the server closes the TCP connection first.
+        self._closeHandshakeDone()
+
+    def _closeHandshakeDone(self) -> None:
+        """
+        Both close frames have crossed. RFC 6455 7.1.1: the server closes
+        the TCP connection first (a client subclass waits for it to).
+        """
         self._outer.close()
 
     def _fail(self, code: int, reason: str) -> None:
