@@ -60,9 +60,7 @@ RSV1, RSV2, RSV3 = 4, 2, 1
 HELLO = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])  # 7.2.3.1
 HELLO_FLUSHED = HELLO + bytes([0x00, 0x00, 0xFF, 0xFF])  # 7.2.3.1, before stripping
 HELLO_AGAIN = bytes([0xF2, 0x00, 0x11, 0x00, 0x00])  # 7.2.3.2, with context takeover
-HELLO_STORED = bytes(
-    [0x00, 0x05, 0x00, 0xFA, 0xFF, 0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x00]
-)  # 7.2.3.3
+HELLO_STORED = bytes([0x00, 0x05, 0x00, 0xFA, 0xFF, 0x48, 0x65, 0x6C, 0x6C, 0x6F, 0x00])  # 7.2.3.3
 HELLO_BFINAL = bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00])  # 7.2.3.4
 HELLO_TWO_BLOCKS = bytes(
     [0xF2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xCA, 0xC9, 0xC9, 0x07, 0x00]
@@ -260,12 +258,21 @@ NEGOTIATION_TABLE: list[tuple[str | list[str], str | None]] = [
     (f"{PMD}; server_max_window_bits=10, {PMD}", f"{PMD}; server_max_window_bits=10"),
     (f"{PMD}, {PMD}; server_max_window_bits=10", f"{PMD}; {S12}"),
     (f"{PMD}; foo, {PMD}; client_no_context_takeover", f"{PMD}; client_no_context_takeover; {S12}"),
-    (f"{PMD}; server_max_window_bits=7, {PMD}; server_max_window_bits=9", f"{PMD}; server_max_window_bits=9"),
+    (
+        f"{PMD}; server_max_window_bits=7, {PMD}; server_max_window_bits=9",
+        f"{PMD}; server_max_window_bits=9",
+    ),
     (f"{PMD}; x, {PMD}; y, {PMD}; z", None),
     # ... and across header lines, in order.
     ([f"{PMD}; bogus", f"{PMD}; server_max_window_bits=9"], f"{PMD}; server_max_window_bits=9"),
-    ([f"{PMD}; server_max_window_bits=11", f"{PMD}; server_max_window_bits=9"], f"{PMD}; server_max_window_bits=11"),
-    ([f"{PMD}; a, {PMD}; b", f"{PMD}; c", f"{PMD}; client_max_window_bits=13"], f"{PMD}; {S12}; client_max_window_bits=13"),
+    (
+        [f"{PMD}; server_max_window_bits=11", f"{PMD}; server_max_window_bits=9"],
+        f"{PMD}; server_max_window_bits=11",
+    ),
+    (
+        [f"{PMD}; a, {PMD}; b", f"{PMD}; c", f"{PMD}; client_max_window_bits=13"],
+        f"{PMD}; {S12}; client_max_window_bits=13",
+    ),
     # Other extensions are ignored, with their parameters.
     ("x-webkit-deflate-frame", None),
     ("deflate-frame; no_context_takeover", None),
@@ -302,7 +309,7 @@ MALFORMED = [
     # Malformed anywhere in the header, even in an extension we ignore.
     f'{PMD}, foo; bar="unterminated',
     f"foo; =1, {PMD}",
-    f"{PMD}; server_max_window_bits=１０",
+    f"{PMD}; server_max_window_bits=\uff11\uff10",  # fullwidth digits
 ]
 
 
@@ -345,7 +352,7 @@ class NegotiationTableTests(SynchronousTestCase):
             "server_max_window_bits",
             "client_max_window_bits",
         }
-        for headers, expected in NEGOTIATION_TABLE:
+        for _headers, expected in NEGOTIATION_TABLE:
             if expected is None:
                 continue
             [(name, responseParams)] = parseExtensions([expected])
@@ -365,7 +372,9 @@ class NegotiationTableTests(SynchronousTestCase):
         The agreement records what each side uses, not just the header.
         """
         agreed = DEFAULT.negotiate(
-            [f"{PMD}; client_max_window_bits=10; server_max_window_bits=9; client_no_context_takeover"]
+            [
+                f"{PMD}; client_max_window_bits=10; server_max_window_bits=9; client_no_context_takeover"
+            ]
         )
         self.assertEqual(
             (
@@ -389,9 +398,7 @@ class NegotiationTableTests(SynchronousTestCase):
 
     def test_parseExtensions(self) -> None:
         self.assertEqual(
-            parseExtensions(
-                [f'foo, {PMD}; a; b=1; c="x"', f"bar;d=e , {PMD}"]
-            ),
+            parseExtensions([f'foo, {PMD}; a; b=1; c="x"', f"bar;d=e , {PMD}"]),
             [
                 ("foo", []),
                 (PMD, [("a", None), ("b", "1"), ("c", "x")]),
@@ -488,7 +495,9 @@ class ServerConfigurationTests(SynchronousTestCase):
             respond(f"{PMD}; client_max_window_bits=9", config),
             f"{PMD}; {S12}; client_max_window_bits=9",
         )
-        self.assertEqual(config.negotiate([f"{PMD}; client_max_window_bits=9"]).clientMaxWindowBits, 9)
+        self.assertEqual(
+            config.negotiate([f"{PMD}; client_max_window_bits=9"]).clientMaxWindowBits, 9
+        )
 
     def test_invalidConfigurations(self) -> None:
         for kwargs in (
@@ -545,10 +554,10 @@ class RFCExampleTests(SynchronousTestCase):
         """
         for bits in range(9, 16):
             deflater = Deflater(DEFAULT, params(serverMaxWindowBits=bits))
-            self.assertEqual(
-                [deflater.compress(b"Hello") for _ in range(2)], [HELLO, HELLO_AGAIN]
+            self.assertEqual([deflater.compress(b"Hello") for _ in range(2)], [HELLO, HELLO_AGAIN])
+            deflater = Deflater(
+                DEFAULT, params(serverNoContextTakeover=True, serverMaxWindowBits=bits)
             )
-            deflater = Deflater(DEFAULT, params(serverNoContextTakeover=True, serverMaxWindowBits=bits))
             self.assertEqual([deflater.compress(b"Hello") for _ in range(3)], [HELLO] * 3)
 
     def test_inflateHello(self) -> None:
@@ -604,7 +613,11 @@ class RFCExampleTests(SynchronousTestCase):
             pieces = [HELLO_BFINAL[:cut], HELLO_BFINAL[cut:]]
             self.assertEqual(inflateAll(inflater, pieces), b"Hello", cut)
             self.assertEqual(inflater.feed(HELLO, True), b"Hello", cut)
-        for pieces in ([HELLO_BFINAL[:-1]], [HELLO_BFINAL[:-1], b""], [HELLO_BFINAL[:-1], b"", b""]):
+        for pieces in (
+            [HELLO_BFINAL[:-1]],
+            [HELLO_BFINAL[:-1], b""],
+            [HELLO_BFINAL[:-1], b"", b""],
+        ):
             inflater = Inflater(params(), 1000)
             self.assertEqual(inflateAll(inflater, pieces), b"Hello", pieces)
             self.assertEqual(inflater.feed(HELLO, True), b"Hello", pieces)
@@ -903,9 +916,7 @@ class MemoryTests(SynchronousTestCase):
 # ---------------------------------------------------------------------------
 
 
-def compressedFrames(
-    opcode: int, payload: bytes, pieces: int, rsv: int = RSV1
-) -> bytes:
+def compressedFrames(opcode: int, payload: bytes, pieces: int, rsv: int = RSV1) -> bytes:
     """
     One compressed message in C{pieces} frames: RSV1 only on the first.
     """
@@ -1064,7 +1075,8 @@ class FrameReaderInflaterTests(SynchronousTestCase):
                 events = reader().receive(frame(opcode, HELLO, rsv=rsv))
                 self.assertEqual(failedCode(events), PROTOCOL_ERROR, (rsv, opcode))
             events = reader().receive(
-                frame(TEXT, HELLO[:2], fin=False, rsv=RSV1) + frame(CONTINUATION, HELLO[2:], rsv=rsv)
+                frame(TEXT, HELLO[:2], fin=False, rsv=RSV1)
+                + frame(CONTINUATION, HELLO[2:], rsv=rsv)
             )
             self.assertEqual(failedCode(events), PROTOCOL_ERROR, rsv)
 
@@ -1093,7 +1105,12 @@ class FrameReaderInflaterTests(SynchronousTestCase):
         # A multi-byte character split across fragments is fine.
         [payload] = clientCompress(["✓".encode()])
         data = b"".join(
-            frame(TEXT if i == 0 else CONTINUATION, payload[i : i + 1], fin=i == len(payload) - 1, rsv=RSV1 if i == 0 else 0)
+            frame(
+                TEXT if i == 0 else CONTINUATION,
+                payload[i : i + 1],
+                fin=i == len(payload) - 1,
+                rsv=RSV1 if i == 0 else 0,
+            )
             for i in range(len(payload))
         )
         self.assertEqual(reader().receive(data), ["✓"])
@@ -1118,7 +1135,9 @@ class FrameReaderInflaterTests(SynchronousTestCase):
         payload = bomb(4)
         self.assertLess(len(payload), 5000)
         for pieces in (1, 3, 1000):
-            events = feed(reader(maxMessageSize=1 << 20), compressedFrames(BINARY, payload, pieces), 512)
+            events = feed(
+                reader(maxMessageSize=1 << 20), compressedFrames(BINARY, payload, pieces), 512
+            )
             self.assertEqual(failedCode(events), MESSAGE_TOO_BIG)
 
     def test_bombAcrossFragments(self) -> None:

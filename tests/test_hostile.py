@@ -16,9 +16,11 @@ C{pytest -s}; trial shows them in its output).
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import struct
+import sys
 import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -26,6 +28,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from tests import rawclients
 from tests.hostile_clients import (
     HOST,
+    TWISTD,
     EchoServer,
     MiB,
     TunedHybiClient,
@@ -43,12 +46,20 @@ from tests.hostile_clients import (
 )
 from tests.rawclients import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
 
+KiB = 1024
+
 
 def report(line: str) -> None:
     print(f"[hostile] {line}", flush=True)
 
 
 class HostileTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        if not os.path.exists("/proc/self/status") or not os.path.exists("/proc/net/tcp"):
+            raise SkipTest("needs Linux /proc to read the server's memory and sockets")
+        if not os.path.exists(TWISTD):
+            raise SkipTest(f"no twistd next to {sys.executable}")
+
     def startServer(self, *args: str, portOptions: str = "") -> EchoServer:
         server = EchoServer(*args, portOptions=portOptions)
         self.addCleanup(server.stop)
@@ -261,10 +272,9 @@ class FrameAttackTests(HostileTestCase):
         """
         Frames declaring 2**63-1 bytes (over the limit) and 2**63 (high bit
         set), and 16 MiB + 1 (just over the default limit) right after a
-        valid handshake: close 1009 / 1002 at once, and the 4 MiB streamed
-        after the header is discarded, not buffered. (After the 2**63-1
-        header the client's own close frame is inside the "payload", so the
-        server can only abort after its close timeout; 1 s here.)
+        valid handshake: close 1009 / 1002 at once, then the server's FIN;
+        the 4 MiB streamed after the header is read and discarded, not
+        buffered (peak RSS stays flat).
         """
         server = self.startServer("--close-timeout", "1")
         base = self.baseline(server)
@@ -293,7 +303,7 @@ class FrameAttackTests(HostileTestCase):
             self.assertTrue(closed)
             lines.append(
                 f"{length:#x}: {code} after {took * 1000:.1f} ms, "
-                f"TCP closed after {time.monotonic() - started:.2f} s"
+                f"FIN after {time.monotonic() - started:.2f} s"
             )
         self.assertSurvived(server, "huge frame lengths", base, 1, extra="; " + ", ".join(lines))
 
@@ -375,7 +385,8 @@ class FrameAttackTests(HostileTestCase):
         then stops reading; memory stays within about two messages' worth
         (the reassembled message and the copy Twisted makes of its write
         buffer). Three attacks in a row: what stays resident afterwards
-        (glibc keeps the freed heap) levels off instead of accumulating.
+        (glibc keeps, or sometimes trims, the freed heap) stays within those
+        two messages instead of accumulating 15 MiB per attack.
         """
         server = self.startServer()
         base = self.baseline(server)
@@ -405,7 +416,7 @@ class FrameAttackTests(HostileTestCase):
                 f"with {(unread or 0) / MiB:.1f} MiB unread by the server, "
                 f"+{(afters[-1] - base) / 1024:.1f} MiB after"
             )
-        self.assertLess(afters[2] - afters[1], 4 * 1024, rounds)
+        self.assertLess(max(afters) - base, 2 * size // KiB + 6 * 1024, rounds)
         self.assertSurvived(server, "15 MiB message bomb x3", base, 48, during,
                             "; " + "; ".join(rounds))
 

@@ -96,11 +96,20 @@ class Options(usage.Options):
         ["origin", None, None, "Comma-separated allowed origins (host, *.domain or scheme://host:port); others get 403."],
         ["block", None, None, "Comma-separated addresses/networks refused with 403."],
         ["trusted-proxy", None, None, "Comma-separated proxy addresses/networks whose X-Forwarded-For/Forwarded is believed."],
+        ["workers", None, 1, "Serve with this many processes sharing the port (use a --backplane to connect them).", int],
+        ["inherit-fd", None, None, "(Used by --workers) serve the listening socket inherited as this descriptor.", int],
+        ["inherit-line-fd", None, None, "(Used by --workers) the same for --line-port.", int],
         ["backplane", None, None, "redis://host:port: publish/subscribe across processes (apps taking a 'backplane' argument get it)."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        self.rawArgs = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
     def postOptions(self) -> None:
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
         for name in ("max-message-size", "max-frame-size", "max-handshake-size", "max-headers", "max-send-buffer"):
             if self[name] is not None and self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
@@ -185,6 +194,8 @@ def makeService(options: Options) -> IService:
     """
     Build the service C{twistd} runs.
     """
+    if options["workers"] > 1 and options["inherit-fd"] is None:
+        return _workerPool(options)
     httpHandler = None
     backplane = makeBackplane(options["backplane"])
     if options["app"]:
@@ -240,11 +251,91 @@ def makeService(options: Options) -> IService:
         )
     else:
         factory = Server(layer)
-    strports.service(options["port"], factory).setServiceParent(service)
+    if options["inherit-fd"] is not None:
+        _AdoptedPort(options["inherit-fd"], _tls(options, factory)).setServiceParent(service)
+    else:
+        strports.service(options["port"], factory).setServiceParent(service)
     log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     if options["line-port"]:
         lines = LineProtocol(app)
         layers.append(lines)
-        strports.service(options["line-port"], Server(lines)).setServiceParent(service)
+        if options["inherit-line-fd"] is not None:
+            _AdoptedPort(options["inherit-line-fd"], Server(lines)).setServiceParent(service)
+        else:
+            strports.service(options["line-port"], Server(lines)).setServiceParent(service)
         log.info("txratchet: line protocol on {port}", port=options["line-port"])
     return service
+
+
+def _workerPool(options: Options) -> IService:
+    import socket
+
+    from txratchet.workers import WorkerPool, childArguments, listeningSocket
+
+    if options["tls-cert"]:
+        spec = options["port"].replace("ssl:", "tcp:", 1).split(":privateKey=")[0]
+    else:
+        spec = options["port"]
+    count = options["workers"]
+    # SO_REUSEPORT: a socket per worker, the kernel balancing connections
+    # (one shared socket lets whichever process wakes first take a burst).
+    reuse = hasattr(socket, "SO_REUSEPORT")
+    first = [listeningSocket(spec, reuse)]
+    sockets = [first] + [
+        [listeningSocket(spec, True)] if reuse else first for _ in range(count - 1)
+    ]
+    args = [*childArguments(options.rawArgs), "--inherit-fd", "3"]
+    if options["line-port"]:
+        line = listeningSocket(options["line-port"])
+        for each in sockets:
+            each.append(line)
+        args += ["--inherit-line-fd", "4"]
+    log.info(
+        "txratchet: {n} workers on {port}{backplane}",
+        n=options["workers"], port=spec,
+        backplane="" if options["backplane"] else " (no --backplane: each process on its own)",
+    )
+    return WorkerPool(count, args, sockets, stopTimeout=options["close-timeout"] + 10)
+
+
+def _tls(options: Options, factory: Any) -> Any:
+    """
+    With --tls-cert, wrap C{factory} in TLS (for inherited plain sockets).
+    """
+    if not options["tls-cert"]:
+        return factory
+    from twisted.internet.ssl import PrivateCertificate
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    with open(options["tls-cert"], "rb") as f:
+        cert = f.read()
+    with open(options["tls-key"] or options["tls-cert"], "rb") as f:
+        key = f.read()
+    contextFactory = PrivateCertificate.loadPEM(cert + b"\n" + key).options()
+    return TLSMemoryBIOFactory(contextFactory, False, factory)
+
+
+class _AdoptedPort(Service):
+    """
+    Listen on an inherited socket (a --workers child).
+    """
+
+    def __init__(self, fd: int, factory: Any) -> None:
+        self.fd = fd
+        self.factory = factory
+        self.port: Any = None
+
+    def startService(self) -> None:
+        import socket
+
+        Service.startService(self)
+        sock = socket.socket(fileno=self.fd)
+        family = sock.family
+        sock.detach()
+        self.port = reactor.adoptStreamPort(self.fd, family, self.factory)  # type: ignore[attr-defined]
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        if self.port is not None:
+            return self.port.stopListening()
+        return None

@@ -214,7 +214,9 @@ class PerMessageDeflate:
                 serverBitsOffered = True
             elif name == "client_max_window_bits":
                 if value is None:
-                    clientBits = self.clientMaxWindowBits
+                    # zlib-based clients cannot compress with a 256-byte
+                    # window: 9 is the smallest worth asking for.
+                    clientBits = max(self.clientMaxWindowBits, 9)
                 else:
                     bits = _windowBits(value)
                     if bits is None:

@@ -423,7 +423,14 @@ class FrameReader:
                     MESSAGE_TOO_BIG, "Frame larger than %d bytes" % self.maxFrameSize
                 )
             size = (self._size if opcode == CONTINUATION else 0) + length
-            if size > self.maxMessageSize:
+            limit = self.maxMessageSize
+            if self.inflater is not None and (
+                self._compressed if opcode == CONTINUATION else b0 & 0x40
+            ):
+                # Incompressible data grows a little when deflated; the real
+                # limit, on the inflated size, is enforced while inflating.
+                limit += (limit >> 6) + 1024
+            if size > limit:
                 return Failed(
                     MESSAGE_TOO_BIG,
                     "Message larger than %d bytes" % self.maxMessageSize,

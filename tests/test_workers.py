@@ -1,0 +1,100 @@
+"""
+--workers: several processes on one port, connected by the Redis
+backplane; a dead worker is replaced; SIGTERM stops them all gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from twisted.internet.threads import deferToThread
+
+from tests import rawclients
+from tests.services import RedisServer
+from tests.test_twistd import HOST, TwistdTestCase, freePort, waitForPort
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def connectUntilTwoWorkers(port: int, limit: int = 16):
+    """Open connections (at most C{limit}) until two workers are seen."""
+    byPid: dict[str, rawclients.HybiClient] = {}
+    extra = []
+    for _ in range(limit):
+        c = rawclients.HybiClient(HOST, port)
+        c.connect()
+        c.send_text("/pid")
+        pid = c.recv_text()
+        if pid in byPid:
+            extra.append(c)
+        else:
+            byPid[pid] = c
+        if len(byPid) == 2:
+            break
+    return byPid, extra
+
+
+class WorkersTests(TwistdTestCase):
+    timeout = 120
+
+    def test_workersShareThePortAndChat(self):
+        workdir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, workdir, True)
+        redis = RedisServer(workdir)
+        redis.start()
+        self.addCleanup(redis.stop)
+        port = freePort()
+        proc = self.startTwistd(
+            "--app", "examples.hubchat.HubChat", "--workers", "2",
+            "--backplane", f"redis://127.0.0.1:{redis.port}",
+            "--port", f"tcp:{port}:interface={HOST}", "--close-timeout", "2",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            byPid, extra = connectUntilTwoWorkers(port)
+            if len(byPid) < 2:
+                return {"workers": len(byPid)}
+            (pidA, a), (pidB, b) = byPid.items()
+            time.sleep(0.3)  # subscriptions reach Redis
+            a.send_text("across processes ✓")
+            relayed = b.recv_text()
+            # A worker killed outright is started again.
+            before = children(proc.pid)
+            victim = int(pidA.split()[1])
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            after = children(proc.pid)
+            while (victim in after or len(after) < 2) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                after = children(proc.pid)
+            # Graceful stop: the surviving peer gets 1001 Going Away.
+            proc.terminate()
+            closing = b.expect_close()
+            code = proc.wait(30)
+            for c in [a, *extra]:
+                c._close_socket()
+            return {
+                "workers": len(byPid), "relayed": relayed, "before": len(before),
+                "replaced": victim not in after and len(after) == 2,
+                "closing": closing, "code": code,
+            }
+
+        def check(r):
+            self.assertEqual(r["workers"], 2, "connections never reached a second worker")
+            self.assertEqual(r["relayed"], "across processes ✓")
+            self.assertEqual(r["before"], 2)
+            self.assertTrue(r["replaced"], "the killed worker was not replaced")
+            self.assertEqual(r["closing"][0], 1001)
+            self.assertIn(r["code"], (0, -15))
+
+        return deferToThread(talk).addCallback(check)

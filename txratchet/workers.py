@@ -1,0 +1,173 @@
+"""
+C{--workers N}: several processes serving one port.
+
+The master opens the listening sockets itself and starts N C{twistd
+txratchet} children that inherit them (C{--inherit-fd}); the kernel spreads
+new connections over the processes that accept on the same socket. A child
+that dies is started again (with a pause when they die fast); stopping the
+master (SIGTERM) stops every child gracefully: each sends 1001 to its peers
+and waits for their close answers.
+
+Peers in different processes reach each other through a backplane
+(C{--backplane redis://...}).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+def listeningSocket(spec: str, reusePort: bool = False) -> socket.socket:
+    """
+    Open the socket a C{tcp:PORT[:interface=ADDR][:backlog=N]} endpoint
+    string describes; with C{reusePort}, one of several bound to the same
+    port (C{SO_REUSEPORT}: the kernel spreads connections over them).
+    """
+    parts = spec.split(":")
+    if parts[0] != "tcp" or len(parts) < 2 or not parts[1].isdigit():
+        raise usage.UsageError(f"--workers needs a tcp:PORT endpoint, not {spec!r}")
+    options = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    interface = options.get("interface", "")
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reusePort:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((interface, int(parts[1])))
+    sock.listen(int(options.get("backlog", "1024")))
+    sock.setblocking(False)
+    return sock
+
+
+class _Child(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool._childEnded(self, reason)
+
+
+class WorkerPool(Service):
+    """
+    Start C{count} children running C{args} (after C{twistd -n txratchet});
+    child I{i} inherits C{sockets[i]} as file descriptors 3, 4, ... (the
+    same sockets for all, or each its own C{SO_REUSEPORT} sockets). The
+    master keeps them open, so connections wait for a restarted child.
+
+    @param stopTimeout: seconds a child has to stop before it is killed.
+    """
+
+    def __init__(
+        self, count: int, args: Sequence[str], sockets: Sequence[Sequence[socket.socket]],
+        stopTimeout: float = 15.0,
+    ) -> None:
+        self.count = count
+        self.args = list(args)
+        self.sockets = [list(each) for each in sockets]
+        self.stopTimeout = stopTimeout
+        self.children: dict[int, Any] = {}
+        self._protocols: dict[int, _Child] = {}
+        self._recentDeaths: list[float] = []
+
+    def _spawn(self, index: int) -> None:
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        command = [sys.executable, twistd, "-n", "--pidfile=", "txratchet", *self.args]
+        childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        for offset, sock in enumerate(self.sockets[index]):
+            childFDs[3 + offset] = sock.fileno()
+        protocol = _Child(self, index)
+        self._protocols[index] = protocol
+        self.children[index] = reactor.spawnProcess(  # type: ignore[attr-defined]
+            protocol, sys.executable, command, env=os.environ.copy(), childFDs=childFDs
+        )
+        log.info("txratchet: worker {index} started (pid {pid})",
+                 index=index, pid=self.children[index].pid)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for index in range(self.count):
+            self._spawn(index)
+
+    def _childEnded(self, child: _Child, reason: Failure) -> None:
+        self.children.pop(child.index, None)
+        if not self.running:
+            return
+        now = reactor.seconds()  # type: ignore[attr-defined]
+        self._recentDeaths = [t for t in self._recentDeaths if now - t < 10] + [now]
+        delay = 0.1 if len(self._recentDeaths) < 5 else 5.0
+        log.warn(
+            "txratchet: worker {index} ended ({reason}); starting it again in {delay}s",
+            index=child.index, reason=reason.getErrorMessage(), delay=delay,
+        )
+        reactor.callLater(delay, self._respawn, child.index)  # type: ignore[attr-defined]
+
+    def _respawn(self, index: int) -> None:
+        if self.running and index not in self.children:
+            self._spawn(index)
+
+    def stopService(self) -> Deferred[Any]:
+        Service.stopService(self)
+        waits = []
+        for index, process in list(self.children.items()):
+            waits.append(self._protocols[index].ended)
+            try:
+                process.signalProcess("TERM")
+            except Exception:
+                pass
+        killer = reactor.callLater(self.stopTimeout, self._kill)  # type: ignore[attr-defined]
+
+        def done(result: object) -> object:
+            if killer.active():
+                killer.cancel()
+            for each in self.sockets:
+                for sock in each:
+                    sock.close()
+            log.info("txratchet: every worker stopped")
+            return result
+
+        return DeferredList(waits).addBoth(done)
+
+    def _kill(self) -> None:
+        for process in list(self.children.values()):
+            try:
+                process.signalProcess(signal.SIGKILL)
+            except Exception:
+                pass
+
+
+def childArguments(rawArgs: Sequence[str]) -> list[str]:
+    """
+    The plugin arguments for a child: the master's, without C{--workers}
+    (whatever the spelling).
+    """
+    out: list[str] = []
+    skip = False
+    for arg in rawArgs:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        out.append(arg)
+    return out
