@@ -162,7 +162,9 @@ class PushFromWebTests(ServerTestCase):
         self.assertEqual(got, [{"type": "message", "topic": "blog", "data": {"title": "Hello, push"}}] * 2)
 
 
-class RedisBackplaneTests(ServerTestCase):
+class RedisTestCase(ServerTestCase):
+    """A real redis-server per test."""
+
     timeout = 60
 
     def setUp(self):
@@ -185,6 +187,9 @@ class RedisBackplaneTests(ServerTestCase):
                 self.fail("condition not met in time")
             yield deferLater(reactor, 0.05, lambda: None)
 
+
+
+class RedisBackplaneTests(RedisTestCase):
     @inlineCallbacks
     def test_acrossHubsAndFromAnotherProcess(self):
         """
@@ -268,3 +273,49 @@ class RedisBackplaneTests(ServerTestCase):
         self.assertEqual(before["data"], "before")
         self.assertIsNotNone(after, "delivery did not resume after Redis restarted")
         self.assertEqual(after["data"], "after")
+
+
+class PushExampleTests(RedisTestCase):
+    """examples/push.py: Flask saves a post; subscribed pages get it at once."""
+
+    def test_blogPost(self):
+        from tests.services import ExampleServer
+
+        server = ExampleServer(self.workdir / "push", "push.py",
+                               "--backplane", f"redis://127.0.0.1:{self.redis.port}")
+        server.start()
+        self.addCleanup(server.stop)
+
+        def talk():
+            readers = clients(server.port, "/ws", "/ws")
+            for r in readers:
+                request(r, type="subscribe", topic="blog")
+                answer(r)
+            time.sleep(0.3)
+            body = "title=Hello+readers"
+            saved = rawclients.raw_request(
+                HOST, server.port,
+                f"POST /post HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode(),
+            )
+            fromFlask = [answer(r) for r in readers]
+            # Another process publishes through Redis.
+            channel, payload = externalMessage("blog", {"title": "From a cron job"})
+            self.redis.call("PUBLISH", channel, payload)
+            fromElsewhere = [answer(r) for r in readers]
+            page = rawclients.raw_request(
+                HOST, server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            for r in readers:
+                r.close()
+            return saved, fromFlask, fromElsewhere, page
+
+        def check(result):
+            saved, fromFlask, fromElsewhere, page = result
+            self.assertIn(b" 201 ", saved.split(b"\r\n")[0])
+            self.assertEqual([m["data"] for m in fromFlask], [{"title": "Hello readers"}] * 2)
+            self.assertEqual([m["data"] for m in fromElsewhere], [{"title": "From a cron job"}] * 2)
+            self.assertIn(b"<li>Hello readers</li>", page)
+
+        return deferToThread(talk).addCallback(check)
