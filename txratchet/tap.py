@@ -70,7 +70,7 @@ class Options(usage.Options):
     ]
     optParameters = [
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
-        ["port", "p", "tcp:8080", "Endpoint for WebSockets (any endpoint string)."],
+        ["port", "p", "tcp:8080", "Endpoint for WebSockets (any endpoint string; tcp/ssl get backlog=1024 unless given)."],
         ["line-port", None, None, "Also serve the same application instance over a line protocol on this endpoint."],
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest message accepted, in bytes (1009 beyond).", int],
         ["max-frame-size", None, None, "Largest data frame payload accepted, in bytes (default: the message limit).", int],
@@ -124,6 +124,11 @@ class Options(usage.Options):
                 "ssl:" + port[len("tcp:"):]
                 + f":privateKey={_escape(key)}:certKey={_escape(self['tls-cert'])}"
             )
+        for name in ("port", "line-port"):
+            spec = self[name]
+            if spec and spec.split(":")[0] in ("tcp", "tcp6", "ssl") and "backlog=" not in spec:
+                # Twisted's default of 50 drops bursts of connections.
+                self[name] = spec + ":backlog=1024"
         if not self["ws-path"].startswith("/"):
             raise usage.UsageError("--ws-path must start with /")
         self["compression"] = None

@@ -640,6 +640,13 @@ class ClientHandshake:
         self._done = True
         return response
 
+    @property
+    def received(self) -> bool:
+        """
+        Has any of the server's answer arrived?
+        """
+        return self._head is not None or bool(self._buffer)
+
     def connectionLost(self) -> HandshakeFailed:
         """
         The error to report when the connection ends before the answer is

@@ -208,6 +208,20 @@ def _resourceName(target: str) -> str:
     return target
 
 
+_METHOD_BYTES = frozenset(ord(c) for c in _TOKEN_CHARS)
+
+
+def _checkMethodPrefix(prefix: bytes) -> None:
+    """
+    Refuse at once what cannot be the start of an HTTP request (a TLS
+    handshake on a plain port, binary noise) instead of waiting for the
+    handshake timeout.
+    """
+    method, space, _ = prefix.partition(b" ")
+    if not all(b in _METHOD_BYTES for b in method) or (not space and len(method) >= 16):
+        raise HandshakeError(400, "Not an HTTP request")
+
+
 class RequestParser:
     """
     Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3).
@@ -237,6 +251,8 @@ class RequestParser:
         if self._request is None:
             end = buf.find(b"\r\n\r\n", start)
             if end < 0:
+                if start < 16:
+                    _checkMethodPrefix(bytes(buf[:16]))
                 if len(buf) > self.maxSize:
                     raise HandshakeError(
                         HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -1,0 +1,468 @@
+"""
+Connecting: the Twisted factory at the bottom of a client stack, endpoints
+for C{ws://} and C{wss://} URLs, L{connectWebSocket} and a reconnecting
+L{WebSocketClientService}.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txratchet.client.handshake import URL, parseURL
+from txratchet.client.layer import ClientConnection, WebSocketClient
+from txratchet.commands import execute
+from txratchet.connection import TransportConnection
+from txratchet.interfaces import IApplication
+from txratchet.server import ServerProtocol
+from txratchet.websocket import rfc6455
+
+log = Logger()
+
+class ClientTransportConnection(TransportConnection):
+    """
+    The bottom connection of a client: remembers why it was lost (a
+    failed TLS verification, say), for the handshake to report.
+    """
+
+    lostReason: Failure | None = None
+
+
+class ClientProtocol(ServerProtocol):
+    """
+    One outgoing TCP (or TLS) connection, fed to the application exactly
+    as L{ServerProtocol} feeds an incoming one.
+
+    @ivar websocket: the L{ClientConnection} running over this connection
+        when the application is a L{WebSocketClient}, else C{None}.
+    """
+
+    websocket: ClientConnection | None = None
+
+    def connectionMade(self) -> None:
+        self.conn = ClientTransportConnection(self.app, self.transport)  # type: ignore[arg-type]
+        try:
+            result = self.app.onOpen(self.conn)
+        except Exception:
+            self.conn.reportError(Failure())
+        else:
+            execute(result)
+        finder = getattr(self.app, "connectionFor", None)
+        if finder is not None:
+            self.websocket = finder(self.conn)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        conn = getattr(self, "conn", None)
+        if isinstance(conn, ClientTransportConnection):
+            conn.lostReason = reason
+        super().connectionLost(reason)
+
+    @property
+    def clientProtocol(self) -> ClientProtocol:
+        """
+        This protocol (reachable through wrappers that forward attributes).
+        """
+        return self
+
+
+class Client(Factory):
+    """
+    A Twisted factory connecting C{app}, the client twin of
+    L{txratchet.Server}::
+
+        endpoint.connect(Client(WebSocketClient(app, "ws://example.com/")))
+    """
+
+    protocol = ClientProtocol  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(self, app: IApplication) -> None:
+        self.app = app
+
+    def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
+        proto = ClientProtocol(self.app)
+        proto.factory = self
+        return proto
+
+
+class _HandshakeGate(Protocol):
+    """
+    Sits between the transport and the protocol a factory built; reports
+    the connection made only once the WebSocket is open. A connection that
+    never opened is reported lost to the inner protocol only, not to the
+    wrappers around it (ClientService counts it as a failed attempt).
+    """
+
+    def __init__(self, wrapped: Any, result: Deferred[Any], opened: Callable[[Any], None]) -> None:
+        self.wrapped = wrapped
+        self.result = result
+        self.isOpen = False
+        self._openedHook = opened
+
+    def makeConnection(self, transport: ITransport) -> None:
+        self.transport = transport
+        self.connected = True
+        self.wrapped.makeConnection(transport)
+        ws = getattr(self.wrapped, "websocket", None)
+        if ws is None:
+            self._opened(None)
+        else:
+            ws.whenOpen().addCallbacks(self._opened, self._failed)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.wrapped.dataReceived(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.connected = False
+        if self.isOpen:
+            self.wrapped.connectionLost(reason)
+            return
+        inner = getattr(self.wrapped, "clientProtocol", self.wrapped)
+        inner.connectionLost(reason)
+        if not self.result.called and reason is not None:
+            self.result.errback(reason)
+
+    def _opened(self, ws: ClientConnection | None) -> None:
+        self.isOpen = True
+        if ws is not None:
+            try:
+                self._openedHook(ws)
+            except Exception:
+                log.failure("The connection-opened hook raised")
+        if not self.result.called:
+            self.result.callback(self.wrapped)
+
+    def _failed(self, failure: Failure) -> None:
+        if not self.result.called:
+            self.result.errback(failure)
+
+
+@implementer(IProtocolFactory)
+class _GateFactory:
+    def __init__(self, factory: IProtocolFactory, build: Callable[[Any], _HandshakeGate]) -> None:
+        self._factory = factory
+        self._build = build
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        inner = self._factory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self._build(inner)
+
+    def doStart(self) -> None:
+        self._factory.doStart()
+
+    def doStop(self) -> None:
+        self._factory.doStop()
+
+
+@implementer(IStreamClientEndpoint)
+class WebSocketEndpoint:
+    """
+    Wraps a stream endpoint so that C{connect} fires once the WebSocket
+    handshake has succeeded (with the factory's protocol), and fails with
+    the handshake's error (L{txratchet.client.HandshakeFailed}, or the
+    connection's own failure, such as a TLS verification error) otherwise.
+
+    Give it a factory whose protocols are L{ClientProtocol}s over a
+    L{WebSocketClient} (or wrappers of them); for other protocols it fires
+    as soon as the connection is made.
+
+    @param opened: called with each L{ClientConnection} that opens.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        opened: Callable[[ClientConnection], None] | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._opened: Callable[[Any], None] = opened or (lambda ws: None)
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        gates: list[_HandshakeGate] = []
+
+        def cancel(d: Deferred[IProtocol]) -> None:
+            if not connecting.called:
+                connecting.cancel()
+            for gate in gates:
+                if not gate.isOpen and gate.connected:
+                    transport: Any = gate.transport
+                    transport.abortConnection()
+
+        result: Deferred[IProtocol] = Deferred(cancel)
+
+        def build(inner: Any) -> _HandshakeGate:
+            gate = _HandshakeGate(inner, result, self._opened)
+            gates.append(gate)
+            return gate
+
+        connecting = self._endpoint.connect(_GateFactory(protocolFactory, build))
+
+        def connectFailed(failure: Failure) -> None:
+            if not result.called:
+                result.errback(failure)
+
+        connecting.addCallbacks(lambda _: None, connectFailed)
+        return result
+
+
+def _websocketOf(proto: Any) -> ClientConnection:
+    return cast(ClientConnection, proto.websocket)
+
+
+def loadCertificates(ca: Any) -> list[Certificate]:
+    """
+    Every certificate in C{ca}: a PEM file's path, PEM bytes, or a
+    sequence of them.
+    """
+    sources = [ca] if isinstance(ca, (str, os.PathLike, bytes)) else list(ca)
+    certificates: list[Certificate] = []
+    marker = b"-----BEGIN CERTIFICATE-----"
+    for source in sources:
+        pem = source if isinstance(source, bytes) else Path(source).read_bytes()
+        blocks = [marker + block for block in pem.split(marker)[1:]]
+        if not blocks:
+            raise ValueError(f"No PEM certificate in {source!r:.80}")
+        certificates.extend(Certificate.loadPEM(block) for block in blocks)
+    return certificates
+
+
+def clientEndpoint(
+    reactor: Any,
+    url: str | URL,
+    *,
+    caCertificates: Any = None,
+    tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+    connectTimeout: float = 30.0,
+    bindAddress: tuple[str, int] | None = None,
+) -> IStreamClientEndpoint:
+    """
+    The stream endpoint that reaches C{url}'s host and port: TCP for
+    C{ws://}; for C{wss://}, TLS on top, the server's certificate verified
+    for the URL's host (Twisted's C{optionsForClientTLS}) against the
+    system's trust store, or against C{caCertificates} (a PEM path or
+    bytes, or several) when given. C{tlsOptions} replaces the TLS settings
+    altogether (any C{IOpenSSLClientConnectionCreator}).
+    """
+    if not isinstance(url, URL):
+        url = parseURL(url)
+    endpoint: IStreamClientEndpoint = HostnameEndpoint(
+        reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+    )
+    if not url.secure:
+        if tlsOptions is not None or caCertificates is not None:
+            raise ValueError("TLS options given for a ws:// URL (use wss://)")
+        return endpoint
+    if tlsOptions is None:
+        trustRoot = None
+        if caCertificates is not None:
+            trustRoot = trustRootFromCertificates(loadCertificates(caCertificates))
+        tlsOptions = optionsForClientTLS(url.host, trustRoot=trustRoot)
+    return wrapClientTLS(tlsOptions, endpoint)
+
+
+def connectWebSocket(
+    reactor: Any,
+    url: str,
+    app: IApplication,
+    *,
+    version: int | str = 13,
+    subprotocols: Sequence[str] | None = None,
+    headers: Any = (),
+    cookies: Any = None,
+    origin: str | None = None,
+    caCertificates: Any = None,
+    tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+    connectTimeout: float = 30.0,
+    bindAddress: tuple[str, int] | None = None,
+    endpoint: IStreamClientEndpoint | None = None,
+    **options: Any,
+) -> Deferred[ClientConnection]:
+    """
+    Connect C{app} to the WebSocket server at C{url} (C{ws://} or
+    C{wss://}).
+
+    The application is driven exactly as a server drives it: C{onOpen}
+    once the server accepted the handshake, C{onMessage} with C{str} or
+    C{bytes}, C{onClose} once, C{onError}; its handlers may return
+    commands.
+
+    @param version: C{13} (RFC 6455, the default), C{8} (HyBi-08..12),
+        C{7} or C{"hixie-76"}.
+    @param subprotocols: offered in order; defaults to C{app.subprotocols}.
+    @param headers: more request headers (pairs or a mapping).
+    @param cookies: a C{Cookie} header (mapping, pairs or its value).
+    @param origin: the C{Origin} to send.
+    @param caCertificates: for C{wss://}: trust these CA certificates (PEM
+        path(s) or bytes) instead of the system's.
+    @param tlsOptions: for C{wss://}: the TLS settings themselves (e.g.
+        from C{optionsForClientTLS}).
+    @param endpoint: connect through this stream endpoint instead of one
+        made from the URL (a UNIX socket, a proxy ...).
+    @param options: the other options of L{WebSocketClient}
+        (C{compression}, C{maxMessageSize}, C{handshakeTimeout},
+        C{closeTimeout}, C{pingInterval} ...).
+    @return: a Deferred firing with the open L{ClientConnection} (after
+        C{app.onOpen}), or failing with L{HandshakeFailed} (C{.status} on
+        a refusal), the TLS error, or the connection error.
+    """
+    options.setdefault("clock", reactor)
+    layer = WebSocketClient(
+        app,
+        url,
+        version=version,
+        subprotocols=subprotocols,
+        headers=headers,
+        cookies=cookies,
+        origin=origin,
+        **options,
+    )
+    if endpoint is None:
+        endpoint = clientEndpoint(
+            reactor,
+            layer.url,
+            caCertificates=caCertificates,
+            tlsOptions=tlsOptions,
+            connectTimeout=connectTimeout,
+            bindAddress=bindAddress,
+        )
+    d = WebSocketEndpoint(endpoint).connect(Client(layer))
+    return d.addCallback(_websocketOf)
+
+
+class WebSocketClientService(ClientService):
+    """
+    Keeps C{app} connected to C{url}: reconnects after the connection is
+    lost or an attempt fails, waiting longer after each failure
+    (exponential backoff with jitter, Twisted's C{backoffPolicy}).
+
+    The application's C{onOpen} runs for every new connection, so what it
+    does there (subscribing, logging in) is redone after a reconnection.
+    C{onReconnect(conn)} (by default C{app.onReconnect}, when the
+    application has one) is also called on every connection after the
+    first; it may return commands.
+
+    A handshake the server refuses counts as a failed attempt too.
+
+    @param retryPolicy: attempts -> seconds, e.g.
+        C{backoffPolicy(initialDelay=0.5, maxDelay=30, factor=2)}; the
+        default is Twisted's (1 s, x1.5, at most 60 s, plus up to 1 s of
+        jitter).
+    @param options: L{connectWebSocket}'s options.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        url: str,
+        app: IApplication,
+        *,
+        retryPolicy: Callable[[int], float] | None = None,
+        onReconnect: Callable[[ClientConnection], object] | None = None,
+        caCertificates: Any = None,
+        tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+        connectTimeout: float = 30.0,
+        bindAddress: tuple[str, int] | None = None,
+        endpoint: IStreamClientEndpoint | None = None,
+        **options: Any,
+    ) -> None:
+        options.setdefault("clock", reactor)
+        self.layer = WebSocketClient(app, url, **options)
+        if onReconnect is None:
+            onReconnect = getattr(app, "onReconnect", None)
+        self.onReconnect = onReconnect
+        #: How many connections opened so far.
+        self.openCount = 0
+        if endpoint is None:
+            endpoint = clientEndpoint(
+                reactor,
+                self.layer.url,
+                caCertificates=caCertificates,
+                tlsOptions=tlsOptions,
+                connectTimeout=connectTimeout,
+                bindAddress=bindAddress,
+            )
+        super().__init__(
+            WebSocketEndpoint(endpoint, self._connectionOpened),
+            Client(self.layer),
+            retryPolicy=retryPolicy,
+            clock=reactor,
+        )
+
+    def _connectionOpened(self, ws: ClientConnection) -> None:
+        self.openCount += 1
+        if self.openCount == 1 or self.onReconnect is None:
+            return
+        try:
+            result = self.onReconnect(ws)
+        except Exception:
+            ws.reportError(Failure())
+        else:
+            execute(result)
+
+    def whenOpen(self, failAfterFailures: int | None = None) -> Deferred[ClientConnection]:
+        """
+        The open connection, or the next one to open (see
+        C{ClientService.whenConnected}).
+        """
+        d = self.whenConnected(failAfterFailures)
+        return d.addCallback(_websocketOf)
+
+    @property
+    def connection(self) -> ClientConnection | None:
+        """
+        The connection open right now, if any.
+        """
+        for ws in self.layer.connections:
+            if ws.response is not None:
+                return ws
+        return None
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop reconnecting; close the connection with 1001 Going Away,
+        waiting for the server's answer (at most C{closeTimeout}).
+        """
+        if not self.layer.connections:
+            return super().stopService()
+        d = self.layer.shutdown(rfc6455.GOING_AWAY, "Client going away")
+        done: Deferred[None] = Deferred()
+
+        def closed(_: object) -> None:
+            super(WebSocketClientService, self).stopService().chainDeferred(done)
+
+        d.addCallback(closed)
+        return done
+
+
+__all__ = [
+    "Client",
+    "ClientProtocol",
+    "ClientTransportConnection",
+    "WebSocketClientService",
+    "WebSocketEndpoint",
+    "clientEndpoint",
+    "connectWebSocket",
+    "loadCertificates",
+]
+
