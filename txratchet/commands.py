@@ -143,6 +143,13 @@ def execute(result: object) -> None:
     """
     if result is None:
         return
+    if result.__class__ is SendMessage:
+        # The most common result, run without the generic dispatch.
+        try:
+            result.conn.send(result.message)  # type: ignore[attr-defined]
+        except Exception:
+            reportFailure(result, Failure())  # type: ignore[arg-type]
+        return
     if isinstance(result, Composite):
         result.run()
     elif isinstance(result, Command):

@@ -165,7 +165,12 @@ class WebSocketConnection(Connection):
         """
         if self.state != OPEN:
             return
-        if self._overflowing() and self._sendBufferFull(message):
+        outer = self._outer
+        if (
+            outer.writePaused
+            and outer.bufferedWhilePaused > self._layer.maxSendBuffer
+            and self._sendBufferFull(message)
+        ):
             return
         layer = self._layer
         if self._hixie:

@@ -74,6 +74,12 @@ def mask(data: bytes | memoryview, key: bytes, offset: int = 0) -> bytes:
     n = len(data)
     if n == 0:
         return b""
+    if n <= 64 and not offset:
+        # Small payloads: one precomputed key stream, no per-call building.
+        return (
+            int.from_bytes(data, "little")
+            ^ int.from_bytes((key * 16)[:n], "little")
+        ).to_bytes(n, "little")
     offset &= 3
     if offset:
         key = key[offset:] + key[:offset]
@@ -246,6 +252,7 @@ class FrameReader:
         view = memoryview(data)
         end = len(data)
         pos = 0
+        smallLimit = min(125, self.maxMessageSize, self.maxFrameSize or 125)
         while True:
             if self._inFrame:
                 avail = end - pos
@@ -296,6 +303,30 @@ class FrameReader:
             b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & 0x7F
+            if (
+                (b0 == 0x81 or b0 == 0x82)
+                and b1 & 0x80
+                and length < 126
+                and end - pos >= 6 + length
+                and length <= smallLimit
+                and self._messageOpcode < 0
+                and not self._discarding
+            ):
+                # The common case: a whole small masked text or binary
+                # message in one frame, all here. Same checks, fewer steps.
+                start = pos + 6
+                pos = start + length
+                payload = mask(view[start:pos], data[start - 4 : start])
+                if b0 == 0x82:
+                    events.append(payload)
+                    continue
+                try:
+                    events.append(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    events.append(Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message"))
+                    self._fail()
+                    break
+                continue
             headerSize = 2
             if length == 126:
                 headerSize = 4
