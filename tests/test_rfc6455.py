@@ -1017,3 +1017,18 @@ class FrameLimitTests(SynchronousTestCase):
             frame(BINARY, b"a" * 100, fin=False) + frame(CONTINUATION, b"b" * 100)
         )
         self.assertEqual(events, [b"a" * 100 + b"b" * 100])
+
+
+class PureMaskTests(SynchronousTestCase):
+    """The pure-Python masking paths, even where an accelerator is installed."""
+
+    def test_everyPathMatchesTheRFC(self):
+        import os
+
+        from txratchet.websocket import rfc6455
+
+        self.patch(rfc6455, "_accelerated", None)
+        for n in (1, 63, 64, 65, 255, 1023, 1024, 1025, 4097, 70001):
+            data, key = os.urandom(n), os.urandom(4)
+            for offset in range(4):
+                self.assertEqual(rfc6455.mask(data, key, offset), xor(data, key, offset))

@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from twisted.application.internet import ClientService
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import (
     IAddress,
     IOpenSSLClientConnectionCreator,
@@ -41,10 +47,41 @@ log = Logger()
 class ClientTransportConnection(TransportConnection):
     """
     The bottom connection of a client: remembers why it was lost (a
-    failed TLS verification, say), for the handshake to report.
+    failed TLS verification, say), for the handshake to report, and does
+    not stop reading before the WebSocket is open.
+
+    Over TLS the request is written before the TLS handshake is done; TLS
+    buffers it and pauses its producer, which would stop reading the
+    socket, and with it the TLS handshake that would unblock the write.
+    Until L{opened}, back-pressure only marks the writes paused.
     """
 
     lostReason: Failure | None = None
+    _opening = True
+    _readingPaused = False
+
+    def pauseProducing(self) -> None:
+        if self._opening:
+            self.writePaused = True
+            return
+        self._readingPaused = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._opening:
+            self.writePaused = False
+            self.bufferedWhilePaused = 0
+            return
+        self._readingPaused = False
+        super().resumeProducing()
+
+    def opened(self) -> None:
+        """
+        The WebSocket is open: back-pressure stops reading from now on.
+        """
+        self._opening = False
+        if self.writePaused and not self._readingPaused:
+            self.pauseProducing()
 
 
 class ClientProtocol(ServerProtocol):
@@ -59,7 +96,7 @@ class ClientProtocol(ServerProtocol):
     websocket: ClientConnection | None = None
 
     def connectionMade(self) -> None:
-        self.conn = ClientTransportConnection(self.app, self.transport)  # type: ignore[arg-type]
+        self.conn = ClientTransportConnection(self.app, self.transport)
         try:
             result = self.app.onOpen(self.conn)
         except Exception:
@@ -266,9 +303,19 @@ def clientEndpoint(
     """
     if not isinstance(url, URL):
         url = parseURL(url)
-    endpoint: IStreamClientEndpoint = HostnameEndpoint(
-        reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
-    )
+    endpoint: IStreamClientEndpoint
+    if isIPAddress(url.host):
+        endpoint = TCP4ClientEndpoint(
+            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+        )
+    elif isIPv6Address(url.host):
+        endpoint = TCP6ClientEndpoint(
+            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+        )
+    else:
+        endpoint = HostnameEndpoint(
+            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+        )
     if not url.secure:
         if tlsOptions is not None or caCertificates is not None:
             raise ValueError("TLS options given for a ws:// URL (use wss://)")

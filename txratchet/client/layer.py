@@ -56,8 +56,12 @@ class HandshakeCancelled(HandshakeFailed):
 
 class ServerFrameReader(rfc6455.FrameReader):
     """
-    Reads the frames a server sends: unmasked, or the connection fails
-    with 1002 (RFC 6455 5.1).
+    Reads the frames a server sends, which must not be masked (RFC 6455
+    5.1): a masked frame fails the connection with 1002.
+
+    The check walks the frame headers ahead of the reader (the reader's
+    fast path for small masked frames skips its per-header checks), and
+    hands the reader only what precedes a masked frame.
     """
 
     def __init__(
@@ -69,13 +73,55 @@ class ServerFrameReader(rfc6455.FrameReader):
         super().__init__(
             maxMessageSize, requireMask=False, maxFrameSize=maxFrameSize, inflater=inflater
         )
+        self._skip = 0  # payload bytes of the current frame not seen yet
+        self._partial = b""  # the start of a header split between chunks
+        self._maskSeen = False
 
-    def _checkHeader(
-        self, b0: int, opcode: int, fin: int, masked: int, length: int
-    ) -> rfc6455.Failed | None:
-        if masked:
-            return rfc6455.Failed(rfc6455.PROTOCOL_ERROR, "Server frame masked")
-        return super()._checkHeader(b0, opcode, fin, masked, length)
+    def _findMasked(self, data: bytes) -> int | None:
+        """
+        Where in C{data} the first masked frame starts (negative when its
+        header began in an earlier chunk), or C{None}.
+        """
+        end = len(data)
+        pos = 0
+        while pos < end:
+            skip = self._skip
+            if skip:
+                take = min(skip, end - pos)
+                self._skip = skip - take
+                pos += take
+                continue
+            partial = self._partial
+            start = pos - len(partial)
+            head = partial + data[pos : pos + 10 - len(partial)]
+            if len(head) < 2:
+                self._partial = head
+                return None
+            if head[1] & 0x80:
+                self._partial = b""
+                return start
+            code = head[1] & 0x7F
+            size = 2 if code < 126 else 4 if code == 126 else 10
+            if len(head) < size:
+                self._partial = head
+                return None
+            self._partial = b""
+            self._skip = code if code < 126 else int.from_bytes(head[2:size], "big")
+            pos = start + size
+        return None
+
+    def receive(self, data: bytes) -> list[rfc6455.Event]:
+        if self._maskSeen:
+            return []
+        at = self._findMasked(data)
+        if at is None:
+            return super().receive(data)
+        self._maskSeen = True
+        events = super().receive(data[:at]) if at > 0 else []
+        if events and isinstance(events[-1], (rfc6455.Failed, rfc6455.CloseReceived)):
+            return events
+        events.append(rfc6455.Failed(rfc6455.PROTOCOL_ERROR, "Server frame masked"))
+        return events
 
 
 class ClientConnection(WebSocketConnection):
@@ -96,6 +142,9 @@ class ClientConnection(WebSocketConnection):
         names it (C{server*}: the server's compressor), or C{None}.
     @ivar handshakeFailure: why the handshake failed, if it did.
     """
+
+    #: Every frame is masked with its own key: none can be shared.
+    _framesShareable = False
 
     def __init__(self, layer: WebSocketClient, outer: Any) -> None:
         super().__init__(layer, outer)
@@ -215,6 +264,9 @@ class ClientConnection(WebSocketConnection):
                 layer.maxMessageSize, maxFrameSize=layer.maxFrameSize, inflater=inflater
             )
         self.state = OPEN
+        lowerOpened = getattr(self._lower, "opened", None)
+        if lowerOpened is not None:
+            lowerOpened()
         if self._watchActivity:
             self._lastReceived = layer.clock.seconds()
             self._armLiveTimer()
@@ -224,11 +276,11 @@ class ClientConnection(WebSocketConnection):
             self.reportError(Failure())
         else:
             execute(result)
+        if leftover and self.state != CLOSED:
+            self.dataReceived(leftover)
         waiters, self._openWaiters = self._openWaiters, []
         for d in waiters:
             d.callback(self)
-        if leftover and self.state != CLOSED:
-            self.dataReceived(leftover)
 
     # -- The end -------------------------------------------------------------
 

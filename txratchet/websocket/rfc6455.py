@@ -12,8 +12,11 @@ bounded before anything is buffered. The encoding functions build frames.
 from __future__ import annotations
 
 import codecs
+import importlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from txratchet.websocket import deflate
 
@@ -63,19 +66,38 @@ def isValidCloseCode(code: int) -> bool:
     return code in _SENDABLE_CODES or 3000 <= code <= 4999
 
 
+#: XOR with one byte value is a byte translation: one table per value.
+_XOR_TABLES = [bytes(i ^ k for i in range(256)) for k in range(256)]
+
+
+def _loadAccelerator() -> Callable[[bytes, bytes], bytes] | None:
+    """
+    A compiled masking routine from a well-kept library, when one is
+    installed (optional: the pure-Python paths below are always there).
+    """
+    try:
+        speedups = importlib.import_module("websockets.speedups")
+    except ImportError:
+        return None
+    return cast(Callable[[bytes, bytes], bytes], speedups.apply_mask)
+
+
+_accelerated = _loadAccelerator()
+
+
 def mask(data: bytes | memoryview, key: bytes, offset: int = 0) -> bytes:
     """
     XOR C{data} with the 4-byte masking C{key}, starting at byte C{offset}
     of the key stream (to continue a frame unmasked in pieces).
 
-    Works on whole machine integers, not byte by byte: CPython does the XOR
-    of two big integers in C.
+    Never byte by byte in Python: small payloads are XORed as two big
+    integers, large ones as four strided byte translations (about 1 GB/s
+    in pure Python); a compiled routine is used when one is installed.
     """
     n = len(data)
     if n == 0:
         return b""
     if n <= 64 and not offset:
-        # Small payloads: one precomputed key stream, no per-call building.
         return (
             int.from_bytes(data, "little")
             ^ int.from_bytes((key * 16)[:n], "little")
@@ -83,10 +105,21 @@ def mask(data: bytes | memoryview, key: bytes, offset: int = 0) -> bytes:
     offset &= 3
     if offset:
         key = key[offset:] + key[:offset]
-    stream = (key * ((n >> 2) + 1))[:n]
-    return (
-        int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
-    ).to_bytes(n, "little")
+    if _accelerated is not None and n > 256:
+        return _accelerated(bytes(data), key)
+    if n < 1024:
+        stream = (key * ((n >> 2) + 1))[:n]
+        return (
+            int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
+        ).to_bytes(n, "little")
+    raw = bytes(data)
+    out = bytearray(raw)
+    tables = _XOR_TABLES
+    out[0::4] = raw[0::4].translate(tables[key[0]])
+    out[1::4] = raw[1::4].translate(tables[key[1]])
+    out[2::4] = raw[2::4].translate(tables[key[2]])
+    out[3::4] = raw[3::4].translate(tables[key[3]])
+    return bytes(out)
 
 
 def frameHeader(opcode: int, length: int, fin: bool = True, rsv: int = 0) -> bytes:
