@@ -3,7 +3,7 @@ Consuming sockets: txratchet applications as WebSocket clients.
 
 The same application a server runs connects to any WebSocket server::
 
-    from twisted.internet import task
+    from twisted.internet import defer, task
     from txratchet import Application, SendMessage
     from txratchet.client import connectWebSocket
 
@@ -15,6 +15,7 @@ The same application a server runs connects to any WebSocket server::
 
     async def main(reactor):
         conn = await connectWebSocket(reactor, "wss://example.com/socket", Hello())
+        conn.send("more")     # conn: the same kind of connection a server hands out
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 

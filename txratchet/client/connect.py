@@ -96,7 +96,7 @@ class ClientProtocol(ServerProtocol):
     websocket: ClientConnection | None = None
 
     def connectionMade(self) -> None:
-        self.conn = ClientTransportConnection(self.app, self.transport)
+        self.conn = ClientTransportConnection(self.app, self.transport)  # type: ignore[arg-type]
         try:
             result = self.app.onOpen(self.conn)
         except Exception:
@@ -129,7 +129,7 @@ class Client(Factory):
         endpoint.connect(Client(WebSocketClient(app, "ws://example.com/")))
     """
 
-    protocol = ClientProtocol  # type: ignore[assignment]
+    protocol = ClientProtocol
     noisy = False
 
     def __init__(self, app: IApplication) -> None:
