@@ -223,6 +223,7 @@ class FrameReader:
         its header arrives, before any of its payload is buffered.
     @ivar maxFrameSize: the largest data frame payload accepted (1009
         beyond), or C{None} for no limit besides C{maxMessageSize}.
+    @ivar rejectMask: fail masked frames (a client reading a server).
     @ivar inflater: when permessage-deflate was agreed, decompresses
         messages whose first frame has RSV1 set; the size limit then
         applies to the inflated message, enforced while inflating.
@@ -234,10 +235,12 @@ class FrameReader:
         requireMask: bool = True,
         maxFrameSize: int | None = None,
         inflater: deflate.Inflater | None = None,
+        rejectMask: bool = False,
     ) -> None:
         self.maxMessageSize = maxMessageSize
         self.maxFrameSize = maxFrameSize
         self.inflater = inflater
+        self.rejectMask = rejectMask
         self._compressed = False
         self.requireMask = requireMask
         self._pending = b""
@@ -339,6 +342,7 @@ class FrameReader:
             if (
                 (b0 == 0x81 or b0 == 0x82)
                 and b1 & 0x80
+                and self.requireMask
                 and length < 126
                 and end - pos >= 6 + length
                 and length <= smallLimit
@@ -479,6 +483,8 @@ class FrameReader:
             )
         if self.requireMask and not masked:
             return Failed(PROTOCOL_ERROR, "Client frame not masked")
+        if self.rejectMask and masked:
+            return Failed(PROTOCOL_ERROR, "Server frame masked")
         if length >> 63:
             return Failed(PROTOCOL_ERROR, "Payload length with the high bit set")
         if opcode < 8:
