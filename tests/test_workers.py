@@ -64,7 +64,7 @@ class WorkersTests(TwistdTestCase):
             byPid, extra = connectUntilTwoWorkers(port)
             if len(byPid) < 2:
                 return {"workers": len(byPid)}
-            (pidA, a), (pidB, b) = byPid.items()
+            (pidA, a), (_, b) = byPid.items()
             time.sleep(0.3)  # subscriptions reach Redis
             a.send_text("across processes ✓")
             relayed = b.recv_text()
