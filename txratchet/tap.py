@@ -195,10 +195,28 @@ def loadApplication(name: str, backplane: IBackplane | None = None) -> IApplicat
     return obj  # type: ignore[no-any-return]
 
 
+def _returnLargeBuffersToTheSystem() -> None:
+    """
+    Keep glibc from holding on to freed large buffers: by default it raises
+    its mmap threshold after freeing big blocks (up to 32 MiB), so a few
+    16 MiB messages would leave that much resident for good. A fixed
+    threshold (which also stops the adjusting) returns them at once.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_MMAP_THRESHOLD = -3
+        libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def makeService(options: Options) -> IService:
     """
     Build the service C{twistd} runs.
     """
+    _returnLargeBuffersToTheSystem()
     if options["workers"] > 1 and options["inherit-fd"] is None:
         return _workerPool(options)
     httpHandler = None
