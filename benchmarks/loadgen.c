@@ -285,6 +285,7 @@ static struct {
     double setup_timeout;
     double conn_timeout;
     double stall_timeout;
+    double close_timeout;
     int receivers;
     int window;
     int max_pending;
@@ -294,7 +295,7 @@ static struct {
 } cfg = {
     .proto = P_RFC6455, .scenario = S_ECHO, .port = 0, .conns = 50, .inflight = 8, .size = 32,
     .warmup = 1.0, .duration = 5.0, .setup_timeout = 60.0, .conn_timeout = 5.0,
-    .stall_timeout = 3.0, .receivers = 1000, .window = 10, .max_pending = 64,
+    .stall_timeout = 3.0, .close_timeout = 5.0, .receivers = 1000, .window = 10, .max_pending = 64,
     .server_pid = 0, .max_samples = 8 * 1024 * 1024, .path = "/",
 };
 
@@ -367,6 +368,8 @@ static int measuring;
 static uint64_t t_run_start, t_measure_start, t_measure_end, t_last_progress;
 static volatile sig_atomic_t stop_flag;
 static char first_error[256];
+static char close_problem[256];
+static uint64_t c_close_problems, c_closed_clean;
 static uint32_t *samples;
 static size_t nsamples;
 static int broadcast_probe_done;
@@ -501,6 +504,13 @@ static int conn_open(conn_t *c);
 
 static void conn_fail(conn_t *c, const char *why) {
     if (c->state == C_DEAD || c->state == C_FREE) return;
+    if (phase == 2) { /* after the run: a closing handshake that went wrong */
+        c_close_problems++;
+        if (!close_problem[0]) snprintf(close_problem, sizeof close_problem, "%s", why);
+        conn_abort(c);
+        c->state = C_DEAD;
+        return;
+    }
     note_error("conn %ld: %s", (long)(c - conns), why);
     conn_abort(c);
     c->state = C_DEAD;
@@ -616,18 +626,32 @@ static int conn_open(conn_t *c) {
 
 static void progress(void) { t_last_progress = now_ns(); }
 
+/* Start the closing handshake: a close frame (1000) or Hixie-76's 0xFF 0x00. */
+static void start_close(conn_t *c) {
+    if (cfg.proto == P_RAW) { /* no closing handshake: just close */
+        conn_close_fd(c);
+        c->state = C_FREE;
+        c_closed_clean++;
+        return;
+    }
+    if (cfg.proto == P_HIXIE76) {
+        static const uint8_t bye[2] = {0xFF, 0x00};
+        out_append(c, bye, 2);
+    } else {
+        static const uint8_t code[2] = {0x03, 0xE8}; /* 1000 */
+        queue_ws_frame(c, 0x8, code, 2);
+    }
+    c->state = C_CLOSING;
+    c->t_state = now_ns();
+    flush_out(c);
+}
+
 static void on_open(conn_t *c) {
     c->state = C_OPEN;
     c->t_state = now_ns();
     c_opened++;
     progress();
-    if (c->role == ROLE_SLOT) {
-        static const uint8_t code[2] = {0x03, 0xE8}; /* 1000 */
-        queue_ws_frame(c, 0x8, code, 2);
-        c->state = C_CLOSING;
-        c->t_state = now_ns();
-        flush_out(c);
-    }
+    if (c->role == ROLE_SLOT || phase == 2) start_close(c);
 }
 
 static void start_echo_load(conn_t *c) {
@@ -658,6 +682,8 @@ static void on_message(conn_t *c) {
         if (phase == 1 && !stop_flag) {
             queue_message(c);
             c->inflight++;
+        } else if (phase == 2 && c->state == C_OPEN && c->inflight <= 0) {
+            start_close(c); /* the last echo is back: close */
         }
     } else if (c->role == ROLE_RECEIVER) {
         if (c->msgs == 1) receivers_seen++;
@@ -670,7 +696,7 @@ static void on_message(conn_t *c) {
 }
 
 static void on_close_frame(conn_t *c, int code) {
-    if (c->role == ROLE_SLOT && c->state == C_CLOSING) {
+    if (c->state == C_CLOSING) {
         c->state = C_WAIT_EOF;
         c->t_state = now_ns();
         (void)code;
@@ -690,8 +716,14 @@ static void slot_done(conn_t *c) {
 }
 
 static void on_eof(conn_t *c) {
-    if (c->role == ROLE_SLOT && c->state == C_WAIT_EOF) {
+    if (c->role == ROLE_SLOT && c->state == C_WAIT_EOF && phase == 1) {
         slot_done(c);
+        return;
+    }
+    if (c->state == C_WAIT_EOF) {
+        conn_close_fd(c);
+        c->state = C_FREE;
+        c_closed_clean++;
         return;
     }
     c_unexpected_close++;
@@ -1048,8 +1080,8 @@ static void do_read(conn_t *c) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         char why[96];
         snprintf(why, sizeof why, "recv: %s", strerror(errno));
-        if (c->role == ROLE_SLOT && c->state == C_WAIT_EOF) { /* reset instead of FIN */
-            slot_done(c);
+        if (c->state == C_WAIT_EOF) { /* reset instead of FIN after the close frames */
+            on_eof(c);
             return;
         }
         c_unexpected_close++;
@@ -1182,7 +1214,7 @@ int main(int argc, char **argv) {
         {"conns", 1, 0, 'c'},       {"inflight", 1, 0, 'k'},   {"size", 1, 0, 'S'},
         {"warmup", 1, 0, 'w'},      {"duration", 1, 0, 'd'},   {"receivers", 1, 0, 'r'},
         {"window", 1, 0, 'W'},      {"max-pending", 1, 0, 'm'}, {"server-pid", 1, 0, 'i'},
-        {"setup-timeout", 1, 0, 'T'}, {"stall-timeout", 1, 0, 'L'}, {"path", 1, 0, 'a'},
+        {"setup-timeout", 1, 0, 'T'}, {"stall-timeout", 1, 0, 'L'}, {"path", 1, 0, 'a'}, {"close-timeout", 1, 0, 'C'},
         {"selftest", 0, 0, 'X'}, {"busy-poll", 0, 0, 'B'},    {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
     int o;
     rng_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
@@ -1205,6 +1237,7 @@ int main(int argc, char **argv) {
         case 'T': cfg.setup_timeout = atof(optarg); break;
         case 'L': cfg.stall_timeout = atof(optarg); break;
         case 'a': cfg.path = optarg; break;
+        case 'C': cfg.close_timeout = atof(optarg); break;
         case 'X': return selftest();
         case 'B': busy_poll = 1; break;
         default: usage();
@@ -1224,7 +1257,7 @@ int main(int argc, char **argv) {
         die("the handshake scenario speaks RFC 6455 or HyBi-08");
 
     /* Absolute bound on the whole run, whatever happens. */
-    alarm((unsigned)(cfg.setup_timeout + cfg.warmup + cfg.duration + 30));
+    alarm((unsigned)(cfg.setup_timeout + cfg.warmup + cfg.duration + cfg.close_timeout + 30));
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -1453,9 +1486,50 @@ int main(int argc, char **argv) {
     int open_now = 0;
     for (int i = 0; i < nconns; i++) {
         int s = conns[i].state;
-        open_now += s == C_OPEN || s == C_CLOSING || s == C_WAIT_EOF;
+        open_now += s == C_OPEN || (cfg.scenario == S_HANDSHAKES && s != C_DEAD);
     }
-    for (int i = 0; i < nconns; i++) conn_close_fd(&conns[i]);
+
+    /* Close politely (bounded): in-flight echoes drain, then the closing
+     * handshake; connections still connecting finish and close at once. */
+    int was_measuring = measuring;
+    phase = 2;
+    measuring = 0;
+    for (int i = 0; i < nconns; i++)
+        if (conns[i].state == C_OPEN && !(conns[i].role == ROLE_ECHO && conns[i].inflight > 0))
+            start_close(&conns[i]);
+    uint64_t close_deadline = now_ns() + (uint64_t)(cfg.close_timeout * 1e9);
+    uint64_t close_t0 = now_ns();
+    for (int iter = 0; iter < 10000000; iter++) {
+        int busy = 0;
+        for (int i = 0; i < nconns; i++) {
+            int s = conns[i].state;
+            busy += s == C_CONNECTING || s == C_HANDSHAKE || s == C_OPEN || s == C_CLOSING || s == C_WAIT_EOF;
+        }
+        if (!busy || now_ns() >= close_deadline) break;
+        int n = epoll_wait(epfd, evs, 1024, npending_reads ? 0 : 5);
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; i++) handle_event(&conns[evs[i].data.u32], evs[i].events);
+        if (npending_reads) {
+            int cnt = npending_reads;
+            static int tmp2[65536];
+            memcpy(tmp2, pending_reads, sizeof(int) * (size_t)cnt);
+            npending_reads = 0;
+            for (int i = 0; i < cnt; i++) {
+                conn_t *c = &conns[tmp2[i]];
+                if (c->rd_pending) do_read(c);
+                if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
+            }
+        }
+    }
+    uint64_t c_close_timeouts = 0;
+    for (int i = 0; i < nconns; i++) {
+        conn_t *c = &conns[i];
+        if (c->fd >= 0) {
+            if (c->state != C_DEAD && c->state != C_FREE) c_close_timeouts++;
+            conn_abort(c);
+        }
+    }
+    double close_s = (double)(now_ns() - close_t0) / 1e9;
 
     int ok = !strcmp(end_reason, "duration") || !strcmp(end_reason, "probe ok") ||
              (cfg.scenario == S_IDLE && !strcmp(end_reason, "signal"));
@@ -1474,16 +1548,19 @@ int main(int argc, char **argv) {
            "\"unit\": \"%s\", \"opened\": %llu, \"open_at_end\": %d, \"errors\": %llu, "
            "\"proto_errors\": %llu, \"mismatches\": %llu, \"unexpected_closes\": %llu, "
            "\"timeouts\": %llu, \"connect_failures\": %llu, \"no_server_close\": %llu, "
-           "\"stalls\": %llu, \"pings\": %llu",
+           "\"stalls\": %llu, \"pings\": %llu, \"closed_clean\": %llu, \"close_problems\": %llu, "
+           "\"close_timeouts\": %llu, \"close_s\": %.3f, \"setup_s\": %.3f, \"probes\": %d",
            ok ? "true" : "false", end_reason, scen_names[cfg.scenario], proto_names[cfg.proto], nconns,
            cfg.inflight, cfg.size, window_s, count, rate, unit, (unsigned long long)c_opened, open_now,
            (unsigned long long)c_errors, (unsigned long long)c_proto_errors,
            (unsigned long long)c_mismatch, (unsigned long long)c_unexpected_close,
            (unsigned long long)c_timeouts, (unsigned long long)c_conn_fail,
            (unsigned long long)c_no_server_close, (unsigned long long)c_stalls,
-           (unsigned long long)c_pings);
+           (unsigned long long)c_pings, (unsigned long long)c_closed_clean,
+           (unsigned long long)c_close_problems, (unsigned long long)c_close_timeouts, close_s,
+           t_run_start ? (double)(t_run_start - t0) / 1e9 : -1.0, probes);
     if (cfg.scenario == S_BROADCAST) printf(", \"receivers\": %d, \"window\": %d", cfg.receivers, cfg.window);
-    if (measuring && window_s > 0) {
+    if (was_measuring && window_s > 0) {
         printf(", \"loadgen_cpu\": %.3f", (self_cpu1 - self_cpu0) / window_s);
         if (srv_cpu0 >= 0 && srv_cpu1 >= 0) printf(", \"server_cpu\": %.3f", (srv_cpu1 - srv_cpu0) / window_s);
     }
@@ -1500,6 +1577,14 @@ int main(int argc, char **argv) {
     if (first_error[0]) {
         printf(", \"first_error\": \"");
         for (const char *p = first_error; *p; p++) {
+            if (*p == '"' || *p == '\\') putchar('\\');
+            putchar((unsigned char)*p >= 0x20 ? *p : '?');
+        }
+        putchar('"');
+    }
+    if (close_problem[0]) {
+        printf(", \"first_close_problem\": \"");
+        for (const char *p = close_problem; *p; p++) {
             if (*p == '"' || *p == '\\') putchar('\\');
             putchar((unsigned char)*p >= 0x20 ? *p : '?');
         }

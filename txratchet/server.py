@@ -33,6 +33,13 @@ class ServerProtocol(Protocol):
         self.app = app
 
     def connectionMade(self) -> None:
+        # Small messages go out at once (no Nagle delay), as peers expect.
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            try:
+                setNoDelay(True)
+            except OSError:
+                pass
         self.conn = TransportConnection(self.app, self.transport)  # type: ignore[arg-type]
         try:
             result = self.app.onOpen(self.conn)

@@ -5,17 +5,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
-
-from websockets.asyncio.server import broadcast, serve  # noqa: E402
+import _common
+from websockets.asyncio.server import broadcast, serve
+from websockets.exceptions import ConnectionClosedOK
 
 args = _common.parse_args()
 clients = set()
 
 
 async def echo(ws):
-    async for msg in ws:
-        await ws.send(msg)
+    try:
+        async for msg in ws:
+            await ws.send(msg)
+    except ConnectionClosedOK:  # messages still queued when the client closed
+        pass
 
 
 async def chat(ws):
