@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,8 +74,11 @@ _XOR_TABLES = [bytes(i ^ k for i in range(256)) for k in range(256)]
 def _loadAccelerator() -> Callable[[bytes, bytes], bytes] | None:
     """
     A compiled masking routine from a well-kept library, when one is
-    installed (optional: the pure-Python paths below are always there).
+    installed (optional: the pure-Python paths below are always there;
+    C{TXRATCHET_PURE_PYTHON=1} in the environment turns it off).
     """
+    if os.environ.get("TXRATCHET_PURE_PYTHON"):
+        return None
     try:
         speedups = importlib.import_module("websockets.speedups")
     except ImportError:
