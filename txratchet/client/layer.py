@@ -27,7 +27,6 @@ from txratchet.client.handshake import (
     parseURL,
     swapped,
 )
-from txratchet.commands import execute
 from txratchet.interfaces import IApplication
 from txratchet.websocket import deflate, hixie76, rfc6455
 from txratchet.websocket.handshake import HIXIE76, Headers
@@ -267,17 +266,7 @@ class ClientConnection(WebSocketConnection):
         lowerOpened = getattr(self._lower, "opened", None)
         if lowerOpened is not None:
             lowerOpened()
-        if self._watchActivity:
-            self._lastReceived = layer.clock.seconds()
-            self._armLiveTimer()
-        try:
-            result = self.app.onOpen(self)
-        except Exception:
-            self.reportError(Failure())
-        else:
-            execute(result)
-        if leftover and self.state != CLOSED:
-            self.dataReceived(leftover)
+        self._becomeOpen(leftover)
         waiters, self._openWaiters = self._openWaiters, []
         for d in waiters:
             d.callback(self)

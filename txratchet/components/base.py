@@ -47,3 +47,38 @@ class Decorator:
 
     def onError(self, conn: IConnection, failure: Failure) -> object:
         return self.app.onError(conn, failure)
+
+
+class RefusingDecorator(Decorator):
+    """
+    A decorator that may refuse a connection when it opens (outside the
+    WebSocket handshake, where C{onRequest} cannot answer with a status):
+    L{refuse} closes it, and the layers inside never hear of it.
+    """
+
+    def __init__(self, app: IApplication) -> None:
+        super().__init__(app)
+        self._refused: set[Any] = set()
+
+    def refuse(self, conn: IConnection, code: int, reason: str) -> None:
+        """
+        Close C{conn} and keep its later events from the wrapped application.
+        """
+        self._refused.add(conn)
+        conn.close(code, reason)
+
+    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+        if conn in self._refused:
+            return None
+        return self.app.onMessage(conn, message)
+
+    def onClose(self, conn: IConnection) -> object:
+        if conn in self._refused:
+            self._refused.discard(conn)
+            return None
+        return self.app.onClose(conn)
+
+    def onError(self, conn: IConnection, failure: Failure) -> object:
+        if conn in self._refused:
+            return None
+        return self.app.onError(conn, failure)

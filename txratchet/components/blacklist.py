@@ -9,16 +9,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from txratchet.components.base import Decorator
+from txratchet.components.base import RefusingDecorator
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.websocket.handshake import HandshakeError
 
 log = Logger()
 
 
-class IpBlackList(Decorator):
+class IpBlackList(RefusingDecorator):
     """
     Refuse peers whose address is blocked.
 
@@ -35,7 +34,6 @@ class IpBlackList(Decorator):
     def __init__(self, app: IApplication, blocked: Iterable[str] = ()) -> None:
         super().__init__(app)
         self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        self._refused: set[Any] = set()
         for spec in blocked:
             self.block(spec)
 
@@ -75,23 +73,6 @@ class IpBlackList(Decorator):
     def onOpen(self, conn: IConnection) -> object:
         if self._blocked(conn):
             log.info("Refused blocked address {peer}", peer=conn.peer)
-            self._refused.add(conn)
-            conn.close(1008, "Address blocked")
+            self.refuse(conn, 1008, "Address blocked")
             return None
         return self.app.onOpen(conn)
-
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
-        if conn in self._refused:
-            return None
-        return self.app.onMessage(conn, message)
-
-    def onClose(self, conn: IConnection) -> object:
-        if conn in self._refused:
-            self._refused.discard(conn)
-            return None
-        return self.app.onClose(conn)
-
-    def onError(self, conn: IConnection, failure: Failure) -> object:
-        if conn in self._refused:
-            return None
-        return self.app.onError(conn, failure)

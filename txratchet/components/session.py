@@ -66,7 +66,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
-from txratchet.components.base import Decorator
+from txratchet.components.base import RefusingDecorator
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.websocket.handshake import HandshakeError
 
@@ -122,7 +122,7 @@ def newSessionId() -> str:
 _MISSING = object()
 
 
-class SessionProvider(Decorator):
+class SessionProvider(RefusingDecorator):
     """
     Set C{conn.session} from the web application's session cookie, before
     the application hears of the connection.
@@ -164,7 +164,6 @@ class SessionProvider(Decorator):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
-        self._refused: set[Any] = set()
 
     def sessionIds(self, conn: Any) -> list[str]:
         """
@@ -215,26 +214,9 @@ class SessionProvider(Decorator):
             conn.session = None  # type: ignore[attr-defined]
             if self.required:
                 log.info("Refused {peer}: no session", peer=conn.peer)
-                self._refused.add(conn)
-                conn.close(1008, "A valid session is required")
+                self.refuse(conn, 1008, "A valid session is required")
                 return None
         return self.app.onOpen(conn)
-
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
-        if conn in self._refused:
-            return None
-        return self.app.onMessage(conn, message)
-
-    def onClose(self, conn: IConnection) -> object:
-        if conn in self._refused:
-            self._refused.discard(conn)
-            return None
-        return self.app.onClose(conn)
-
-    def onError(self, conn: IConnection, failure: Failure) -> object:
-        if conn in self._refused:
-            return None
-        return self.app.onError(conn, failure)
 
 
 @implementer(ISessionStore)

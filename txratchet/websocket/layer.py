@@ -556,9 +556,16 @@ class WebSocketConnection(Connection):
                 layer.maxMessageSize, maxFrameSize=layer.maxFrameSize, inflater=inflater
             )
         self._send(accepted.response)
+        self._becomeOpen(leftover)
+
+    def _becomeOpen(self, leftover: bytes) -> None:
+        """
+        The handshake is done: start the keepalive, tell the application,
+        then read what arrived right after the handshake.
+        """
         self.state = OPEN
         if self._watchActivity:
-            self._lastReceived = layer.clock.seconds()
+            self._lastReceived = self._layer.clock.seconds()
             self._armLiveTimer()
         try:
             result = self.app.onOpen(self)
