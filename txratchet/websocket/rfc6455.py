@@ -219,8 +219,8 @@ class FrameReader:
     Call L{receive} with every chunk of bytes; it returns the events they
     complete, in order: C{str} (a text message), C{bytes} (a binary message),
     L{Ping}, L{Pong}, L{CloseReceived}, or a final L{Failed}. After
-    L{Failed} or L{CloseReceived} the reader ignores further data unless
-    L{discardUntilClose} is called.
+    L{Failed} or L{CloseReceived} the reader ignores further data (RFC 6455
+    7.1.7: nothing more is processed after a failure).
 
     @ivar maxMessageSize: the largest message accepted (bytes of payload);
         a frame that would make a message larger fails with 1009 as soon as
@@ -261,22 +261,6 @@ class FrameReader:
         self._size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         # Terminal states.
-        #: Did the peer send a close frame (even an invalid one)? After a
-        #: failure caused by its close frame, no other close will come.
-        self.peerClosed = False
-        self._done = False
-        self._discarding = False
-
-    def discardUntilClose(self) -> None:
-        """
-        After a failure: skip frames (keeping their boundaries) and report
-        only a close frame, so the peer's close answer can be awaited.
-        """
-        self._discarding = True
-        self._messageOpcode = -1
-        self._single = None
-        self._buffer = None
-        self._decoder = None
         self._done = False
 
     def receive(self, data: bytes) -> list[Event]:
@@ -306,29 +290,28 @@ class FrameReader:
                 chunk = view[pos : pos + take]
                 pos += take
                 self._remaining = remaining - take
-                if not self._discarding:
-                    key = self._maskKey
-                    if key is not None:
-                        payload = mask(chunk, key, self._maskOffset)
-                        self._maskOffset = (self._maskOffset + take) & 3
-                    else:
-                        payload = bytes(chunk)
-                    if self._compressed:
-                        inflated = self._inflate(payload)
-                        if isinstance(inflated, Failed):
-                            events.append(inflated)
-                            self._fail()
-                            break
-                        payload = inflated
-                    failure = self._addPayload(payload)
-                    if failure is not None:
-                        events.append(failure)
+                key = self._maskKey
+                if key is not None:
+                    payload = mask(chunk, key, self._maskOffset)
+                    self._maskOffset = (self._maskOffset + take) & 3
+                else:
+                    payload = bytes(chunk)
+                if self._compressed:
+                    inflated = self._inflate(payload)
+                    if isinstance(inflated, Failed):
+                        events.append(inflated)
                         self._fail()
                         break
+                    payload = inflated
+                failure = self._addPayload(payload)
+                if failure is not None:
+                    events.append(failure)
+                    self._fail()
+                    break
                 if self._remaining:
                     break
                 self._inFrame = False
-                if self._fin and not self._discarding:
+                if self._fin:
                     message = self._finishMessage()
                     if message.__class__ is Failed:
                         events.append(message)
@@ -351,7 +334,6 @@ class FrameReader:
                 and end - pos >= 6 + length
                 and length <= smallLimit
                 and self._messageOpcode < 0
-                and not self._discarding
             ):
                 # The common case: a whole small masked text or binary
                 # message in one frame, all here. Same checks, fewer steps.
@@ -384,28 +366,10 @@ class FrameReader:
                 length = _unpackQ(data, pos + 2)[0]
             opcode = b0 & 0x0F
             fin = b0 & 0x80
-            if self._discarding:
-                if opcode == CLOSE:
-                    self._done = True
-                    events.append(CloseReceived(None, ""))
-                    break
-                if length >> 63:
-                    self._done = True
-                    break
-                pos += headerSize
-                self._inFrame = True
-                self._remaining = length
-                continue
             failure = self._checkHeader(b0, opcode, fin, masked, length)
             if failure is not None:
                 events.append(failure)
                 self._fail()
-                self.peerClosed = opcode == CLOSE
-                if not length >> 63:
-                    # Keep frame boundaries so the peer's close can be found.
-                    pos += headerSize
-                    self._inFrame = True
-                    self._remaining = length
                 break
             if opcode >= 8:
                 # Control frames are small: wait until all of it is here.
@@ -421,7 +385,6 @@ class FrameReader:
                 events.append(event)
                 if event.__class__ is Failed:
                     self._fail()
-                    self.peerClosed = opcode == CLOSE
                     break
                 if event.__class__ is CloseReceived:
                     self._done = True
@@ -446,9 +409,8 @@ class FrameReader:
                 # Let the loop finish the (empty) frame.
                 continue
 
-        if pos < end:
-            # An incomplete header or control frame, or what follows a
-            # failure (kept for discardUntilClose).
+        if pos < end and not self._done:
+            # An incomplete header or control frame.
             self._pending = data[pos:]
         return events
 
