@@ -229,12 +229,6 @@ class WebSocketConnection(Connection):
             self._send(header)
             self._send(payload)
 
-    def _overflowing(self) -> bool:
-        outer = self._outer
-        return bool(
-            outer.writePaused and outer.bufferedWhilePaused > self._layer.maxSendBuffer
-        )
-
     def _sendBufferFull(self, message: str | bytes) -> bool:
         """
         Apply the layer's C{sendBufferPolicy} to a peer that stopped reading.
