@@ -90,6 +90,7 @@ class TransportConnection(Connection):
         self.closed = False
         self.writePaused = False
         self.bufferedWhilePaused = 0
+        self._corked: list[bytes] | None = None
         register = getattr(transport, "registerProducer", None)
         if register is not None:
             register(self, True)
@@ -104,7 +105,29 @@ class TransportConnection(Connection):
             message = message.encode("utf-8")
         if self.writePaused:
             self.bufferedWhilePaused += len(message)
+        corked = self._corked
+        if corked is not None:
+            corked.append(message)
+            return
         self.transport.write(message)
+
+    def cork(self) -> None:
+        """
+        Hold what is sent until L{uncork}: the answers to the messages of one
+        read go to the transport in one write (pipelined peers send many
+        messages per read, and each transport write has a cost).
+        """
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        """
+        Write what was held since L{cork}, in order, at once.
+        """
+        corked = self._corked
+        self._corked = None
+        if corked:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """
@@ -112,6 +135,7 @@ class TransportConnection(Connection):
         """
         if self.closed:
             return
+        self.uncork()
         self.closed = True
         # A paused streaming producer would keep a disconnecting transport
         # from ever finishing: let go of it first.
@@ -130,6 +154,7 @@ class TransportConnection(Connection):
         """
         if self.closed:
             return
+        self.uncork()
         loseWrite = getattr(self.transport, "loseWriteConnection", None)
         if self.secure or loseWrite is None:
             self.close()
@@ -166,6 +191,7 @@ class TransportConnection(Connection):
         """
         Drop the connection now, discarding unsent bytes.
         """
+        self._corked = None
         self.closed = True
         abort = getattr(self.transport, "abortConnection", None)
         if abort is not None:

@@ -49,13 +49,18 @@ class ServerProtocol(Protocol):
             execute(result)
 
     def dataReceived(self, data: bytes) -> None:
+        conn = self.conn
+        # What this read makes us send to this peer leaves in one write.
+        conn.cork()
         try:
-            result = self.app.onMessage(self.conn, data)
+            result = self.app.onMessage(conn, data)
         except Exception:
-            self.conn.reportError(Failure())
+            conn.reportError(Failure())
         else:
             if result is not None:
                 execute(result)
+        finally:
+            conn.uncork()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         conn = getattr(self, "conn", None)
