@@ -6,6 +6,7 @@ events do not depend on how the bytes were cut.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +35,7 @@ noise = st.lists(
 
 def cuts(data: bytes, points: list[int]) -> list[bytes]:
     edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def frames(reader_factory, chunks):
