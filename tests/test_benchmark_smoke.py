@@ -1,0 +1,76 @@
+"""
+A few-second smoke of the benchmark, so that it cannot rot: the C load
+generator compiles, passes its self-test, and drives every protocol family
+of the txratchet benchmark server for a second without an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests.test_twistd import freePort, waitForPort
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BenchmarkSmokeTests(TestCase):
+    timeout = 120
+
+    def test_loadgenAgainstTxratchet(self):
+        cc = shutil.which("gcc") or shutil.which("cc")
+        if cc is None:
+            self.fail("no C compiler (gcc) to build benchmarks/loadgen.c")
+        build = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, build, True)
+        loadgen = build / "loadgen"
+        subprocess.run([cc, "-O2", "-o", str(loadgen), str(ROOT / "benchmarks" / "loadgen.c")],
+                       check=True, timeout=120)
+        selftest = subprocess.run([str(loadgen), "--selftest"], capture_output=True, text=True,
+                                  timeout=60)
+        self.assertEqual(selftest.returncode, 0, selftest.stdout + selftest.stderr)
+
+        port = freePort()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "servers" / "txratchet_server.py"),
+             "--port", str(port), "--app", "echo"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def stop():
+            server.terminate()
+            server.wait(10)
+            server.stdout.close()
+
+        self.addCleanup(stop)
+
+        def run():
+            waitForPort(port, server)
+            results = {}
+            for proto in ("rfc6455", "hybi08", "hixie76"):
+                out = subprocess.run(
+                    [str(loadgen), "--port", str(port), "--proto", proto, "--scenario", "echo",
+                     "--conns", "4", "--inflight", "4", "--size", "32",
+                     "--warmup", "0.2", "--duration", "1"],
+                    capture_output=True, text=True, timeout=60,
+                )
+                results[proto] = json.loads(out.stdout.strip().splitlines()[-1])
+            return results
+
+        def check(results):
+            for proto, result in results.items():
+                self.assertTrue(result["ok"], (proto, result))
+                self.assertEqual((result["errors"], result["proto_errors"], result["mismatches"]),
+                                 (0, 0, 0), proto)
+                self.assertGreater(result["rate"], 0, proto)
+
+        return deferToThread(run).addCallback(check)
