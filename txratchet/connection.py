@@ -32,6 +32,7 @@ class Connection:
 
     protocol = "tcp"
     peer: Any = None
+    __slots__ = ("app", "attributes", "__dict__", "__weakref__")
 
     def __init__(self, app: IApplication) -> None:
         self.app = app

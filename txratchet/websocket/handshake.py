@@ -72,13 +72,27 @@ class Headers:
     HTTP header fields in arrival order, looked up case-insensitively.
     """
 
-    __slots__ = ("_fields", "_index")
+    __slots__ = ("_fields", "_indexed")
 
     def __init__(self, fields: Sequence[tuple[str, str]] = ()) -> None:
         self._fields: list[tuple[str, str]] = list(fields)
-        self._index: dict[str, list[str]] = {}
-        for name, value in self._fields:
-            self._index.setdefault(name.lower(), []).append(value)
+        self._indexed: dict[str, list[str]] | None = None
+
+    @property
+    def _index(self) -> dict[str, list[str]]:
+        index = self._indexed
+        if index is None:
+            index = self._indexed = {}
+            for name, value in self._fields:
+                index.setdefault(name.lower(), []).append(value)
+        return index
+
+    def compact(self) -> None:
+        """
+        Drop the lookup index (rebuilt on the next lookup): an open
+        connection keeps its request headers at little cost.
+        """
+        self._indexed = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """

@@ -110,6 +110,17 @@ class WebSocketConnection(Connection):
     #: (server frames are unmasked)? A client subclass masks every frame.
     _framesShareable = True
 
+    # Slots keep an idle connection small; __dict__ (from Connection) still
+    # takes what applications and decorators add (conn.session, ...).
+    __slots__ = (
+        "_layer", "_outer", "_send", "transportPeer", "transport", "state",
+        "request", "path", "query", "params", "headers", "cookies",
+        "subprotocol", "closeCode", "closeReason", "wasClean", "_parser",
+        "_reader", "_hixie", "_failed", "_dropping", "_held", "_accepted",
+        "compression", "_deflater", "_compressMin", "_timer", "_liveTimer",
+        "_watchActivity", "_lastReceived", "_pingSentAt",
+    )
+
     def __init__(self, layer: WebSocket, outer: Any) -> None:
         super().__init__(layer.app)
         self._layer = layer
@@ -535,6 +546,7 @@ class WebSocketConnection(Connection):
     def _open(self, accepted: handshake.Accepted, leftover: bytes) -> None:
         layer = self._layer
         self._cancelTimer()
+        self.headers.compact()
         self._hixie = accepted.family == HIXIE76
         if self._hixie:
             self._reader = hixie76.FrameReader(layer.maxMessageSize)
