@@ -32,7 +32,7 @@ class Connection:
 
     protocol = "tcp"
     peer: Any = None
-    __slots__ = ("app", "attributes", "__dict__", "__weakref__")
+    __slots__ = ("__dict__", "__weakref__", "app", "attributes")
 
     def __init__(self, app: IApplication) -> None:
         self.app = app
