@@ -541,7 +541,7 @@ class FrameReader:
                 try:
                     decoder.decode(b"", True)
                 except UnicodeDecodeError:
-                    return Failed(INVALID_PAYLOAD, "Truncated UTF-8 in a text message")
+                    return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message")
             return buffer.decode("utf-8")
         return bytes(buffer)
 
