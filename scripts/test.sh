@@ -6,13 +6,16 @@
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 
-# Debian packages the tests drive for real: a browser, Node.js, Redis, nginx.
+# Debian packages the tests drive for real: a browser, Node.js, Redis, nginx,
+# and a C compiler for the load generator's smoke test.
 pkgs=""
 command -v chromium >/dev/null || pkgs="$pkgs chromium"
 command -v chromedriver >/dev/null || pkgs="$pkgs chromium-driver"
 command -v node >/dev/null || pkgs="$pkgs nodejs npm"
 [ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || pkgs="$pkgs redis-server"
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || pkgs="$pkgs nginx"
+command -v gcc >/dev/null || pkgs="$pkgs gcc libc6-dev"   # the benchmark smoke test
+command -v pgrep >/dev/null || pkgs="$pkgs procps"
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "==> installing Debian packages:$pkgs"
