@@ -33,6 +33,7 @@ setup(
             "hypothesis",
             "autobahn",
             "websockets",
+            "websocket-client",
             "selenium",
             "ruff",
             "mypy>=2.4,<2.5",

@@ -87,6 +87,31 @@ class EchoTests(ServerTestCase):
         self.assertEqual(out["closeCode"], 1000)
 
     @inlineCallbacks
+    def test_websocketClientLibrary(self):
+        """The `websocket-client` library (another independent RFC 6455 client)."""
+        recorder = Recorder()
+        port = yield self.listen(WebSocket(recorder))
+
+        def talk():
+            import websocket
+
+            ws = websocket.create_connection(f"ws://{HOST}:{port}/wsc?x=1", timeout=5)
+            ws.send("hello ✓")
+            text = ws.recv()
+            ws.send_binary(b"\x00\x01")
+            binary = ws.recv()
+            ws.send("y" * 200000)
+            big = ws.recv()
+            ws.close()
+            return text, binary, len(big)
+
+        result = yield deferToThread(talk)
+        self.assertEqual(result, ("hello ✓", b"\x00\x01", 200000))
+        yield recorder.closed
+        self.assertEqual(recorder.conns[0].query, "x=1")
+        self.assertEqual(recorder.conns[0].closeCode, 1000)
+
+    @inlineCallbacks
     def _autobahn(self, version):
         recorder = Recorder()
         port = yield self.listen(WebSocket(recorder))
