@@ -222,26 +222,13 @@ class WebSocketConnection(Connection):
             layer._lastHixieFrame = frame
             self._send(frame)
             return
-        deflater = self._deflater
         cls = message.__class__
-        if deflater is None and self._framesShareable and (cls is str or cls is bytes):
-            # Immutable messages only: a bytearray may change between sends.
-            if message is layer._lastMessage:
-                header, payload = layer._lastFrame
-            else:
-                if isinstance(message, str):
-                    payload = message.encode("utf-8")
-                    header = rfc6455.frameHeader(rfc6455.TEXT, len(payload))
-                else:
-                    payload = bytes(message)
-                    header = rfc6455.frameHeader(rfc6455.BINARY, len(payload))
-                layer._lastMessage = message
-                layer._lastFrame = (header, payload)
-            if len(payload) < 4096:
-                self._send(header + payload)
-            else:
-                self._send(header)
-                self._send(payload)
+        # Immutable messages only: a bytearray may change between sends.
+        shareable = (
+            self._deflater is None and self._framesShareable and (cls is str or cls is bytes)
+        )
+        if shareable and message is layer._lastMessage:
+            self._writeParts(*layer._lastFrame)
             return
         if isinstance(message, str):
             payload = message.encode("utf-8")
@@ -249,8 +236,13 @@ class WebSocketConnection(Connection):
         else:
             payload = bytes(message)
             opcode = rfc6455.BINARY
-        if deflater is not None and len(payload) >= self._compressMin:
-            self._writeFrame(opcode, deflater.compress(payload), 0x40)
+        if shareable:
+            header = rfc6455.frameHeader(opcode, len(payload))
+            layer._lastMessage = message
+            layer._lastFrame = (header, payload)
+            self._writeParts(header, payload)
+        elif self._deflater is not None and len(payload) >= self._compressMin:
+            self._writeFrame(opcode, self._deflater.compress(payload), 0x40)
         else:
             self._writeFrame(opcode, payload)
 
@@ -258,7 +250,10 @@ class WebSocketConnection(Connection):
         """
         Write one whole frame; a client subclass masks it.
         """
-        header = rfc6455.frameHeader(opcode, len(payload), True, rsv)
+        self._writeParts(rfc6455.frameHeader(opcode, len(payload), True, rsv), payload)
+
+    def _writeParts(self, header: bytes, payload: bytes) -> None:
+        # Small frames in one piece; large payloads without a copy.
         if len(payload) < 4096:
             self._send(header + payload)
         else:
@@ -340,10 +335,10 @@ class WebSocketConnection(Connection):
             return
         events = reader.receive(data)
         if events:
-            if isinstance(reader, rfc6455.FrameReader):
-                self._events(events)  # type: ignore[arg-type]
-            else:
+            if self._hixie:
                 self._hixieEvents(events)  # type: ignore[arg-type]
+            else:
+                self._events(events)  # type: ignore[arg-type]
 
     def _events(self, events: list[rfc6455.Event]) -> None:
         app = self.app
