@@ -673,7 +673,8 @@ class BroadcastFramingTests(ServerTestCase):
             deadline = time.monotonic() + 5
             while len(app.clients) < 6 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            peers[0].send_text("to all ✓")
+            # Over 125 bytes: small headers come from a table, not frameHeader.
+            peers[0].send_text("to all ✓" * 20)
             got = [p.recv_message() for p in peers] + [o.recv_message() for o in old]
             for p in peers:
                 p.close()
@@ -682,5 +683,6 @@ class BroadcastFramingTests(ServerTestCase):
             return got
 
         got = yield deferToThread(talk)
-        self.assertEqual(got, [(OP_TEXT, "to all ✓".encode())] * 4 + ["to all ✓"] * 2)
+        text = "to all ✓" * 20
+        self.assertEqual(got, [(OP_TEXT, text.encode())] * 4 + [text] * 2)
         self.assertEqual(calls, {"text": 1, "header": 1})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,11 +33,19 @@ class Connection:
 
     protocol = "tcp"
     peer: Any = None
-    __slots__ = ("__dict__", "__weakref__", "app", "attributes")
+    __slots__ = ("__dict__", "__weakref__", "_attributes", "app")
 
     def __init__(self, app: IApplication) -> None:
         self.app = app
-        self.attributes: dict[str, Any] = {}
+        self._attributes: dict[str, Any] | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        # Made on first use: most connections never need one.
+        attributes = self._attributes
+        if attributes is None:
+            attributes = self._attributes = {}
+        return attributes
 
     def send(self, message: str | bytes) -> None:
         raise NotImplementedError()
@@ -81,6 +90,17 @@ class TransportConnection(Connection):
     """
 
     protocol = "tcp"
+    __slots__ = (
+        "_corked",
+        "_socket",
+        "bufferedWhilePaused",
+        "closed",
+        "host",
+        "peer",
+        "secure",
+        "transport",
+        "writePaused",
+    )
 
     def __init__(self, app: IApplication, transport: ITransport) -> None:
         super().__init__(app)
@@ -92,6 +112,14 @@ class TransportConnection(Connection):
         self.writePaused = False
         self.bufferedWhilePaused = 0
         self._corked: list[bytes] | None = None
+        # Plain TCP only: TLS and other transports keep Twisted's own path.
+        self._socket = (
+            transport.socket
+            if isinstance(transport, tcp.Connection)
+            and not self.secure
+            and not getattr(transport, "TLS", False)
+            else None
+        )
         register = getattr(transport, "registerProducer", None)
         if register is not None:
             register(self, True)
@@ -102,7 +130,7 @@ class TransportConnection(Connection):
         """
         if self.closed:
             return
-        if isinstance(message, str):
+        if message.__class__ is not bytes and isinstance(message, str):
             message = message.encode("utf-8")
         if self.writePaused:
             self.bufferedWhilePaused += len(message)
@@ -128,7 +156,36 @@ class TransportConnection(Connection):
         corked = self._corked
         self._corked = None
         if corked:
-            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
+            self._writeThrough(corked[0] if len(corked) == 1 else b"".join(corked))
+
+    def _writeThrough(self, data: bytes) -> None:
+        """
+        Hand C{data} to the kernel now when nothing is queued before it,
+        and give Twisted only what the socket would not take.
+
+        Twisted's C{write} always queues and waits for the next reactor
+        turn, which costs two C{epoll_ctl} calls and a loop iteration per
+        answer; asyncio writes at once the same way. A refused or failed
+        send falls back to the transport, which reports the error itself.
+        """
+        t: Any = self.transport
+        sock = self._socket
+        if (
+            sock is not None
+            and not t._tempDataBuffer
+            and t.offset == len(t.dataBuffer)
+            and t.connected
+            and not t.disconnecting
+            and not t._writeDisconnected
+        ):
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        t.write(data)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """

@@ -72,11 +72,25 @@ class Headers:
     HTTP header fields in arrival order, looked up case-insensitively.
     """
 
-    __slots__ = ("_fields", "_indexed")
+    __slots__ = ("_indexed", "_list", "_packed")
 
     def __init__(self, fields: Sequence[tuple[str, str]] = ()) -> None:
-        self._fields: list[tuple[str, str]] = list(fields)
+        self._list: list[tuple[str, str]] | None = list(fields)
+        self._packed = ""
         self._indexed: dict[str, list[str]] | None = None
+
+    @property
+    def _fields(self) -> list[tuple[str, str]]:
+        fields = self._list
+        if fields is None:
+            fields = self._list = [
+                (name, value)
+                for name, _, value in (
+                    line.partition(":") for line in self._packed.split("\n")
+                )
+            ]
+            self._packed = ""
+        return fields
 
     @property
     def _index(self) -> dict[str, list[str]]:
@@ -89,10 +103,18 @@ class Headers:
 
     def compact(self) -> None:
         """
-        Drop the lookup index (rebuilt on the next lookup): an open
-        connection keeps its request headers at little cost.
+        Keep the fields as one string until they are next read: an open
+        connection holds its request headers at a fraction of the cost of
+        a list of pairs and a lookup index (both come back on demand).
         """
         self._indexed = None
+        fields = self._list
+        if not fields or any(
+            ":" in name or "\n" in name or "\n" in value for name, value in fields
+        ):
+            return  # empty, or not safely packable: kept as they are
+        self._packed = "\n".join([f"{name}:{value}" for name, value in fields])
+        self._list = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """
@@ -153,7 +175,7 @@ def parseCookies(headers: Headers) -> dict[str, str]:
     return cookies
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """
     A parsed opening-handshake request.

@@ -67,6 +67,8 @@ class FrameReader:
     frames other than C{0xFF 0x00}) are skipped without buffering.
     """
 
+    __slots__ = ("_done", "_frameType", "_length", "_skip", "_state", "_text", "maxMessageSize")
+
     def __init__(self, maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.maxMessageSize = maxMessageSize
         self._state = _FRAME_TYPE

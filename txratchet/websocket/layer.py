@@ -35,6 +35,10 @@ from txratchet.websocket.handshake import (
 
 log = Logger()
 
+#: The headers of unfragmented, unmasked small frames, by payload length.
+_TEXT_HEADERS = [rfc6455.frameHeader(rfc6455.TEXT, n) for n in range(126)]
+_BINARY_HEADERS = [rfc6455.frameHeader(rfc6455.BINARY, n) for n in range(126)]
+
 CONNECTING = 0
 OPEN = 1
 CLOSING = 2
@@ -224,11 +228,27 @@ class WebSocketConnection(Connection):
             return
         cls = message.__class__
         # Immutable messages only: a bytearray may change between sends.
-        shareable = (
-            self._deflater is None and self._framesShareable and (cls is str or cls is bytes)
-        )
-        if shareable and message is layer._lastMessage:
-            self._writeParts(*layer._lastFrame)
+        if (cls is str or cls is bytes) and self._deflater is None and self._framesShareable:
+            if message is layer._lastMessage:
+                self._writeParts(*layer._lastFrame)
+                return
+            if cls is str:
+                payload = message.encode("utf-8")  # type: ignore[union-attr]
+                headers = _TEXT_HEADERS
+                opcode = rfc6455.TEXT
+            else:
+                payload = message  # type: ignore[assignment]
+                headers = _BINARY_HEADERS
+                opcode = rfc6455.BINARY
+            n = len(payload)
+            header = headers[n] if n < 126 else rfc6455.frameHeader(opcode, n)
+            layer._lastMessage = message
+            layer._lastFrame = (header, payload)
+            if n < 4096:
+                self._send(header + payload)
+            else:
+                self._send(header)
+                self._send(payload)
             return
         if isinstance(message, str):
             payload = message.encode("utf-8")
@@ -236,12 +256,7 @@ class WebSocketConnection(Connection):
         else:
             payload = bytes(message)
             opcode = rfc6455.BINARY
-        if shareable:
-            header = rfc6455.frameHeader(opcode, len(payload))
-            layer._lastMessage = message
-            layer._lastFrame = (header, payload)
-            self._writeParts(header, payload)
-        elif self._deflater is not None and len(payload) >= self._compressMin:
+        if self._deflater is not None and len(payload) >= self._compressMin:
             self._writeFrame(opcode, self._deflater.compress(payload), 0x40)
         else:
             self._writeFrame(opcode, payload)
@@ -343,11 +358,12 @@ class WebSocketConnection(Connection):
     def _events(self, events: list[rfc6455.Event]) -> None:
         app = self.app
         for event in events:
-            if isinstance(event, (str, bytes)):
+            cls = event.__class__
+            if cls is str or cls is bytes:
                 if self.state == CLOSED:
                     return
                 try:
-                    result = app.onMessage(self, event)
+                    result = app.onMessage(self, event)  # type: ignore[arg-type]
                 except Exception:
                     self.reportError(Failure())
                 else:
@@ -566,6 +582,7 @@ class WebSocketConnection(Connection):
     def _open(self, accepted: handshake.Accepted, leftover: bytes) -> None:
         layer = self._layer
         self._cancelTimer()
+        self._accepted = None
         self.headers.compact()
         self._hixie = accepted.family == HIXIE76
         if self._hixie:
