@@ -157,6 +157,37 @@ class BackPressureTests(ServerTestCase):
         self.assertLess(len(recorder.messages()), 2000)
 
     @inlineCallbacks
+    def test_answersLargerThanTheSocketBufferArriveWhole(self):
+        """
+        Answers to one read are written straight to the socket when nothing
+        is queued; what the kernel does not take (a partial send, here of
+        one gathered write of several large frames) is queued in order and
+        arrives intact once the peer reads.
+        """
+
+        class Burst(Application):
+            def onMessage(self, conn, msg):
+                for i in range(3):
+                    conn.send(bytes([65 + i]) * (4 << 20))
+                conn.send("done")
+
+        port = yield self.listen(WebSocket(Burst()))
+
+        def talk():
+            c = rawclients.HybiClient(HOST, port)
+            c.connect()
+            c.send_text("go")
+            time.sleep(0.3)  # the server's send hits a full socket
+            got = [c.recv_message() for _ in range(4)]
+            c.close()
+            return got
+
+        got = yield deferToThread(talk)
+        expected = [(rawclients.OP_BINARY, bytes([65 + i]) * (4 << 20)) for i in range(3)]
+        self.assertEqual(got[:3], expected)
+        self.assertEqual(got[3], (rawclients.OP_TEXT, b"done"))
+
+    @inlineCallbacks
     def test_slowReaderClosedOnBroadcast(self):
         """
         With sendBufferPolicy "close", a peer that stops reading is dropped

@@ -156,36 +156,59 @@ class TransportConnection(Connection):
         corked = self._corked
         self._corked = None
         if corked:
-            self._writeThrough(corked[0] if len(corked) == 1 else b"".join(corked))
+            self._writeThrough(corked)
 
-    def _writeThrough(self, data: bytes) -> None:
+    def _writeThrough(self, parts: list[bytes]) -> None:
         """
-        Hand C{data} to the kernel now when nothing is queued before it,
+        Hand C{parts} to the kernel now when nothing is queued before them,
         and give Twisted only what the socket would not take.
 
         Twisted's C{write} always queues and waits for the next reactor
         turn, which costs two C{epoll_ctl} calls and a loop iteration per
-        answer; asyncio writes at once the same way. A refused or failed
-        send falls back to the transport, which reports the error itself.
+        answer; asyncio writes at once the same way. Large pieces go out
+        in one gathering C{sendmsg}, without joining them first. A refused
+        or failed send falls back to the transport, which reports the
+        error itself.
         """
         t: Any = self.transport
         sock = self._socket
+        gather = False
+        if len(parts) == 1:
+            data = parts[0]
+        elif len(parts) <= 64 and sum(map(len, parts)) >= 16384:
+            data = b""
+            gather = True
+        else:
+            data = b"".join(parts)
         if (
-            sock is not None
-            and not t._tempDataBuffer
-            and t.offset == len(t.dataBuffer)
-            and t.connected
-            and not t.disconnecting
-            and not t._writeDisconnected
+            sock is None
+            or t._tempDataBuffer
+            or t.offset != len(t.dataBuffer)
+            or not t.connected
+            or t.disconnecting
+            or t._writeDisconnected
         ):
-            try:
-                sent = sock.send(data)
-            except OSError:
-                sent = 0
-            if sent == len(data):
+            if gather:
+                t.writeSequence(parts)
+            else:
+                t.write(data)
+            return
+        try:
+            sent = sock.sendmsg(parts) if gather else sock.send(data)
+        except OSError:
+            sent = 0
+        if not gather:
+            if sent < len(data):
+                t.write(data[sent:])
+            return
+        for index, part in enumerate(parts):
+            if sent < len(part):
+                rest = parts[index:]
+                if sent:
+                    rest[0] = part[sent:]
+                t.writeSequence(rest)
                 return
-            data = data[sent:]
-        t.write(data)
+            sent -= len(part)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """
