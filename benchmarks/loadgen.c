@@ -10,6 +10,20 @@
  *            answer validated, 0x00 <utf-8> 0xFF text frames.
  *   raw      Plain TCP echo: send N bytes, expect the same N bytes back.
  *
+ * --deflate (rfc6455, hybi08): offer permessage-deflate (RFC 7692) with
+ *   client_max_window_bits, fail unless the server accepts it, and send
+ *   every message compressed (RSV1, raw DEFLATE, Z_SYNC_FLUSH, the trailing
+ *   00 00 ff ff removed) with one zlib compressor per connection that
+ *   honours the agreed client window and client_no_context_takeover;
+ *   received messages with RSV1 are inflated (one inflater per connection,
+ *   reset per message under server_no_context_takeover) and checked like
+ *   any other echo. With --scenario idle, each connection first echoes one
+ *   message, so both sides hold their compression state while idle.
+ * --json: each message is a different chat-like JSON text of about --size
+ *   bytes (size +- 25%), instead of one fixed pattern; every connection
+ *   remembers what it sent and checks each echo against it (echo, latency
+ *   and idle only).
+ *
  * Scenarios (--scenario):
  *   echo        --conns C --inflight K --size S: round trips per second
  *               (the "large" benchmark is echo with 10 x 4 x 64 KiB).
@@ -29,7 +43,7 @@
  *
  * Output: one JSON object on the last line of stdout.
  *
- * Build: gcc -O2 -o loadgen loadgen.c      Self-test: ./loadgen --selftest
+ * Build: gcc -O2 -o loadgen loadgen.c -lz      Self-test: ./loadgen --selftest
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -51,6 +65,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -291,6 +306,8 @@ static struct {
     int max_pending;
     int server_pid;
     int max_samples;
+    int deflate; /* offer and use permessage-deflate */
+    int json;    /* varied JSON messages instead of the fixed pattern */
     const char *path;
 } cfg = {
     .proto = P_RFC6455, .scenario = S_ECHO, .port = 0, .conns = 50, .inflight = 8, .size = 32,
@@ -350,6 +367,18 @@ typedef struct {
     int inflight;
     uint64_t *ts; /* send times of in-flight messages (ring) */
     int ts_head, ts_count;
+    int ready;    /* counts as open for the setup phase (idle + deflate: its echo is back) */
+    /* --json: the messages sent and not yet echoed (ring of mq_cap slots) */
+    uint8_t *mq;
+    uint32_t *mqlen;
+    int mq_head, mq_count, mq_cap;
+    /* permessage-deflate, as agreed in the handshake */
+    int pmd;
+    int pmd_srv_bits, pmd_cli_bits; /* server's window (our inflater), ours (our compressor) */
+    int pmd_srv_nct, pmd_cli_nct;   /* server_/client_no_context_takeover */
+    int msg_compressed;             /* the message being received has RSV1 set */
+    int zd_on, zi_on;               /* compressor / inflater initialised */
+    z_stream zd, zi;
 } conn_t;
 
 static conn_t *conns;
@@ -378,6 +407,11 @@ static int receivers_seen;
 static int pending_reads[65536];
 static int npending_reads;
 static int busy_poll = 0;
+/* permessage-deflate accounting */
+static uint64_t c_msg_bytes_out; /* application bytes of every message sent */
+static uint64_t c_z_in, c_plain_in, c_z_out, c_wire_out, c_raw_out, c_wire_in, c_raw_in;
+static char pmd_answer[256]; /* the first Sec-WebSocket-Extensions answer */
+static size_t mq_slot;       /* bytes per --json ring slot */
 
 static void note_error(const char *fmt, ...) {
     c_errors++;
@@ -425,11 +459,12 @@ static void mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t 
     for (; i < n; i++) dst[i] = src[i] ^ m[i & 3];
 }
 
-/* Queue a client frame (RFC 6455 / HyBi-08): masked with a fresh mask. */
-static void queue_ws_frame(conn_t *c, int opcode, const uint8_t *payload, size_t n) {
+/* Queue a client frame (RFC 6455 / HyBi-08): masked with a fresh mask.
+ * rsv: RSV bits to set (0x40: RSV1, a compressed message). */
+static void queue_ws_frame(conn_t *c, int rsv, int opcode, const uint8_t *payload, size_t n) {
     uint8_t h[14];
     size_t hl = 0;
-    h[hl++] = (uint8_t)(0x80 | opcode);
+    h[hl++] = (uint8_t)(0x80 | rsv | opcode);
     if (n < 126) {
         h[hl++] = (uint8_t)(0x80 | n);
     } else if (n < 65536) {
@@ -451,20 +486,150 @@ static void queue_ws_frame(conn_t *c, int opcode, const uint8_t *payload, size_t
     c->outlen += hl + n;
 }
 
-/* Queue one application message of cfg.size bytes of the pattern. */
+/* ---- --json: chat-like messages, different every time ---- */
+
+static const char *const json_words[] = {
+    "hey", "hi", "all", "anyone", "around", "tonight", "the", "build", "is", "green", "again",
+    "did", "you", "see", "new", "release", "notes", "lunch", "at", "noon", "meeting", "moved",
+    "to", "three", "thanks", "sounds", "good", "ok", "will", "check", "later", "deploy",
+    "finished", "coffee", "ping", "me", "when", "ready", "great", "work", "team", "weekend",
+    "plans", "looks", "like", "rain", "merged", "your", "branch", "tests", "pass", "on", "my",
+    "machine", "can", "we", "ship", "it", "today", "tomorrow", "maybe", "after", "review",
+    "please", "a", "few", "minutes", "late", "sorry", "for", "that", "nice", "one", "lol",
+    "agreed", "question", "about", "logs", "dashboard", "server", "restart", "done"};
+static const char *const json_rooms[] = {"lobby", "general", "random", "dev", "support"};
+
+static uint64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
+/* The largest message make_json writes for cfg.size, plus room. */
+static size_t json_max_len(void) { return cfg.size + cfg.size / 4 + 256; }
+
+/* Write a chat message of about cfg.size bytes (+- 25%) into out (json_max_len() bytes). */
+static size_t make_json(conn_t *c, uint8_t *out) {
+    static uint64_t seq;
+    size_t cap = json_max_len();
+    size_t spread = cfg.size / 4;
+    size_t target = cfg.size - spread + (size_t)(rng64() % (2 * spread + 1));
+    int n = snprintf((char *)out, cap,
+                     "{\"type\":\"chat\",\"room\":\"%s\",\"user\":\"user%ld\",\"seq\":%llu,"
+                     "\"ts\":%llu,\"text\":\"",
+                     json_rooms[rng32() % (sizeof json_rooms / sizeof *json_rooms)], (long)(c - conns),
+                     (unsigned long long)++seq, (unsigned long long)wall_ms());
+    size_t len = (size_t)n;
+    int words = 0;
+    for (;;) {
+        const char *w = json_words[rng32() % (sizeof json_words / sizeof *json_words)];
+        size_t wl = strlen(w);
+        if (words && len + 1 + wl + 2 > target) break;
+        if (len + 1 + wl + 2 > cap) break;
+        if (words) out[len++] = ' ';
+        memcpy(out + len, w, wl);
+        len += wl;
+        words++;
+    }
+    out[len++] = '"';
+    out[len++] = '}';
+    return len;
+}
+
+/* ---- permessage-deflate: compression (client to server) ---- */
+
+/* zlib level of our compressor. Level 1 (zlib's fastest) keeps the load
+ * generator's CPU low: at the default level 6, zlib's match search on
+ * repetitive JSON costs several times more. The servers inflate either at
+ * about the same speed. */
+#define PMD_LEVEL 1
+
+static uint8_t *zbuf; /* compressed output of the message being sent */
+static size_t zcap;
+
+static void zbuf_grow(size_t need) {
+    if (need <= zcap) return;
+    size_t cap = zcap ? zcap : 4096;
+    while (cap < need) cap *= 2;
+    zbuf = realloc(zbuf, cap);
+    if (!zbuf) die("out of memory");
+    zcap = cap;
+}
+
+static void pmd_free(conn_t *c) {
+    if (c->zd_on) deflateEnd(&c->zd);
+    if (c->zi_on) inflateEnd(&c->zi);
+    c->zd_on = c->zi_on = 0;
+}
+
+/* Compress one message into zbuf; returns its length without the
+ * trailing 00 00 ff ff (RFC 7692 7.2.1). */
+static size_t pmd_compress(conn_t *c, const uint8_t *p, size_t n) {
+    if (!c->zd_on) {
+        int bits = c->pmd_cli_bits, strategy = Z_DEFAULT_STRATEGY;
+        if (bits < 9) {
+            /* zlib cannot make raw DEFLATE with a 256-byte window; Huffman
+             * coding alone refers to no earlier bytes, so fits any window */
+            bits = 9;
+            strategy = Z_HUFFMAN_ONLY;
+        }
+        memset(&c->zd, 0, sizeof c->zd);
+        if (deflateInit2(&c->zd, PMD_LEVEL, Z_DEFLATED, -bits, 8, strategy) != Z_OK)
+            die("deflateInit2 failed");
+        c->zd_on = 1;
+    }
+    zbuf_grow(deflateBound(&c->zd, (uLong)n) + 64);
+    size_t used = 0;
+    c->zd.next_in = (Bytef *)p;
+    c->zd.avail_in = (uInt)n;
+    for (;;) {
+        c->zd.next_out = zbuf + used;
+        c->zd.avail_out = (uInt)(zcap - used);
+        int r = deflate(&c->zd, Z_SYNC_FLUSH);
+        if (r != Z_OK && r != Z_BUF_ERROR) die("deflate: %d", r);
+        used = zcap - c->zd.avail_out;
+        if (c->zd.avail_out) break; /* all flushed */
+        zbuf_grow(zcap * 2);
+    }
+    if (used < 4 || memcmp(zbuf + used - 4, "\x00\x00\xff\xff", 4) != 0)
+        die("deflate: Z_SYNC_FLUSH did not end with 00 00 ff ff");
+    if (c->pmd_cli_nct) deflateReset(&c->zd);
+    return used - 4;
+}
+
+/* Queue one application message: cfg.size bytes of the pattern, or
+ * (--json) a new chat message that is remembered until its echo is back. */
 static void queue_message(conn_t *c) {
+    const uint8_t *msg = pattern;
+    size_t len = cfg.size;
+    if (c->mq) {
+        if (c->mq_count >= c->mq_cap) die("internal: more messages in flight than the ring holds");
+        int slot = (c->mq_head + c->mq_count) % c->mq_cap;
+        uint8_t *m = c->mq + (size_t)slot * mq_slot;
+        len = make_json(c, m);
+        c->mqlen[slot] = (uint32_t)len;
+        c->mq_count++;
+        msg = m;
+    }
     if (cfg.proto == P_RAW) {
-        out_append(c, pattern, cfg.size);
+        out_append(c, msg, len);
     } else if (cfg.proto == P_HIXIE76) {
-        out_reserve(c, cfg.size + 2);
+        out_reserve(c, len + 2);
         c->out[c->outlen++] = 0x00;
-        memcpy(c->out + c->outlen, pattern, cfg.size);
-        c->outlen += cfg.size;
+        memcpy(c->out + c->outlen, msg, len);
+        c->outlen += len;
         c->out[c->outlen++] = 0xFF;
+    } else if (c->pmd) {
+        size_t z = pmd_compress(c, msg, len);
+        queue_ws_frame(c, 0x40, 0x1, zbuf, z);
+        c_z_out++;
+        c_wire_out += z;
+        c_raw_out += len;
     } else {
-        queue_ws_frame(c, 0x1, pattern, cfg.size);
+        queue_ws_frame(c, 0, 0x1, msg, len);
     }
     c_sent_msgs++;
+    c_msg_bytes_out += len;
     if (c->ts) {
         int cap = cfg.inflight;
         if (c->ts_count < cap) {
@@ -480,6 +645,7 @@ static void conn_close_fd(conn_t *c) {
         close(c->fd);
         c->fd = -1;
     }
+    pmd_free(c);
 }
 
 static void conn_abort(conn_t *c) {
@@ -498,6 +664,7 @@ static void conn_reset_parser(conn_t *c) {
     c->msglen = 0;
     c->ctrllen = 0;
     c->msg_opcode = 0;
+    c->msg_compressed = 0;
 }
 
 static int conn_open(conn_t *c);
@@ -563,18 +730,21 @@ static void send_request(conn_t *c) {
         rng_bytes(raw, 16);
         base64(raw, 16, key);
         accept_key(key, c->accept);
+        const char *ext = cfg.deflate
+                              ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                              : "";
         if (cfg.proto == P_HYBI08)
             n = snprintf(req, sizeof req,
                          "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                         "Sec-WebSocket-Origin: http://127.0.0.1\r\nSec-WebSocket-Version: 8\r\n\r\n",
-                         cfg.path, cfg.port, key);
+                         "Sec-WebSocket-Origin: http://127.0.0.1\r\nSec-WebSocket-Version: 8\r\n%s\r\n",
+                         cfg.path, cfg.port, key, ext);
         else
             n = snprintf(req, sizeof req,
                          "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                         "Origin: http://127.0.0.1\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                         cfg.path, cfg.port, key);
+                         "Origin: http://127.0.0.1\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                         cfg.path, cfg.port, key, ext);
         out_append(c, req, (size_t)n);
     }
     flush_out(c);
@@ -612,6 +782,10 @@ static int conn_open(conn_t *c) {
     c->rd_pending = 0;
     c->inflight = 0;
     c->ts_head = c->ts_count = 0;
+    c->mq_head = c->mq_count = 0;
+    c->ready = 0;
+    pmd_free(c);
+    c->pmd = 0;
     conn_reset_parser(c);
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -639,7 +813,7 @@ static void start_close(conn_t *c) {
         out_append(c, bye, 2);
     } else {
         static const uint8_t code[2] = {0x03, 0xE8}; /* 1000 */
-        queue_ws_frame(c, 0x8, code, 2);
+        queue_ws_frame(c, 0, 0x8, code, 2);
     }
     c->state = C_CLOSING;
     c->t_state = now_ns();
@@ -651,7 +825,17 @@ static void on_open(conn_t *c) {
     c->t_state = now_ns();
     c_opened++;
     progress();
-    if (c->role == ROLE_SLOT || phase == 2) start_close(c);
+    if (c->role == ROLE_SLOT || phase == 2) {
+        c->ready = 1;
+        start_close(c);
+    } else if (c->role == ROLE_IDLE && cfg.deflate) {
+        /* one compressed echo first, so both sides hold compression state */
+        queue_message(c);
+        c->inflight++;
+        flush_out(c);
+    } else {
+        c->ready = 1;
+    }
 }
 
 static void start_echo_load(conn_t *c) {
@@ -689,6 +873,9 @@ static void on_message(conn_t *c) {
         if (c->msgs == 1) receivers_seen++;
         c_deliveries++;
         bc_last_deliv_t = now_ns();
+    } else if (c->role == ROLE_IDLE && cfg.deflate && !c->ready && c->inflight == 1) {
+        c->inflight--;
+        c->ready = 1;
     } else {
         c_proto_errors++;
         note_error("unexpected message on a %s connection", c->role == ROLE_SENDER ? "sender" : "idle");
@@ -760,6 +947,76 @@ static int find_header(const char *hs, const char *name, char *val, size_t cap) 
 
 static void feed(conn_t *c, const uint8_t *d, size_t n);
 
+/* Copy s[0..n) without surrounding blanks into out (cap bytes). */
+static void trim_copy(const char *s, size_t n, char *out, size_t cap) {
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    if (n >= cap) n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
+/* A window-bits value (8-15, maybe quoted), or -1. */
+static int pmd_bits(const char *v) {
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') v++, n -= 2;
+    if (n == 1 && v[0] >= '8' && v[0] <= '9') return v[0] - '0';
+    if (n == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5') return 10 + v[1] - '0';
+    return -1;
+}
+
+/* Check the server's Sec-WebSocket-Extensions answer to our offer
+ * "permessage-deflate; client_max_window_bits" (RFC 7692 7.1) and keep
+ * the agreed parameters. Returns 0, or -1 with *why set. */
+static int pmd_accept(conn_t *c, const char *v, const char **why) {
+    if (strchr(v, ',')) return *why = "server accepted more than one extension", -1;
+    const char *p = v, *semi = strchr(p, ';');
+    char tok[64], name[64], val[32];
+    trim_copy(p, semi ? (size_t)(semi - p) : strlen(p), tok, sizeof tok);
+    if (strcasecmp(tok, "permessage-deflate") != 0)
+        return *why = "server answered with an extension nobody offered", -1;
+    int srv_bits = 15, cli_bits = 15, srv_nct = 0, cli_nct = 0;
+    unsigned seen = 0;
+    while (semi) {
+        p = semi + 1;
+        semi = strchr(p, ';');
+        trim_copy(p, semi ? (size_t)(semi - p) : strlen(p), tok, sizeof tok);
+        char *eq = strchr(tok, '=');
+        int has_val = eq != NULL;
+        trim_copy(tok, eq ? (size_t)(eq - tok) : strlen(tok), name, sizeof name);
+        trim_copy(eq ? eq + 1 : "", eq ? strlen(eq + 1) : 0, val, sizeof val);
+        unsigned bit;
+        if (!strcasecmp(name, "server_no_context_takeover")) {
+            bit = 1;
+            if (has_val) return *why = "permessage-deflate: server_no_context_takeover with a value", -1;
+            srv_nct = 1;
+        } else if (!strcasecmp(name, "client_no_context_takeover")) {
+            bit = 2;
+            if (has_val) return *why = "permessage-deflate: client_no_context_takeover with a value", -1;
+            cli_nct = 1;
+        } else if (!strcasecmp(name, "server_max_window_bits")) {
+            bit = 4;
+            if ((srv_bits = pmd_bits(val)) < 0)
+                return *why = "permessage-deflate: bad server_max_window_bits", -1;
+        } else if (!strcasecmp(name, "client_max_window_bits")) {
+            bit = 8;
+            if ((cli_bits = pmd_bits(val)) < 0) /* the answer must carry a value (7.1.2.2) */
+                return *why = "permessage-deflate: client_max_window_bits without a valid value", -1;
+        } else {
+            return *why = "permessage-deflate: unknown parameter in the answer", -1;
+        }
+        if (seen & bit) return *why = "permessage-deflate: parameter repeated in the answer", -1;
+        seen |= bit;
+    }
+    c->pmd = 1;
+    c->pmd_srv_bits = srv_bits;
+    c->pmd_cli_bits = cli_bits;
+    c->pmd_srv_nct = srv_nct;
+    c->pmd_cli_nct = cli_nct;
+    if (!pmd_answer[0]) snprintf(pmd_answer, sizeof pmd_answer, "%s", v);
+    return 0;
+}
+
 /* Returns bytes of d consumed by the handshake, or -1 when it failed. */
 static long handshake_feed(conn_t *c, const uint8_t *d, size_t n) {
     if (cfg.proto == P_RAW) { /* the raw "handshake" is one echoed byte */
@@ -804,9 +1061,6 @@ static long handshake_feed(conn_t *c, const uint8_t *d, size_t n) {
     } else if (!find_header(c->hs, "Connection", v, sizeof v) || !strcasestr(v, "upgrade")) {
         ok = 0;
         why = "bad Connection header";
-    } else if (find_header(c->hs, "Sec-WebSocket-Extensions", v, sizeof v)) {
-        ok = 0;
-        why = "server answered with an extension nobody offered";
     } else if (cfg.proto == P_HIXIE76) {
         if (!find_header(c->hs, "Sec-WebSocket-Location", v, sizeof v)) {
             ok = 0;
@@ -824,6 +1078,19 @@ static long handshake_feed(conn_t *c, const uint8_t *d, size_t n) {
             why = "wrong Sec-WebSocket-Accept";
         }
     }
+    if (ok) {
+        if (find_header(c->hs, "Sec-WebSocket-Extensions", v, sizeof v)) {
+            if (!cfg.deflate) {
+                ok = 0;
+                why = "server answered with an extension nobody offered";
+            } else if (pmd_accept(c, v, &why) < 0) {
+                ok = 0;
+            }
+        } else if (cfg.deflate) {
+            ok = 0;
+            why = "server did not accept permessage-deflate (no Sec-WebSocket-Extensions in its answer)";
+        }
+    }
     c->hs[hdrlen] = saved;
     if (!ok) {
         c_proto_errors++;
@@ -839,13 +1106,35 @@ static long handshake_feed(conn_t *c, const uint8_t *d, size_t n) {
 /* Frame parsers (server to client)                                    */
 /* ------------------------------------------------------------------ */
 
+/* The message the next echo must equal (the pattern, or with --json the
+ * oldest message not echoed yet); NULL when nothing is expected. */
+static const uint8_t *expected(conn_t *c, size_t *len) {
+    if (!c->mq) {
+        *len = cfg.size;
+        return pattern;
+    }
+    if (!c->mq_count) {
+        *len = 0;
+        return NULL;
+    }
+    *len = c->mqlen[c->mq_head];
+    return c->mq + (size_t)c->mq_head * mq_slot;
+}
+
 static int check_payload(conn_t *c, const uint8_t *d, size_t n) {
-    if (c->msglen + n > cfg.size) {
+    size_t elen;
+    const uint8_t *e = expected(c, &elen);
+    if (!e) {
+        c_mismatch++;
+        conn_fail(c, "message that nobody sent");
+        return -1;
+    }
+    if (c->msglen + n > elen) {
         c_mismatch++;
         conn_fail(c, "message longer than sent");
         return -1;
     }
-    if (memcmp(d, pattern + c->msglen, n) != 0) {
+    if (memcmp(d, e + c->msglen, n) != 0) {
         c_mismatch++;
         conn_fail(c, "message content differs from what was sent");
         return -1;
@@ -855,13 +1144,66 @@ static int check_payload(conn_t *c, const uint8_t *d, size_t n) {
 }
 
 static int message_end(conn_t *c) {
-    if (c->msglen != cfg.size) {
+    size_t elen;
+    if (!expected(c, &elen) || c->msglen != elen) {
         c_mismatch++;
         conn_fail(c, "message shorter than sent");
         return -1;
     }
+    if (c->pmd) c_raw_in += c->msglen;
     c->msglen = 0;
+    if (c->mq) {
+        c->mq_head = (c->mq_head + 1) % c->mq_cap;
+        c->mq_count--;
+    }
     on_message(c);
+    return 0;
+}
+
+/* ---- permessage-deflate: decompression (server to client) ---- */
+
+static uint8_t ibuf[64 * 1024]; /* inflated output, checked piece by piece */
+
+/* Inflate the next piece of a compressed message and check what comes out. */
+static int pmd_inflate(conn_t *c, const uint8_t *d, size_t n) {
+    if (!c->zi_on) {
+        memset(&c->zi, 0, sizeof c->zi);
+        /* the server's agreed window: a back-reference beyond it fails */
+        if (inflateInit2(&c->zi, -c->pmd_srv_bits) != Z_OK) die("inflateInit2 failed");
+        c->zi_on = 1;
+    }
+    c->zi.next_in = (Bytef *)d;
+    c->zi.avail_in = (uInt)n;
+    for (;;) {
+        c->zi.next_out = ibuf;
+        c->zi.avail_out = sizeof ibuf;
+        int r = inflate(&c->zi, Z_SYNC_FLUSH);
+        size_t got = sizeof ibuf - c->zi.avail_out;
+        if (got && check_payload(c, ibuf, got) < 0) return -1;
+        if (r == Z_STREAM_END) {
+            /* a block with BFINAL ended the DEFLATE stream: what follows
+             * (if anything) is a new one (RFC 7692 7.2.3.4) */
+            inflateReset(&c->zi);
+            if (!c->zi.avail_in) return 0;
+            continue;
+        }
+        if (r != Z_OK && r != Z_BUF_ERROR) {
+            char why[160];
+            c_proto_errors++;
+            snprintf(why, sizeof why, "inflate: %s", c->zi.msg ? c->zi.msg : "error");
+            conn_fail(c, why);
+            return -1;
+        }
+        if (c->zi.avail_out) return 0; /* all input used, all output taken */
+    }
+}
+
+static const uint8_t deflate_tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* The last frame of a compressed message arrived: put the tail back. */
+static int pmd_message_end(conn_t *c) {
+    if (pmd_inflate(c, deflate_tail, 4) < 0) return -1;
+    if (c->pmd_srv_nct) inflateReset(&c->zi);
     return 0;
 }
 
@@ -878,9 +1220,9 @@ static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
                     c_proto_errors++;
                     return conn_fail(c, "server frame is masked");
                 }
-                if (c->hdr[0] & 0x70) {
+                if (c->hdr[0] & (c->pmd ? 0x30 : 0x70)) {
                     c_proto_errors++;
-                    return conn_fail(c, "RSV bits set without an extension");
+                    return conn_fail(c, c->pmd ? "RSV2 or RSV3 set" : "RSV bits set without an extension");
                 }
                 c->hneed = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
                 if (c->hlen < c->hneed) continue;
@@ -898,9 +1240,14 @@ static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
             }
             c->fin = c->hdr[0] >> 7;
             c->opcode = c->hdr[0] & 0x0F;
+            int rsv1 = (c->hdr[0] & 0x40) != 0;
             c->remain = len;
             c->hlen = 0;
             c->hneed = 2;
+            if (rsv1 && (c->opcode == 0 || c->opcode >= 8)) {
+                c_proto_errors++;
+                return conn_fail(c, "RSV1 on a continuation or control frame");
+            }
             if (c->opcode >= 8) {
                 if (len > 125 || !c->fin) {
                     c_proto_errors++;
@@ -919,6 +1266,11 @@ static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
                         return conn_fail(c, "echo came back as binary or unknown opcode");
                     }
                     c->msg_opcode = c->opcode;
+                    c->msg_compressed = rsv1;
+                    if (c->pmd) {
+                        if (rsv1) c_z_in++;
+                        else c_plain_in++;
+                    }
                 }
                 c->ps = 1;
             }
@@ -927,13 +1279,17 @@ static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
         if (c->ps == 1) { /* data payload */
             size_t take = n - i;
             if (take > c->remain) take = (size_t)c->remain;
-            if (take && check_payload(c, d + i, take) < 0) return;
+            if (take && (c->msg_compressed ? pmd_inflate(c, d + i, take) : check_payload(c, d + i, take)) < 0)
+                return;
+            if (c->pmd) c_wire_in += take;
             i += take;
             c->remain -= take;
             if (c->remain) return;
             c->ps = 0;
             if (c->fin) {
                 c->msg_opcode = 0;
+                if (c->msg_compressed && pmd_message_end(c) < 0) return;
+                c->msg_compressed = 0;
                 if (message_end(c) < 0) return;
             }
         } else if (c->ps == 2) { /* control payload */
@@ -947,7 +1303,7 @@ static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
             c->ps = 0;
             if (c->opcode == 0x9) { /* ping: answer with a pong */
                 c_pings++;
-                queue_ws_frame(c, 0xA, c->ctrl, (size_t)c->ctrllen);
+                queue_ws_frame(c, 0, 0xA, c->ctrl, (size_t)c->ctrllen);
             } else if (c->opcode == 0x8) {
                 int code = c->ctrllen >= 2 ? (c->ctrl[0] << 8 | c->ctrl[1]) : 1005;
                 on_close_frame(c, code);
@@ -1016,11 +1372,16 @@ static void raw_feed(conn_t *c, const uint8_t *d, size_t n) {
     size_t i = 0;
     while (i < n) {
         if (c->state == C_DEAD || c->state == C_FREE) return;
+        size_t elen;
+        if (!expected(c, &elen)) {
+            c_mismatch++;
+            return conn_fail(c, "data that nobody sent");
+        }
         size_t take = n - i;
-        if (take > cfg.size - c->msglen) take = cfg.size - c->msglen;
+        if (take > elen - c->msglen) take = elen - c->msglen;
         if (check_payload(c, d + i, take) < 0) return;
         i += take;
-        if (c->msglen == cfg.size && message_end(c) < 0) return;
+        if (c->msglen == elen && message_end(c) < 0) return;
     }
 }
 
@@ -1130,6 +1491,146 @@ static double proc_cpu_s(int pid) {
 /* Self-test of the handshake arithmetic                               */
 /* ------------------------------------------------------------------ */
 
+/* Feed `n` compressed bytes (tail stripped) to r's inflater in pieces of
+ * at most `piece` bytes; returns 0 when r received exactly `msg`. */
+static int st_receive(conn_t *r, const uint8_t *z, size_t n, size_t piece, const uint8_t *msg, size_t len) {
+    memcpy(r->mq, msg, len);
+    r->mqlen[0] = (uint32_t)len;
+    r->mq_head = 0;
+    r->mq_count = 1;
+    r->msglen = 0;
+    for (size_t off = 0; off < n; off += piece) {
+        size_t k = n - off < piece ? n - off : piece;
+        if (pmd_inflate(r, z + off, k) < 0) return -1;
+    }
+    if (pmd_message_end(r) < 0) return -1;
+    if (r->msglen != len || r->state != C_OPEN) return -1;
+    r->mq_count = 0;
+    r->msglen = 0;
+    return 0;
+}
+
+/* permessage-deflate: the RFC 7692 examples, the answer parser, and
+ * compress/inflate round trips with every window and takeover setting. */
+static int selftest_deflate(void) {
+    int fails = 0;
+    size_t saved_size = cfg.size;
+    cfg.size = 200;
+    mq_slot = json_max_len();
+    nconns = 2;
+    conns = calloc(2, sizeof(conn_t));
+    if (!conns) die("out of memory");
+    conn_t *s = &conns[0], *r = &conns[1]; /* sender (compressor), receiver (inflater) */
+    r->mq_cap = 1;
+    r->mq = malloc(mq_slot);
+    r->mqlen = calloc(1, sizeof(uint32_t));
+    if (!r->mq || !r->mqlen) die("out of memory");
+    s->fd = r->fd = -1;
+    r->state = C_OPEN;
+    r->pmd = s->pmd = 1;
+
+    /* RFC 7692 7.2.3.1 / 7.2.3.2: "Hello" twice, with context takeover */
+    static const uint8_t hello1[] = {0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00};
+    static const uint8_t hello2[] = {0xf2, 0x00, 0x11, 0x00, 0x00};
+    static const uint8_t hello_bfinal[] = {0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}; /* 7.2.3.4 */
+    static const uint8_t hello_stored[] = {0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00}; /* 7.2.3.3 */
+    const uint8_t *H = (const uint8_t *)"Hello";
+    s->pmd_cli_bits = 15;
+    r->pmd_srv_bits = 15;
+    size_t z = pmd_compress(s, H, 5);
+    if (z != sizeof hello1 || memcmp(zbuf, hello1, z)) { puts("deflate Hello FAIL"); fails++; }
+    z = pmd_compress(s, H, 5);
+    if (z != sizeof hello2 || memcmp(zbuf, hello2, z)) { puts("deflate Hello with takeover FAIL"); fails++; }
+    if (st_receive(r, hello1, sizeof hello1, 64, H, 5) || st_receive(r, hello2, sizeof hello2, 1, H, 5) ||
+        st_receive(r, hello_bfinal, sizeof hello_bfinal, 64, H, 5) ||
+        st_receive(r, hello_stored, sizeof hello_stored, 3, H, 5)) {
+        printf("inflate RFC 7692 examples FAIL (%s)\n", first_error);
+        fails++;
+    }
+    pmd_free(s);
+    pmd_free(r);
+
+    /* the answer to our offer */
+    static const struct { const char *answer; int ok, srv, cli, snct, cnct; } answers[] = {
+        {"permessage-deflate", 1, 15, 15, 0, 0},
+        {"permessage-deflate; server_max_window_bits=12", 1, 12, 15, 0, 0},
+        {"permessage-deflate;client_max_window_bits=\"10\" ; server_no_context_takeover", 1, 15, 10, 1, 0},
+        {"permessage-deflate; client_no_context_takeover; server_max_window_bits=8", 1, 8, 15, 0, 1},
+        {"permessage-deflate; client_max_window_bits", 0, 0, 0, 0, 0},
+        {"permessage-deflate; server_max_window_bits=16", 0, 0, 0, 0, 0},
+        {"permessage-deflate; server_max_window_bits=012", 0, 0, 0, 0, 0},
+        {"permessage-deflate; server_no_context_takeover; server_no_context_takeover", 0, 0, 0, 0, 0},
+        {"permessage-deflate; server_no_context_takeover=1", 0, 0, 0, 0, 0},
+        {"permessage-deflate; x-unknown", 0, 0, 0, 0, 0},
+        {"permessage-deflate, permessage-deflate", 0, 0, 0, 0, 0},
+        {"x-webkit-deflate-frame", 0, 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof *answers; i++) {
+        conn_t t;
+        memset(&t, 0, sizeof t);
+        const char *why = "";
+        int ok = pmd_accept(&t, answers[i].answer, &why) == 0;
+        if (ok != answers[i].ok || (ok && (t.pmd_srv_bits != answers[i].srv || t.pmd_cli_bits != answers[i].cli ||
+                                           t.pmd_srv_nct != answers[i].snct || t.pmd_cli_nct != answers[i].cnct))) {
+            printf("permessage-deflate answer FAIL: %s\n", answers[i].answer);
+            fails++;
+        }
+    }
+    pmd_answer[0] = 0;
+
+    /* round trips: JSON messages, every window size, with and without takeover */
+    static const int bits[] = {8, 9, 12, 15};
+    uint8_t *msg = malloc(mq_slot), *copy = NULL;
+    if (!msg) die("out of memory");
+    for (size_t b = 0; b < sizeof bits / sizeof *bits; b++) {
+        for (int nct = 0; nct < 2; nct++) {
+            s->pmd_cli_bits = r->pmd_srv_bits = bits[b];
+            s->pmd_cli_nct = r->pmd_srv_nct = nct;
+            r->state = C_OPEN;
+            size_t raw = 0, wire = 0;
+            for (int m = 0; m < 200; m++) {
+                size_t len = make_json(s, msg);
+                size_t zl = pmd_compress(s, msg, len);
+                copy = realloc(copy, zl + 1);
+                if (!copy) die("out of memory");
+                memcpy(copy, zbuf, zl);
+                raw += len;
+                wire += zl;
+                if (st_receive(r, copy, zl, m % 2 ? 1 : 4096, msg, len)) {
+                    printf("deflate round trip FAIL: window %d, no_context_takeover %d, message %d (%s)\n",
+                           bits[b], nct, m, first_error);
+                    fails++;
+                    break;
+                }
+            }
+            /* with takeover, later messages reuse earlier ones: smaller */
+            if (!nct && bits[b] >= 12 && wire * 2 > raw) {
+                printf("deflate ratio FAIL: window %d: %zu -> %zu bytes\n", bits[b], raw, wire);
+                fails++;
+            }
+            pmd_free(s);
+            pmd_free(r);
+        }
+    }
+    /* a corrupt message is caught */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x00};
+    r->pmd_srv_bits = 15;
+    if (st_receive(r, junk, sizeof junk, 64, H, 5) == 0) { puts("inflate of junk FAIL"); fails++; }
+    free(msg);
+    free(copy);
+    pmd_free(s);
+    pmd_free(r);
+    free(r->mq);
+    free(r->mqlen);
+    free(conns);
+    conns = NULL;
+    nconns = 0;
+    cfg.size = saved_size;
+    c_errors = c_proto_errors = c_mismatch = 0;
+    first_error[0] = 0;
+    return fails;
+}
+
 static int selftest(void) {
     int fails = 0;
     uint8_t d[20];
@@ -1174,7 +1675,8 @@ static int selftest(void) {
     mask_copy(dst, src, 37, m);
     mask_copy(back, dst, 37, m);
     if (memcmp(src, back, 37) || dst[5] != (5 ^ 2)) { puts("mask FAIL"); fails++; }
-    printf("selftest: %s\n", fails ? "FAIL" : "ok");
+    fails += selftest_deflate();
+    printf("selftest: %s (zlib %s)\n", fails ? "FAIL" : "ok", zlibVersion());
     return fails ? 1 : 0;
 }
 
@@ -1198,7 +1700,11 @@ static void usage(void) {
             "  [--scenario echo|latency|broadcast|handshakes|idle|probe]\n"
             "  [--conns N] [--inflight K] [--size BYTES] [--warmup S] [--duration S]\n"
             "  [--receivers R] [--window W] [--max-pending N] [--server-pid PID]\n"
-            "  [--setup-timeout S] [--stall-timeout S] [--path /p] | --selftest\n");
+            "  [--setup-timeout S] [--stall-timeout S] [--path /p] [--deflate] [--json]\n"
+            "  | --selftest\n"
+            "--deflate: permessage-deflate (rfc6455/hybi08), the run fails unless the server\n"
+            "  accepts it; with --scenario idle each connection first echoes one message.\n"
+            "--json: varied chat-like JSON messages of about --size bytes (echo, latency, idle).\n");
     exit(2);
 }
 
@@ -1215,7 +1721,8 @@ int main(int argc, char **argv) {
         {"warmup", 1, 0, 'w'},      {"duration", 1, 0, 'd'},   {"receivers", 1, 0, 'r'},
         {"window", 1, 0, 'W'},      {"max-pending", 1, 0, 'm'}, {"server-pid", 1, 0, 'i'},
         {"setup-timeout", 1, 0, 'T'}, {"stall-timeout", 1, 0, 'L'}, {"path", 1, 0, 'a'}, {"close-timeout", 1, 0, 'C'},
-        {"selftest", 0, 0, 'X'}, {"busy-poll", 0, 0, 'B'},    {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+        {"selftest", 0, 0, 'X'}, {"busy-poll", 0, 0, 'B'},    {"help", 0, 0, 'h'},
+        {"deflate", 0, 0, 'Z'},  {"json", 0, 0, 'J'},          {0, 0, 0, 0}};
     int o;
     rng_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
     if (!rng_state) rng_state = 1;
@@ -1240,6 +1747,8 @@ int main(int argc, char **argv) {
         case 'C': cfg.close_timeout = atof(optarg); break;
         case 'X': return selftest();
         case 'B': busy_poll = 1; break;
+        case 'Z': cfg.deflate = 1; break;
+        case 'J': cfg.json = 1; break;
         default: usage();
         }
     }
@@ -1255,6 +1764,10 @@ int main(int argc, char **argv) {
         die("raw TCP has no broadcast or handshake scenario");
     if (cfg.proto == P_HIXIE76 && cfg.scenario == S_HANDSHAKES)
         die("the handshake scenario speaks RFC 6455 or HyBi-08");
+    if (cfg.deflate && cfg.proto != P_RFC6455 && cfg.proto != P_HYBI08)
+        die("--deflate needs --proto rfc6455 or hybi08");
+    if (cfg.json && cfg.scenario != S_ECHO && cfg.scenario != S_LATENCY && cfg.scenario != S_IDLE)
+        die("--json is for the echo, latency and idle scenarios");
 
     /* Absolute bound on the whole run, whatever happens. */
     alarm((unsigned)(cfg.setup_timeout + cfg.warmup + cfg.duration + cfg.close_timeout + 30));
@@ -1291,6 +1804,13 @@ int main(int argc, char **argv) {
             c->ts = calloc((size_t)cfg.inflight, sizeof(uint64_t));
             if (!c->ts) die("out of memory");
         }
+        if (cfg.json && (echo || cfg.scenario == S_IDLE)) {
+            c->mq_cap = echo ? cfg.inflight : 1;
+            mq_slot = json_max_len();
+            c->mq = malloc((size_t)c->mq_cap * mq_slot);
+            c->mqlen = calloc((size_t)c->mq_cap, sizeof(uint32_t));
+            if (!c->mq || !c->mqlen) die("out of memory");
+        }
     }
     if (echo) {
         samples = malloc(sizeof(uint32_t) * (size_t)cfg.max_samples);
@@ -1325,7 +1845,7 @@ int main(int argc, char **argv) {
             int in_progress = 0, open = 0;
             for (int i = 0; i < next_to_open; i++) {
                 int s = conns[i].state;
-                if (s == C_CONNECTING || s == C_HANDSHAKE) in_progress++;
+                if (s == C_CONNECTING || s == C_HANDSHAKE || (s == C_OPEN && !conns[i].ready)) in_progress++;
                 else if (s == C_OPEN || s == C_CLOSING || s == C_WAIT_EOF) open++;
             }
             int limit = cfg.scenario == S_HANDSHAKES ? nconns : cfg.max_pending;
@@ -1560,6 +2080,20 @@ int main(int argc, char **argv) {
            (unsigned long long)c_close_problems, (unsigned long long)c_close_timeouts, close_s,
            t_run_start ? (double)(t_run_start - t0) / 1e9 : -1.0, probes);
     if (cfg.scenario == S_BROADCAST) printf(", \"receivers\": %d, \"window\": %d", cfg.receivers, cfg.window);
+    if (cfg.json && c_sent_msgs)
+        printf(", \"json\": true, \"avg_msg_bytes\": %.1f",
+               (double)c_msg_bytes_out / (double)c_sent_msgs);
+    if (cfg.deflate) {
+        printf(", \"deflate\": true, \"deflate_answer\": \"");
+        for (const char *p = pmd_answer; *p; p++) {
+            if (*p == '"' || *p == '\\') putchar('\\');
+            putchar((unsigned char)*p >= 0x20 ? *p : '?');
+        }
+        printf("\", \"compressed_out\": %llu, \"compressed_in\": %llu, \"uncompressed_in\": %llu",
+               (unsigned long long)c_z_out, (unsigned long long)c_z_in, (unsigned long long)c_plain_in);
+        if (c_raw_out) printf(", \"wire_ratio_out\": %.3f", (double)c_wire_out / (double)c_raw_out);
+        if (c_raw_in) printf(", \"wire_ratio_in\": %.3f", (double)c_wire_in / (double)c_raw_in);
+    }
     if (was_measuring && window_s > 0) {
         printf(", \"loadgen_cpu\": %.3f", (self_cpu1 - self_cpu0) / window_s);
         if (srv_cpu0 >= 0 && srv_cpu1 >= 0) printf(", \"server_cpu\": %.3f", (srv_cpu1 - srv_cpu0) / window_s);

@@ -1,7 +1,8 @@
 """
 A few-second smoke of the benchmark, so that it cannot rot: the C load
 generator compiles, passes its self-test, and drives every protocol family
-of the txratchet benchmark server for a second without an error.
+of the txratchet benchmark server for a second without an error, and
+permessage-deflate with varied JSON messages.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class BenchmarkSmokeTests(TestCase):
         build = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, build, True)
         loadgen = build / "loadgen"
-        subprocess.run([cc, "-O2", "-o", str(loadgen), str(ROOT / "benchmarks" / "loadgen.c")],
+        subprocess.run([cc, "-O2", "-o", str(loadgen), str(ROOT / "benchmarks" / "loadgen.c"), "-lz"],
                        check=True, timeout=120)
         selftest = subprocess.run([str(loadgen), "--selftest"], capture_output=True, text=True,
                                   timeout=60)
@@ -42,7 +43,7 @@ class BenchmarkSmokeTests(TestCase):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         server = subprocess.Popen(
             [sys.executable, str(ROOT / "benchmarks" / "servers" / "txratchet_server.py"),
-             "--port", str(port), "--app", "echo"],
+             "--port", str(port), "--app", "echo", "--compression"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
 
@@ -56,14 +57,16 @@ class BenchmarkSmokeTests(TestCase):
         def run():
             waitForPort(port, server)
             results = {}
-            for proto in ("rfc6455", "hybi08", "hixie76"):
+            # the plain runs offer no extension, so the server's compression stays unused
+            runs = {proto: ["--proto", proto, "--size", "32"] for proto in ("rfc6455", "hybi08", "hixie76")}
+            runs["rfc6455-deflate"] = ["--proto", "rfc6455", "--size", "200", "--json", "--deflate"]
+            for name, args in runs.items():
                 out = subprocess.run(
-                    [str(loadgen), "--port", str(port), "--proto", proto, "--scenario", "echo",
-                     "--conns", "4", "--inflight", "4", "--size", "32",
-                     "--warmup", "0.2", "--duration", "1"],
+                    [str(loadgen), "--port", str(port), *args, "--scenario", "echo",
+                     "--conns", "4", "--inflight", "4", "--warmup", "0.2", "--duration", "1"],
                     capture_output=True, text=True, timeout=60,
                 )
-                results[proto] = json.loads(out.stdout.strip().splitlines()[-1])
+                results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             return results
 
         def check(results):
@@ -72,5 +75,9 @@ class BenchmarkSmokeTests(TestCase):
                 self.assertEqual((result["errors"], result["proto_errors"], result["mismatches"]),
                                  (0, 0, 0), proto)
                 self.assertGreater(result["rate"], 0, proto)
+            deflate = results["rfc6455-deflate"]
+            self.assertTrue(deflate["deflate_answer"].startswith("permessage-deflate"), deflate)
+            self.assertGreater(deflate["compressed_in"], 0, deflate)
+            self.assertGreater(deflate["compressed_out"], 0, deflate)
 
         return deferToThread(run).addCallback(check)

@@ -4,11 +4,17 @@ import argparse
 import sys
 
 
-def parse_args(apps=("echo", "broadcast")):
+def parse_args(apps=("echo", "broadcast"), compression=True):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--app", choices=apps, default="echo")
     parser.add_argument("--backlog", type=int, default=1024)
+    if compression:
+        parser.add_argument(
+            "--compression",
+            action="store_true",
+            help="accept permessage-deflate with the library's usual settings (default: off)",
+        )
     return parser.parse_args()
 
 

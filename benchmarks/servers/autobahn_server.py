@@ -1,4 +1,9 @@
-"""Autobahn|Python (Twisted) benchmark server: echo or broadcast, no compression."""
+"""
+Autobahn|Python (Twisted) benchmark server: echo or broadcast. No
+compression, or with --compression permessage-deflate accepted the usual
+way (the first PerMessageDeflateOffer, PerMessageDeflateOfferAccept with
+its defaults).
+"""
 
 import os
 import sys
@@ -13,6 +18,10 @@ _common.log_warnings_to_stderr()
 from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketServerFactory,
     WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (  # noqa: E402
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
 )
 from twisted.internet import endpoints, reactor  # noqa: E402
 
@@ -53,8 +62,20 @@ if args.app == "echo":
 else:
     factory = BroadcastFactory(url)
     factory.protocol = BroadcastProtocol
-# No permessage-deflate: Autobahn accepts no compression offer unless told to.
-factory.setProtocolOptions(perMessageCompressionAccept=lambda offers: None)
+
+
+def accept_deflate(offers):
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+if args.compression:
+    factory.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
+else:
+    # No permessage-deflate: Autobahn accepts no compression offer unless told to.
+    factory.setProtocolOptions(perMessageCompressionAccept=lambda offers: None)
 endpoint = endpoints.serverFromString(
     reactor, f"tcp:{args.port}:interface=127.0.0.1:backlog={args.backlog}"
 )

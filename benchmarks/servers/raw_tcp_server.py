@@ -6,7 +6,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common
 
-args = _common.parse_args(apps=("echo",))
+args = _common.parse_args(apps=("echo",), compression=False)
 _common.install_epoll_reactor()
 _common.log_warnings_to_stderr()
 

@@ -1,4 +1,7 @@
-"""websockets (asyncio) benchmark server: echo or broadcast, no compression."""
+"""
+websockets (asyncio) benchmark server: echo or broadcast. No compression,
+or with --compression the library's default (compression="deflate").
+"""
 
 import asyncio
 import os
@@ -32,7 +35,10 @@ async def chat(ws):
 
 async def main():
     handler = echo if args.app == "echo" else chat
-    async with serve(handler, "127.0.0.1", args.port, compression=None, backlog=args.backlog) as server:
+    compression = "deflate" if args.compression else None  # "deflate" is serve()'s default
+    async with serve(
+        handler, "127.0.0.1", args.port, compression=compression, backlog=args.backlog
+    ) as server:
         _common.ready(args.port)
         await server.serve_forever()
 
