@@ -205,14 +205,15 @@ NEGOTIATION_TABLE: list[tuple[str | list[str], str | None]] = [
         (f"{PMD}; server_max_window_bits={n}", f"{PMD}; server_max_window_bits={min(n, 12)}")
         for n in ALL_BITS
     ],
-    # 7.1.2.2: client_max_window_bits; without a value, the server may leave
-    # it out (this configuration lets clients use 15) ...
-    (f"{PMD}; client_max_window_bits", f"{PMD}; {S12}"),
-    # ... with a value, the client will not exceed it; we echo it (< 15).
+    # 7.1.2.2: client_max_window_bits; without a value, the server may ask
+    # for any window (this configuration asks for 12) ...
+    (f"{PMD}; client_max_window_bits", f"{PMD}; {S12}; client_max_window_bits=12"),
+    # ... with a value, the client will not exceed it; we answer the smaller
+    # of it and ours.
     *[
         (
             f"{PMD}; client_max_window_bits={n}",
-            f"{PMD}; {S12}" + (f"; client_max_window_bits={n}" if n < 15 else ""),
+            f"{PMD}; {S12}; client_max_window_bits={min(n, 12)}",
         )
         for n in ALL_BITS
     ],
@@ -271,13 +272,16 @@ NEGOTIATION_TABLE: list[tuple[str | list[str], str | None]] = [
     ),
     (
         [f"{PMD}; a, {PMD}; b", f"{PMD}; c", f"{PMD}; client_max_window_bits=13"],
-        f"{PMD}; {S12}; client_max_window_bits=13",
+        f"{PMD}; {S12}; client_max_window_bits=12",
     ),
     # Other extensions are ignored, with their parameters.
     ("x-webkit-deflate-frame", None),
     ("deflate-frame; no_context_takeover", None),
     ("permessage-bzip2, permessage-deflate2", None),
-    (f"x-webkit-deflate-frame, {PMD}; client_max_window_bits", f"{PMD}; {S12}"),
+    (
+        f"x-webkit-deflate-frame, {PMD}; client_max_window_bits",
+        f"{PMD}; {S12}; client_max_window_bits=12",
+    ),
     (f"foo; server_max_window_bits=9, {PMD}", f"{PMD}; {S12}"),
     (["foo", "bar; baz=1", PMD], f"{PMD}; {S12}"),
     # Whitespace and empty list elements (RFC 9110 5.6.1) are tolerated.

@@ -181,20 +181,22 @@ class WebsocketsClientTests(ServerTestCase):
     def test_default(self) -> Any:
         """
         websockets offers client_max_window_bits (no value); we answer with
-        our 12-bit window and let the client use 15.
+        our 12-bit window and ask the client for 12 bits too.
         """
         out, conn = yield self.session()
         self.assertEqual(out["request"], f"{PMD}; client_max_window_bits")
-        self.assertEqual(out["response"], f"{PMD}; server_max_window_bits=12")
+        self.assertEqual(
+            out["response"], f"{PMD}; server_max_window_bits=12; client_max_window_bits=12"
+        )
         self.assertEqual(
             out["extensions"],
             [
                 "PerMessageDeflate(remote_no_context_takeover=False, "
                 "local_no_context_takeover=False, remote_max_window_bits=12, "
-                "local_max_window_bits=15)"
+                "local_max_window_bits=12)"
             ],
         )
-        self.assertEqual(conn.compression, deflate.DeflateParams(False, False, 12, 15))
+        self.assertEqual(conn.compression, deflate.DeflateParams(False, False, 12, 12))
 
     @inlineCallbacks
     def test_clientMaxWindowBits(self) -> Any:
@@ -215,7 +217,7 @@ class WebsocketsClientTests(ServerTestCase):
             out, conn = yield self.session(
                 ClientPerMessageDeflateFactory(server_max_window_bits=bits)
             )
-            self.assertEqual(out["response"], f"{PMD}; server_max_window_bits={min(bits, 12)}")
+            self.assertEqual(out["response"], f"{PMD}; server_max_window_bits={min(bits, 12)}; client_max_window_bits=12")
             self.assertEqual(conn.compression.serverMaxWindowBits, min(bits, 12))
 
     @inlineCallbacks
@@ -230,7 +232,7 @@ class WebsocketsClientTests(ServerTestCase):
         out, _conn = yield self.session(
             ClientPerMessageDeflateFactory(server_max_window_bits=8), ratio=1
         )
-        self.assertEqual(out["response"], f"{PMD}; server_max_window_bits=8")
+        self.assertEqual(out["response"], f"{PMD}; server_max_window_bits=8; client_max_window_bits=12")
         self.assertIn("remote_max_window_bits=8", out["extensions"][0])
 
     @inlineCallbacks
@@ -246,7 +248,7 @@ class WebsocketsClientTests(ServerTestCase):
             ClientPerMessageDeflateFactory(server_max_window_bits=15),
             PerMessageDeflate(serverMaxWindowBits=15, memLevel=8),
         )
-        self.assertEqual(out["response"], f"{PMD}; server_max_window_bits=15")
+        self.assertEqual(out["response"], f"{PMD}; server_max_window_bits=15; client_max_window_bits=12")
 
     @inlineCallbacks
     def test_noContextTakeover(self) -> Any:
@@ -366,7 +368,9 @@ class AutobahnClientTests(ServerTestCase):
             [f"{PMD}; client_no_context_takeover; client_max_window_bits"],
         )
         self.assertEqual(
-            factory.response, f"{PMD}; client_no_context_takeover; server_max_window_bits=12"
+            factory.response,
+            f"{PMD}; client_no_context_takeover; server_max_window_bits=12; "
+            "client_max_window_bits=12",
         )
 
     @inlineCallbacks
@@ -380,9 +384,9 @@ class AutobahnClientTests(ServerTestCase):
         conn, factory = yield self.session([offer])
         self.assertEqual(
             factory.response,
-            f"{PMD}; server_no_context_takeover; server_max_window_bits=10",
+            f"{PMD}; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=12",
         )
-        self.assertEqual(conn.compression, deflate.DeflateParams(True, False, 10, 15, True))
+        self.assertEqual(conn.compression, deflate.DeflateParams(True, False, 10, 12, True))
 
     @inlineCallbacks
     def test_severalOffers(self) -> Any:
@@ -394,7 +398,7 @@ class AutobahnClientTests(ServerTestCase):
             PerMessageDeflateOffer(),
         ]
         _conn, factory = yield self.session(offers)
-        self.assertEqual(factory.response, f"{PMD}; server_max_window_bits=9")
+        self.assertEqual(factory.response, f"{PMD}; server_max_window_bits=9; client_max_window_bits=12")
 
 
 # -- Node ws ------------------------------------------------------------------
@@ -449,9 +453,9 @@ class NodeClientTests(ServerTestCase):
         self.assertEqual(
             conn.headers.getAll("sec-websocket-extensions"), [f"{PMD}; client_max_window_bits"]
         )
-        self.assertEqual(result["response"], f"{PMD}; server_max_window_bits=12")
+        self.assertEqual(result["response"], f"{PMD}; server_max_window_bits=12; client_max_window_bits=12")
         self.assertEqual(result["extensions"], PMD)
-        self.assertEqual(result["params"], {"server_max_window_bits": 12})
+        self.assertEqual(result["params"], {"server_max_window_bits": 12, "client_max_window_bits": 12})
         # threshold 0: ws compressed every message, the empty one included.
         self.assertGreaterEqual(spy.inflated, 2 * (1 << 20) + 256 * 1024)
 
@@ -463,7 +467,7 @@ class NodeClientTests(ServerTestCase):
         self.assertEqual(
             result["response"],
             f"{PMD}; server_no_context_takeover; client_no_context_takeover; "
-            "server_max_window_bits=12",
+            "server_max_window_bits=12; client_max_window_bits=12",
         )
         self.assertEqual(
             result["params"],
@@ -471,15 +475,16 @@ class NodeClientTests(ServerTestCase):
                 "server_no_context_takeover": True,
                 "client_no_context_takeover": True,
                 "server_max_window_bits": 12,
+                "client_max_window_bits": 12,
             },
         )
-        self.assertEqual(conn.compression, deflate.DeflateParams(True, True, 12, 15))
+        self.assertEqual(conn.compression, deflate.DeflateParams(True, True, 12, 12))
 
     @inlineCallbacks
     def test_serverMaxWindowBits(self) -> Any:
         for bits in (9, 10):
             result, conn, _spy = yield self.runNode({"serverMaxWindowBits": bits, "threshold": 0})
-            self.assertEqual(result["response"], f"{PMD}; server_max_window_bits={bits}")
+            self.assertEqual(result["response"], f"{PMD}; server_max_window_bits={bits}; client_max_window_bits=12")
             self.assertEqual(conn.compression.serverMaxWindowBits, bits)
 
     @inlineCallbacks
@@ -817,7 +822,7 @@ class ChromiumTests(ServerTestCase):
         result = yield deferToThread(
             self._browse, workdir, f"http://{HOST}:{pagePort}/", f"ws://{HOST}:{echoPort}/echo"
         )
-        self.assertEqual(result["extensions"], f"{PMD}; server_max_window_bits=12", result)
+        self.assertEqual(result["extensions"], f"{PMD}; server_max_window_bits=12; client_max_window_bits=12", result)
         self.assertEqual(result["results"], [True, True, True], result)
         self.assertEqual(result["code"], 1000, result)
         self.assertTrue(result["clean"], result)

@@ -87,7 +87,7 @@ class Options(usage.Options):
         ["compression-min-size", None, 32, "Send messages shorter than this uncompressed.", int],
         ["compression-window-bits", None, 12, "Our compression window (8-15): memory per connection.", int],
         ["compression-mem-level", None, 5, "zlib memLevel of our compressor (1-9).", int],
-        ["client-window-bits", None, 15, "Window asked of clients that offer client_max_window_bits (8-15).", int],
+        ["client-window-bits", None, 12, "Window asked of clients that offer client_max_window_bits (8-15).", int],
         ["compression-takeover-limit", None, None, "Past this many compressing connections, new ones get no context takeover.", int],
         ["web-root", None, None, "Serve this directory's files over HTTP on the same port (twisted.web)."],
         ["ws-path", None, "/", "With --web-root: the path of the WebSocket endpoint."],

@@ -155,7 +155,9 @@ class PerMessageDeflate:
         we announce it when it is below 15, which RFC 7692 allows.
     @ivar clientMaxWindowBits: the window we ask clients to compress with
         when they offer C{client_max_window_bits} (8-15); bounds our
-        decompressor's memory. A client that does not offer it uses 15.
+        decompressor's memory (12, as websockets asks: a 4 KiB window
+        instead of 32 KiB per connection). A client that does not offer it
+        uses 15.
     @ivar serverNoContextTakeover: always reset our compressor per message.
     @ivar clientNoContextTakeover: ask clients to reset theirs per message.
     @ivar minSize: messages shorter than this are sent uncompressed.
@@ -164,7 +166,7 @@ class PerMessageDeflate:
     level: int = 6
     memLevel: int = 5
     serverMaxWindowBits: int = 12
-    clientMaxWindowBits: int = 15
+    clientMaxWindowBits: int = 12
     serverNoContextTakeover: bool = False
     clientNoContextTakeover: bool = False
     minSize: int = 32

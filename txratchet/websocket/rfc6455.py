@@ -71,7 +71,7 @@ def isValidCloseCode(code: int) -> bool:
 _XOR_TABLES = [bytes(i ^ k for i in range(256)) for k in range(256)]
 
 
-def _loadAccelerator() -> Callable[[bytes, bytes], bytes] | None:
+def _loadAccelerator() -> Callable[[bytes | memoryview, bytes], bytes] | None:
     """
     A compiled masking routine from a well-kept library, when one is
     installed (optional: the pure-Python paths below are always there;
@@ -83,7 +83,8 @@ def _loadAccelerator() -> Callable[[bytes, bytes], bytes] | None:
         speedups = importlib.import_module("websockets.speedups")
     except ImportError:
         return None
-    return cast(Callable[[bytes, bytes], bytes], speedups.apply_mask)
+    # It takes any buffer: a memoryview slice is unmasked without a copy.
+    return cast(Callable[[bytes | memoryview, bytes], bytes], speedups.apply_mask)
 
 
 _accelerated = _loadAccelerator()
@@ -117,7 +118,7 @@ def mask(data: bytes | memoryview, key: bytes, offset: int = 0) -> bytes:
     if offset:
         key = key[offset:] + key[:offset]
     if _accelerated is not None and n > 256:
-        return _accelerated(bytes(data), key)
+        return _accelerated(data, key)
     if n < 1024:
         stream = (key * ((n >> 2) + 1))[:n]
         return (
@@ -538,7 +539,13 @@ class FrameReader:
             # Validate as the bytes arrive (fail fast); decode once at the end.
             decoder = self._decoder
             if decoder is None:
+                if payload.isascii():
+                    buffer += payload  # valid, and no character left open
+                    return None
                 decoder = self._decoder = _utf8Decoder("strict")
+            elif payload.isascii() and not decoder.getstate()[0]:
+                buffer += payload
+                return None
             try:
                 decoder.decode(payload, False)
             except UnicodeDecodeError:
