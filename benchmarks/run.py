@@ -82,6 +82,17 @@ def scenarios(quick: bool, window: int = 10) -> list[dict]:
             "metrics": [("rate", "round trips/s", "higher")],
         },
         {
+            # The proof that the load generator is not the bottleneck: it drives the raw
+            # Twisted echo at >= 3x txratchet's small-echo rate. At 10 in flight the raw Python
+            # server saturates its own core first, so this run pipelines deeper.
+            "name": "loadgen-check",
+            "title": "Load generator check: raw Twisted TCP echo, deep pipeline (50 conns x 32 in flight, 32 B)",
+            "app": "echo",
+            "servers": ["raw-tcp"],
+            "args": {"scenario": "echo", "conns": 50, "inflight": 32, "size": 32, **timing},
+            "metrics": [("rate", "round trips/s", "higher")],
+        },
+        {
             "name": "latency",
             "title": "Latency (1 conn, 1 in flight, 32 B text)",
             "app": "echo",
@@ -600,8 +611,10 @@ def write_markdown(path: str, info: dict, rows: list[dict], runs: list[dict], op
             f"Raw Twisted TCP echo under the same small-echo load: {fmt(proof['raw'])} round trips/s, "
             f"{proof['ratio']:.1f}x txratchet's {fmt(proof['txratchet'])}, with the load generator at "
             f"{proof.get('loadgen_cpu_raw', 0) * 100:.0f}% of its core: with its whole core it could drive "
-            f"about {fmt(proof['capacity'])} round trips/s, **{proof['headroom']:.1f}x** txratchet's "
-            f"(required: at least 3x): **{'PASS' if proof['pass'] else 'FAIL'}**. The load generator's own "
+            f"about {fmt(proof['capacity'])} round trips/s ({proof['headroom']:.1f}x txratchet's). "
+            f"Measured: the most it drove the raw echo to (the `loadgen-check` run pipelines deeper, so the raw "
+            f"server is not the limit) is {fmt(proof['driven'])} round trips/s, **{proof['driven_ratio']:.1f}x** "
+            f"txratchet's (required: at least 3x): **{'PASS' if proof['pass'] else 'FAIL'}**. The load generator's own "
             f"CPU use during txratchet's small echo was {proof.get('loadgen_cpu_txratchet', 0) * 100:.0f}% of "
             "its core."
         )
@@ -876,7 +889,11 @@ def main() -> None:
         lc = proof.get("loadgen_cpu_raw")
         proof["capacity"] = max(raw, raw / lc) if lc else raw
         proof["headroom"] = proof["capacity"] / txr
-        proof["pass"] = proof["headroom"] >= 3
+        # Measured, not estimated: the deepest raw echo the load generator drove.
+        deep = med.get(("loadgen-check", "raw-tcp", "rate"))
+        proof["driven"] = max(raw, deep or 0)
+        proof["driven_ratio"] = proof["driven"] / txr
+        proof["pass"] = proof["driven_ratio"] >= 3
     busiest = max((r for r in runs if "loadgen_cpu" in r and not r.get("discarded")),
                   key=lambda r: r["loadgen_cpu"], default=None)
     if busiest:
@@ -905,8 +922,8 @@ def main() -> None:
         verdict = "PASS" if proof["pass"] else "FAIL"
         log(f"\nloadgen check: raw Twisted TCP echo {fmt(proof['raw'])} rt/s = {proof['ratio']:.1f}x txratchet's "
             f"small echo {fmt(proof['txratchet'])} rt/s, loadgen at {proof.get('loadgen_cpu_raw', 0) * 100:.0f}% "
-            f"of its core: it could drive ~{fmt(proof['capacity'])} rt/s = {proof['headroom']:.1f}x txratchet's "
-            f"(needs >= 3x): {verdict}")
+            f"of its core: it could drive ~{fmt(proof['capacity'])} rt/s = {proof['headroom']:.1f}x txratchet's; "
+            f"measured {fmt(proof['driven'])} rt/s = {proof['driven_ratio']:.1f}x (needs >= 3x): {verdict}")
     if proof.get("busiest"):
         b = proof["busiest"]
         log(f"busiest load generator: {b['loadgen_cpu'] * 100:.0f}% of its core ({b['scenario']} / {b['server']}, "
