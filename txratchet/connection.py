@@ -5,6 +5,7 @@ decorating layer wraps the connection below it.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.internet import tcp
@@ -93,6 +94,7 @@ class TransportConnection(Connection):
     __slots__ = (
         "_corked",
         "_socket",
+        "_throughNext",
         "bufferedWhilePaused",
         "closed",
         "host",
@@ -112,13 +114,14 @@ class TransportConnection(Connection):
         self.writePaused = False
         self.bufferedWhilePaused = 0
         self._corked: list[bytes] | None = None
-        # Plain TCP only: TLS and other transports keep Twisted's own path.
-        self._socket = (
-            transport.socket
-            if isinstance(transport, tcp.Connection)
+        # Write-through (see _writeThrough) on plain TCP only: TLS and other
+        # transports keep Twisted's own path. It starts after the first
+        # answer: a one-off answer such as a handshake's is cheaper queued.
+        self._socket: socket.socket | None = None
+        self._throughNext = (
+            isinstance(transport, tcp.Connection)
             and not self.secure
             and not getattr(transport, "TLS", False)
-            else None
         )
         register = getattr(transport, "registerProducer", None)
         if register is not None:
@@ -158,6 +161,14 @@ class TransportConnection(Connection):
         if corked:
             self._writeThrough(corked)
 
+    def _flushQueued(self) -> None:
+        # Closing: what is held goes out with the FIN in Twisted's next
+        # write, one send instead of two.
+        corked = self._corked
+        self._corked = None
+        if corked:
+            self.transport.writeSequence(corked)
+
     def _writeThrough(self, parts: list[bytes]) -> None:
         """
         Hand C{parts} to the kernel now when nothing is queued before them,
@@ -180,6 +191,9 @@ class TransportConnection(Connection):
             gather = True
         else:
             data = b"".join(parts)
+        if sock is None and self._throughNext:
+            self._throughNext = False
+            self._socket = t.socket
         if (
             sock is None
             or t._tempDataBuffer
@@ -216,7 +230,7 @@ class TransportConnection(Connection):
         """
         if self.closed:
             return
-        self.uncork()
+        self._flushQueued()
         self.closed = True
         # A paused streaming producer would keep a disconnecting transport
         # from ever finishing: let go of it first.
@@ -235,7 +249,7 @@ class TransportConnection(Connection):
         """
         if self.closed:
             return
-        self.uncork()
+        self._flushQueued()
         loseWrite = getattr(self.transport, "loseWriteConnection", None)
         if self.secure or loseWrite is None:
             self.close()

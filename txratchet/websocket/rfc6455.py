@@ -302,10 +302,13 @@ class FrameReader:
         if self._pending:
             data = self._pending + data
             self._pending = b""
-        view = memoryview(data)
         end = len(data)
         pos = 0
         smallLimit = min(125, self.maxMessageSize, self.maxFrameSize or 125)
+        top = 0x80 + smallLimit
+        fast = self.requireMask
+        append = events.append
+        view = memoryview(data)
         while True:
             if self._inFrame:
                 avail = end - pos
@@ -349,40 +352,44 @@ class FrameReader:
                     events.append(message)
                 continue
 
+            if fast and self._messageOpcode < 0:
+                # A run of whole, small, masked text or binary frames (what
+                # chatty peers send): the checks of the general path below,
+                # folded into a few comparisons per frame.
+                while end - pos >= 6:
+                    b0 = data[pos]
+                    b1 = data[pos + 1]
+                    if b1 < 0x80 or b1 > top or (b0 != 0x81 and b0 != 0x82):
+                        break
+                    length = b1 - 0x80
+                    start = pos + 6
+                    stop = start + length
+                    if stop > end:
+                        break
+                    pos = stop
+                    payload = (
+                        _fromBytes(data[start:stop], "little")
+                        ^ _fromBytes(data[start - 4 : start], "little") * _REPEAT[length]
+                        & _LOW[length]
+                    ).to_bytes(length, "little")
+                    if b0 == 0x82:
+                        append(payload)
+                        continue
+                    try:
+                        append(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        append(Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message"))
+                        self._fail()
+                        return events
+                if pos == end:
+                    break
+
             # A new frame header.
             if end - pos < 2:
                 break
             b0 = data[pos]
             b1 = data[pos + 1]
             length = b1 & 0x7F
-            if (
-                (b0 == 0x81 or b0 == 0x82)
-                and b1 & 0x80
-                and self.requireMask
-                and length < 126
-                and end - pos >= 6 + length
-                and length <= smallLimit
-                and self._messageOpcode < 0
-            ):
-                # The common case: a whole small masked text or binary
-                # message in one frame, all here. Same checks, fewer steps.
-                start = pos + 6
-                pos = start + length
-                payload = (
-                    _fromBytes(data[start:pos], "little")
-                    ^ _fromBytes(data[start - 4 : start], "little") * _REPEAT[length]
-                    & _LOW[length]
-                ).to_bytes(length, "little")
-                if b0 == 0x82:
-                    events.append(payload)
-                    continue
-                try:
-                    events.append(payload.decode("utf-8"))
-                except UnicodeDecodeError:
-                    events.append(Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text message"))
-                    self._fail()
-                    break
-                continue
             headerSize = 2
             if length == 126:
                 headerSize = 4
