@@ -15,7 +15,7 @@ from examples.echo import Echo
 from tests import rawclients
 from tests.rawclients import OP_CLOSE, OP_PING
 from tests.util import Recorder, ServerTestCase
-from txratchet import Application, WebSocket
+from txratchet import Application, SendMessage, WebSocket
 
 HOST = "127.0.0.1"
 
@@ -186,6 +186,44 @@ class BackPressureTests(ServerTestCase):
         expected = [(rawclients.OP_BINARY, bytes([65 + i]) * (4 << 20)) for i in range(3)]
         self.assertEqual(got[:3], expected)
         self.assertEqual(got[3], (rawclients.OP_TEXT, b"done"))
+
+    @inlineCallbacks
+    def test_oneLargeAnswerLargerThanTheSocketBuffers(self):
+        """
+        The same for a single large write on a bare TCP connection: what the
+        socket does not take of it is queued, from the right offset.
+        """
+        pattern = bytes(range(256)) * (32 << 10)  # 8 MiB, every offset distinct mod 256
+
+        class Big(Application):
+            def __init__(self):
+                self._connections = {}
+
+            def onOpen(self, conn):
+                self._connections[conn] = True
+
+            def onMessage(self, conn, data):
+                return SendMessage(conn, b"ok\n" if data.startswith(b"small") else pattern)
+
+        port = yield self.listen(Big())
+
+        def talk():
+            with socket.create_connection((HOST, port), timeout=10) as s:
+                s.sendall(b"small")  # the first answer; write-through starts after it
+                assert s.recv(3) == b"ok\n"
+                s.sendall(b"big")
+                time.sleep(0.3)  # the server's send hits a full socket
+                got = bytearray()
+                while len(got) < len(pattern):
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+                return bytes(got)
+
+        got = yield deferToThread(talk)
+        self.assertEqual(len(got), len(pattern))
+        self.assertTrue(got == pattern, "the answer arrived altered")
 
     @inlineCallbacks
     def test_slowReaderClosedOnBroadcast(self):
