@@ -193,7 +193,8 @@ class TransportConnection(Connection):
             data = b"".join(parts)
         if sock is None and self._throughNext:
             self._throughNext = False
-            self._socket = t.socket
+            if not getattr(t, "TLS", False):  # TLS may have started since
+                self._socket = t.socket
         if (
             sock is None
             or t._tempDataBuffer
