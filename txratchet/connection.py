@@ -48,6 +48,10 @@ class Connection:
             attributes = self._attributes = {}
         return attributes
 
+    @attributes.setter
+    def attributes(self, value: dict[str, Any]) -> None:
+        self._attributes = value
+
     def send(self, message: str | bytes) -> None:
         raise NotImplementedError()
 
