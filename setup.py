@@ -25,6 +25,8 @@ setup(
     ],
     extras_require={
         "redis": ["txredisapi"],
+        # Compiled masking for large messages (websockets' C helper); optional.
+        "speedups": ["websockets"],
         "test": [
             "txredisapi",
             "flask",
