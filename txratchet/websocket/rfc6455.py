@@ -545,14 +545,11 @@ class FrameReader:
         if self._messageOpcode == TEXT:
             # Validate as the bytes arrive (fail fast); decode once at the end.
             decoder = self._decoder
-            if decoder is None:
-                if payload.isascii():
-                    buffer += payload  # valid, and no character left open
-                    return None
-                decoder = self._decoder = _utf8Decoder("strict")
-            elif payload.isascii() and not decoder.getstate()[0]:
-                buffer += payload
+            if payload.isascii() and (decoder is None or not decoder.getstate()[0]):
+                buffer += payload  # valid as it is: no character was left open
                 return None
+            if decoder is None:
+                decoder = self._decoder = _utf8Decoder("strict")
             try:
                 decoder.decode(payload, False)
             except UnicodeDecodeError:
