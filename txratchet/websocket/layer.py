@@ -244,11 +244,7 @@ class WebSocketConnection(Connection):
             header = headers[n] if n < 126 else rfc6455.frameHeader(opcode, n)
             layer._lastMessage = message
             layer._lastFrame = (header, payload)
-            if n < 4096:
-                self._send(header + payload)
-            else:
-                self._send(header)
-                self._send(payload)
+            self._writeParts(header, payload)
             return
         if isinstance(message, str):
             payload = message.encode("utf-8")
