@@ -15,6 +15,7 @@ command -v node >/dev/null || pkgs="$pkgs nodejs npm"
 [ -x /usr/bin/redis-server ] || command -v redis-server >/dev/null || pkgs="$pkgs redis-server"
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || pkgs="$pkgs nginx"
 command -v gcc >/dev/null || pkgs="$pkgs gcc libc6-dev"   # the benchmark smoke test
+[ -f /usr/include/zlib.h ] || pkgs="$pkgs zlib1g-dev"     # its load generator links zlib
 command -v pgrep >/dev/null || pkgs="$pkgs procps"
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
