@@ -1466,6 +1466,28 @@ static void handle_event(conn_t *c, uint32_t ev) {
     if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
 }
 
+/* One turn of the event loop: wait up to timeout_ms, handle the events, then
+ * the reads that were deferred (see do_read). Returns epoll_wait's result. */
+static int poll_once(int timeout_ms) {
+    static struct epoll_event evs[1024];
+    static int tmp[65536];
+    int n = epoll_wait(epfd, evs, 1024, timeout_ms);
+    int wait_errno = errno;  /* for the caller, whatever the reads below do */
+    for (int i = 0; i < n; i++) handle_event(&conns[evs[i].data.u32], evs[i].events);
+    if (npending_reads) {
+        int cnt = npending_reads;
+        memcpy(tmp, pending_reads, sizeof(int) * (size_t)cnt);
+        npending_reads = 0;
+        for (int i = 0; i < cnt; i++) {
+            conn_t *c = &conns[tmp[i]];
+            if (c->rd_pending) do_read(c);
+            if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
+        }
+    }
+    errno = wait_errno;
+    return n;
+}
+
 /* ------------------------------------------------------------------ */
 /* Server CPU time from /proc                                          */
 /* ------------------------------------------------------------------ */
@@ -1819,7 +1841,6 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
 
-    struct epoll_event evs[1024];
     uint64_t t0 = now_ns();
     uint64_t setup_deadline = t0 + (uint64_t)(cfg.setup_timeout * 1e9);
     uint64_t run_deadline = 0;
@@ -1981,20 +2002,7 @@ int main(int argc, char **argv) {
                 if (conns[i].state == C_FREE) conn_open(&conns[i]);
 
         int timeout = (npending_reads || busy_poll) ? 0 : 5;
-        int n = epoll_wait(epfd, evs, 1024, timeout);
-        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-        for (int i = 0; i < n; i++) handle_event(&conns[evs[i].data.u32], evs[i].events);
-        if (npending_reads) {
-            int cnt = npending_reads;
-            static int tmp[65536];
-            memcpy(tmp, pending_reads, sizeof(int) * (size_t)cnt);
-            npending_reads = 0;
-            for (int i = 0; i < cnt; i++) {
-                conn_t *c = &conns[tmp[i]];
-                if (c->rd_pending) do_read(c);
-                if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
-            }
-        }
+        if (poll_once(timeout) < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
     }
     uint64_t t_end = now_ns();
     if (measuring) {
@@ -2026,20 +2034,7 @@ int main(int argc, char **argv) {
             busy += s == C_CONNECTING || s == C_HANDSHAKE || s == C_OPEN || s == C_CLOSING || s == C_WAIT_EOF;
         }
         if (!busy || now_ns() >= close_deadline) break;
-        int n = epoll_wait(epfd, evs, 1024, npending_reads ? 0 : 5);
-        if (n < 0 && errno != EINTR) break;
-        for (int i = 0; i < n; i++) handle_event(&conns[evs[i].data.u32], evs[i].events);
-        if (npending_reads) {
-            int cnt = npending_reads;
-            static int tmp2[65536];
-            memcpy(tmp2, pending_reads, sizeof(int) * (size_t)cnt);
-            npending_reads = 0;
-            for (int i = 0; i < cnt; i++) {
-                conn_t *c = &conns[tmp2[i]];
-                if (c->rd_pending) do_read(c);
-                if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
-            }
-        }
+        if (poll_once(npending_reads ? 0 : 5) < 0 && errno != EINTR) break;
     }
     uint64_t c_close_timeouts = 0;
     for (int i = 0; i < nconns; i++) {
