@@ -252,13 +252,9 @@ class DeflateOffer:
     minSize: int = 32
 
     def __post_init__(self) -> None:
-        if not 0 <= self.level <= 9 and self.level != -1:
-            raise ValueError("level must be 0-9")
-        if not 1 <= self.memLevel <= 9:
-            raise ValueError("memLevel must be 1-9")
-        for bits in (self.clientMaxWindowBits, self.serverMaxWindowBits):
-            if bits is not None and not 8 <= bits <= 15:
-                raise ValueError("window bits must be 8-15")
+        deflate.checkSettings(
+            self.level, self.memLevel, self.clientMaxWindowBits, self.serverMaxWindowBits
+        )
 
     def header(self) -> str:
         """

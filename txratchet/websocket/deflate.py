@@ -144,6 +144,23 @@ def _windowBits(value: str | None) -> int | None:
     return bits if 8 <= bits <= 15 else None
 
 
+def checkSettings(level: int, memLevel: int, *windowBits: int | None) -> None:
+    """
+    Reject zlib settings that zlib or RFC 7692 would refuse later, when a
+    configuration is made rather than when a peer first connects.
+
+    @raise ValueError: a level outside 0-9 (or -1, zlib's default), a
+        memLevel outside 1-9, or window bits outside 8-15 (C{None}: unset).
+    """
+    if not 0 <= level <= 9 and level != -1:
+        raise ValueError("level must be 0-9")
+    if not 1 <= memLevel <= 9:
+        raise ValueError("memLevel must be 1-9")
+    for bits in windowBits:
+        if bits is not None and not 8 <= bits <= 15:
+            raise ValueError("window bits must be 8-15")
+
+
 @dataclass(frozen=True)
 class PerMessageDeflate:
     """
@@ -172,13 +189,9 @@ class PerMessageDeflate:
     minSize: int = 32
 
     def __post_init__(self) -> None:
-        if not 0 <= self.level <= 9 and self.level != -1:
-            raise ValueError("level must be 0-9")
-        if not 1 <= self.memLevel <= 9:
-            raise ValueError("memLevel must be 1-9")
-        for bits in (self.serverMaxWindowBits, self.clientMaxWindowBits):
-            if not 8 <= bits <= 15:
-                raise ValueError("window bits must be 8-15")
+        checkSettings(
+            self.level, self.memLevel, self.serverMaxWindowBits, self.clientMaxWindowBits
+        )
 
     def accept(
         self, params: Sequence[tuple[str, str | None]], noContextTakeover: bool = False
