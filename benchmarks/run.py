@@ -291,8 +291,9 @@ def start_server(name: str, app: str, port: int, logpath: str, extra: list[str] 
     script = os.path.join(HERE, "servers", script)
     env = dict(os.environ)
     env.pop("TXRATCHET_PURE_PYTHON", None)  # only the variants that ask for it
-    env.update(server_env)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    tree = server_env.get("TXRATCHET_TREE", ROOT)  # a --baseline variant measures another checkout
+    env.update({k: v for k, v in server_env.items() if k != "TXRATCHET_TREE"})
+    env["PYTHONPATH"] = tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     cmd = ["taskset", "-c", SERVER_CORE, sys.executable, script, "--port", str(port), "--app", app, *extra]
     logf = open(logpath, "w")
@@ -786,6 +787,28 @@ def write_png(path: str, rows: list[dict], info: dict) -> bool:
 # ---------------------------------------------------------------- main
 
 
+def add_baseline(ref: str, scns: list[dict]) -> None:
+    """
+    Check REF out into a worktree and measure it as server "txratchet@REF" right
+    after "txratchet" in every scenario, in the same interleaved rounds: an A/B
+    of a change that drift between two separate runs cannot blur.
+    """
+    tree = os.path.join(BUILD, "baseline-" + re.sub(r"[^A-Za-z0-9_.-]", "_", ref))
+    if os.path.isdir(tree):
+        subprocess.run(["git", "-C", tree, "checkout", "-q", "--detach", ref], check=True)
+    else:
+        os.makedirs(BUILD, exist_ok=True)
+        subprocess.run(["git", "-C", ROOT, "worktree", "add", "-q", "--detach", tree, ref], check=True)
+    name = f"txratchet@{ref}"
+    script, proto, env = SERVERS["txratchet"]
+    SERVERS[name] = (script, proto, {**env, "TXRATCHET_TREE": tree})
+    for scn in scns:
+        if "txratchet" in scn["servers"]:
+            i = scn["servers"].index("txratchet")
+            scn["servers"].insert(i + 1, name)
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 round, short durations (smoke run)")
@@ -797,6 +820,9 @@ def main() -> None:
                     help="runs that may be repeated in all when noisy or failed (default 10, quick 3)")
     ap.add_argument("--window", type=int, default=10,
                     help="broadcast: messages the sender keeps outstanding (default 10)")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="A/B: also measure git REF (a worktree under benchmarks/build/) as server "
+                         "'txratchet@REF', next to 'txratchet' in every scenario that has it")
     ap.add_argument("--out", default=RESULTS, help="results directory (default benchmarks/results)")
     ap.add_argument("--quiet-budget", type=float, default=None,
                     help="seconds the runner may wait in all for other processes to go quiet (default 90, quick 10)")
@@ -821,8 +847,12 @@ def main() -> None:
         if unknown:
             sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
         scns = [s for s in scns if s["name"] in want]
+    if opts.baseline:
+        add_baseline(opts.baseline, scns)
     if opts.servers:
         want = opts.servers.split(",")
+        if opts.baseline:
+            want.append(f"txratchet@{opts.baseline}")
         for s in scns:
             s["servers"] = [x for x in s["servers"] if x in want]
 
