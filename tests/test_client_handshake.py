@@ -526,6 +526,49 @@ class ResponseTests(SynchronousTestCase):
         ):
             self.assertInvalid(data, message)
 
+    def test_notHTTPRefusedAtOnce(self) -> None:
+        """
+        Issue 12 item 21, client side: an answer that cannot start a
+        status line is refused as it arrives (whole or byte by byte), not
+        after the handshake timeout; valid starts wait.
+        """
+        for data in (b" HTTP/1.1 101", b"HTTP/2 101", b"HTTP/1.1 1011", b"\x16\x03\x03\x00", b"<html>"):
+            error = self.assertRaises(InvalidResponse, self.handshake().receive, data)
+            self.assertIn("not an HTTP/1.1 response", str(error))
+            handshake = self.handshake()
+            with self.assertRaises(InvalidResponse):
+                for i in range(len(data)):
+                    handshake.receive(data[i : i + 1])
+        rng = random.Random(21)
+        for _ in range(200):
+            self.assertRaises(InvalidResponse, self.handshake().receive, rng.randbytes(4096))
+        handshake = self.handshake()
+        for piece in (b"H", b"TTP/1.1 1", b"01", b" Switching"):
+            self.assertIsNone(handshake.receive(piece))
+
+    def test_hugeNumbers(self) -> None:
+        """
+        Issue 12 item 13, client side: a Content-Length or a window size of
+        thousands of digits (over int()'s limit) or a latin-1 superscript
+        digit is not a ValueError: the refusal is reported, the extension
+        answer is invalid.
+        """
+        for length in ("9" * 5000, "0" * 5000 + "5", "\u00b2"):
+            error = self.assertRaises(
+                InvalidStatus,
+                self.handshake().receive,
+                f"HTTP/1.1 403 Forbidden\r\nContent-Length: {length}\r\n\r\nno".encode("latin-1"),
+            )
+            self.assertEqual((error.status, error.body), (403, b"no"))
+        for bits in ("0" * 5000 + "9", "9" * 5000, "\u00b9\u00b2"):
+            self.assertInvalid(
+                answer(
+                    f"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits={bits}\r\n"
+                ),
+                "Sec-WebSocket-Extensions" if bits[0] == "\u00b9" else "server_max_window_bits",
+                compression=DeflateOffer(),
+            )
+
     def test_limits(self) -> None:
         handshake = ClientHandshake("ws://h/", maxResponseSize=200)
         error = self.assertRaises(

@@ -6,6 +6,7 @@ the HTTP parts.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from hypothesis import given, settings
@@ -562,6 +563,73 @@ class RequestParserTests(SynchronousTestCase):
         self.assertEqual(caught.exception.status, 431)
         self.assertEqual(i, 100)
 
+    def test_notARequestLineRefusedAtOnce(self) -> None:
+        """
+        Issue 12 item 21: bytes that cannot begin a request line are
+        refused (400) as soon as they arrive, whole or byte by byte, not
+        after the handshake timeout; a line that is complete but malformed
+        is refused at its CRLF, before the rest of the head.
+        """
+        for raw in (
+            b" GET / HTTP/1.1",
+            b"GET  /",
+            b"GET /chat  HTTP/1.1",
+            b"GET /chat HTTP/1.1 x",
+            b"GET /chat HTTPS",
+            b"GET /chat HTTP/1.1x",
+            b"GET /ch\x00at",
+            b"GET /ch\rat HTTP/1.1",
+            b"GET\r\n",
+            b"GET /chat\r\nHost: x\r\n",
+            b"GET /chat HTTP/1.1\nHost: x",
+            b"G(T / HTTP/1.1",
+            b"A" * 33,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello
+            b"\r\nGET / HTTP/1.1",
+        ):
+            error = self.assertRaises(HandshakeError, RequestParser().feed, raw)
+            self.assertEqual(error.status, 400, raw)
+            parser = RequestParser()
+            with self.assertRaises(HandshakeError, msg=raw) as caught:
+                for i in range(len(raw)):
+                    parser.feed(raw[i : i + 1])
+            self.assertEqual(caught.exception.status, 400)
+
+    def test_requestLinePrefixesWait(self) -> None:
+        """
+        Every prefix of a valid head waits for more, including a long
+        target arriving slowly (checked as it grows) and a line whose
+        version is one the head parser answers with 505.
+        """
+        for raw in (
+            hybiRequestBytes(),
+            HIXIE_HEAD,
+            hybiRequestBytes(target="/" + "a" * 3000),
+            hybiRequestBytes(httpVersion="HTTP/2.0"),
+            hybiRequestBytes(method="M" * 32),
+        ):
+            head = raw[: raw.index(b"\r\n\r\n") + 2]
+            parser = RequestParser()
+            for i in range(0, len(head), 7):
+                self.assertIsNone(parser.feed(head[i : i + 7]))
+        self.assertRefused(hybiRequestBytes(method="M" * 33), 400)
+        self.assertRefused(hybiRequestBytes(httpVersion="HTTP/2.0"), 505)
+
+    def test_randomNoiseRefusedAtOnce(self) -> None:
+        """
+        Issue 12 item 21: of 1,000 chunks of 4 KiB of random bytes (fixed
+        seed), none is left waiting for more: each is refused with 400.
+        """
+        rng = random.Random(12)
+        waiting = 0
+        for _ in range(1000):
+            noise = rng.randbytes(4096)
+            try:
+                waiting += RequestParser().feed(noise) is None
+            except HandshakeError as e:
+                self.assertEqual(e.status, 400)
+        self.assertEqual(waiting, 0)
+
     def test_maxHeaders(self) -> None:
         def head(n: int) -> bytes:
             return b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(n)) + b"\r\n"
@@ -674,6 +742,28 @@ class Hixie76AnswerTests(SynchronousTestCase):
         """
         self.assertMalformed("1 " + "9" * 5000)
         self.assertMalformed("1 " + "9" * 50)
+
+    def test_thousandsOfLeadingZeros(self) -> None:
+        """
+        Issue 12 item 13: 4,400 leading zeros (over int()'s 4,300-digit
+        limit) are a 400 with a clear reason, not a ValueError.
+        """
+        self.assertMalformed("0" * 4400 + "1 2")
+        error = self.assertRaises(
+            HandshakeError, hixie76Answer, "0" * 4400 + "1 2", "1 2", b"12345678"
+        )
+        self.assertIn("longer than 128 characters", error.reason)
+
+    def test_keyLength(self) -> None:
+        """
+        Keys are bounded to 128 characters: the draft's are at most 34.
+        """
+        key = "25" + " " * 125 + "0"  # 250 / 125
+        self.assertEqual(len(key), 128)
+        self.assertEqual(
+            hixie76Answer(key, "1 2", b"12345678"), hixie76Answer("2 ", "1 2", b"12345678")
+        )
+        self.assertMalformed(key + "x")
 
     def test_leadingZeros(self) -> None:
         self.assertEqual(

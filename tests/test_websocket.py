@@ -8,6 +8,7 @@ and Hixie-76 clients from tests/rawclients.py).
 from __future__ import annotations
 
 import json
+import random
 import time
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -16,6 +17,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 
 from examples.chat import Chat
 from examples.echo import Echo
@@ -472,6 +474,82 @@ class HandshakeRefusalTests(ServerTestCase):
     def test_handshakeTimeout(self):
         r = yield self._request(b"GET / HTTP/1.1\r\nHost: x\r\n", handshakeTimeout=0.3)
         self.assertTrue(r.startswith(b"HTTP/1.1 408 "), r)
+
+    def watchFailures(self):
+        """Every log event that carries a failure, from now to the test's end."""
+        failures = []
+
+        def observer(event):
+            if "log_failure" in event:
+                failures.append(event)
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return failures
+
+    @inlineCallbacks
+    def test_hugeNumbersAre400WithoutTraceback(self):
+        """
+        Issue 12 item 13: a Hixie-76 key with 4,400 leading zeros (over
+        int()'s digit limit) gets 400 with the reason, a deflate offer with
+        a window size of 5,000 digits is declined, and nothing is logged as
+        a failure (both were a 500 and a traceback per request).
+        """
+        failures = self.watchFailures()
+        port = yield self.listen(WebSocket(Echo()))
+        hixie = (
+            b"GET /demo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
+            b"Sec-WebSocket-Key1: " + b"0" * 4400 + b"1 2\r\n"
+            b"Sec-WebSocket-Key2: 1 2\r\n\r\n12345678"
+        )
+        deflate = (
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits="
+            + b"0" * 5000 + b"9\r\n\r\n"
+            + b"\x88\x80abcd"  # a close frame: the server ends the connection
+        )
+        answers = yield deferToThread(
+            lambda: [rawclients.raw_request(HOST, port, r, timeout=5) for r in (hixie, deflate)]
+        )
+        self.assertTrue(answers[0].startswith(b"HTTP/1.1 400 "), answers[0][:200])
+        self.assertIn(b"Sec-WebSocket-Key1/Key2 longer than 128 characters", answers[0])
+        # The offer it cannot read is declined (RFC 7692 5).
+        self.assertTrue(answers[1].startswith(b"HTTP/1.1 101 "), answers[1][:200])
+        self.assertNotIn(b"Sec-WebSocket-Extensions", answers[1])
+        self.assertEqual(failures, [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    @inlineCallbacks
+    def test_notHTTPRefusedAtOnce(self):
+        """
+        Issue 12 item 21: what cannot be a request line gets 400 as soon
+        as it arrives, on a server whose handshake timeout is the default
+        10 s: a line starting with a space, two spaces in a row, and 4 KiB
+        of random bytes (fixed seeds) after a space or a token and a space
+        (each waited 10 s before). The client gives up after 3 s.
+        """
+        port = yield self.listen(WebSocket(Echo()))
+        noise = [random.Random(seed).randbytes(4096) for seed in range(6)]
+        garbage = [
+            b" GET / HTTP/1.1",
+            b" GET / HTTP/1.1\r\nHost: x\r\n",
+            b"GET  /",
+            b"GET /chat  HTTP/1.1\r\n",
+            *(b" " + n for n in noise[:2]),
+            *(b"GET " + n for n in noise[2:4]),
+            *noise[4:],
+        ]
+
+        def send(data):
+            started = time.monotonic()
+            answer = rawclients.raw_request(HOST, port, data, timeout=3)
+            return answer, time.monotonic() - started
+
+        results = yield deferToThread(lambda: [send(g) for g in garbage])
+        for data, (answer, _) in zip(garbage, results, strict=True):
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), (data[:20], answer[:80]))
+        self.assertLess(max(took for _, took in results), 3)
 
 
 class CloseTests(ServerTestCase):

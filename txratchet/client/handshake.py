@@ -60,6 +60,13 @@ _TOKEN_CHARS = frozenset(
 _FORBIDDEN_CHARS = re.compile("[\r\n\x00]")
 _STATUS_LINE = re.compile(r"HTTP/1\.[0-9] ([0-9]{3})(?: (.*))?")
 
+#: The first 13 bytes of any status line L{_STATUS_LINE} accepts, cut
+#: anywhere: a server's answer that does not start like this is refused at
+#: once, not after the handshake timeout.
+_STATUS_LINE_START = re.compile(
+    rb"H(?:T(?:T(?:P(?:/(?:1(?:\.(?:[0-9](?: (?:[0-9](?:[0-9](?:[0-9][ \r]?)?)?)?)?)?)?)?)?)?)?)?"
+)
+
 #: Request headers the handshake owns: set them through its options.
 _RESERVED_HEADERS = frozenset(
     (
@@ -354,10 +361,12 @@ def swapped(params: deflate.DeflateParams) -> deflate.DeflateParams:
 
 
 def _windowBits(value: str | None) -> int | None:
-    if value is None or not value.isdigit() or value != str(int(value)):
+    # Two ASCII digits at most (8..15): int() is never given thousands of
+    # digits or a digit it cannot read (latin-1's superscripts).
+    if value is None or not 0 < len(value) <= 2 or not value.isascii() or not value.isdigit():
         return None
     bits = int(value)
-    return bits if 8 <= bits <= 15 else None
+    return bits if 8 <= bits <= 15 and value == str(bits) else None
 
 
 #: The default offer: what browsers offer.
@@ -600,6 +609,12 @@ class ClientHandshake:
         if self._head is None:
             end = buf.find(b"\r\n\r\n", start)
             if end < 0:
+                if buf and _STATUS_LINE_START.fullmatch(buf, 0, 13) is None:
+                    raise self._end(
+                        InvalidResponse(
+                            f"The server's answer is not an HTTP/1.1 response: {bytes(buf[:20])!r}"
+                        )
+                    )
                 if len(buf) > self.maxResponseSize:
                     raise self._end(
                         InvalidResponse(
@@ -618,6 +633,8 @@ class ClientHandshake:
             length = headers.get("content-length", "")
             if (
                 length is not None
+                and 0 < len(length) <= 20
+                and length.isascii()
                 and length.isdigit()
                 and len(buf) < min(int(length), self.maxBodySize)
             ):

@@ -138,10 +138,12 @@ class DeflateParams:
 
 
 def _windowBits(value: str | None) -> int | None:
-    if value is None or not value.isdigit() or value != str(int(value)):
+    # Two ASCII digits at most (8..15): int() is never given thousands of
+    # digits or a digit it cannot read (latin-1's superscripts).
+    if value is None or not 0 < len(value) <= 2 or not value.isascii() or not value.isdigit():
         return None
     bits = int(value)
-    return bits if 8 <= bits <= 15 else None
+    return bits if 8 <= bits <= 15 and value == str(bits) else None
 
 
 def checkSettings(level: int, memLevel: int, *windowBits: int | None) -> None:

@@ -45,8 +45,39 @@ _FORBIDDEN_CHARS = re.compile("[\r\n\x00]")
 
 #: A Hixie-76 key number is at most 2**32 - 1 times the count of spaces in a
 #: head bounded to a few KB: more significant digits than this can never
-#: make a valid key (and would exhaust int()'s digit limit).
+#: make a valid key.
 _MAX_HIXIE_KEY_DIGITS = 20
+
+#: The draft's keys are at most 34 characters (10 digits, 12 spaces and 12
+#: other characters); anything much longer is refused before its digits
+#: are counted or converted (int() refuses strings of over 4,300 digits,
+#: leading zeros included).
+MAX_HIXIE_KEY_LENGTH = 128
+
+#: The longest method accepted (the registered ones have at most 17
+#: characters): a longer run of token characters is not an HTTP request.
+MAX_METHOD_LENGTH = 32
+
+_TOKEN_CLASS = b"[" + b"".join(re.escape(c.encode()) for c in sorted(_TOKEN_CHARS)) + b"]"
+
+#: RFC 9112 3: C{method SP request-target SP HTTP-version}, where the
+#: target may hold anything but space, CR, LF and NUL (what L{RequestParser}
+#: accepts in a complete head).
+_REQUEST_LINE = re.compile(
+    _TOKEN_CLASS + rb"{1,%d} [^ \r\n\x00]+ HTTP/[0-9]\.[0-9]" % MAX_METHOD_LENGTH
+)
+
+#: Every prefix of a valid request line (its CR included): what the first
+#: bytes of a request must match while its line is still arriving.
+_REQUEST_LINE_START = re.compile(
+    _TOKEN_CLASS
+    + rb"{1,%d}(?: (?:[^ \r\n\x00]+(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?)?)?)?"
+    % MAX_METHOD_LENGTH
+)
+
+#: The prefix of a request line is checked on every read until it is this
+#: long, then each time the buffer doubles (linear cost for slow clients).
+_LINE_CHECK_ALWAYS = 256
 
 
 class HandshakeError(Exception):
@@ -244,20 +275,6 @@ def _resourceName(target: str) -> str:
     return target
 
 
-_METHOD_BYTES = frozenset(ord(c) for c in _TOKEN_CHARS)
-
-
-def _checkMethodPrefix(prefix: bytes) -> None:
-    """
-    Refuse at once what cannot be the start of an HTTP request (a TLS
-    handshake on a plain port, binary noise) instead of waiting for the
-    handshake timeout.
-    """
-    method, space, _ = prefix.partition(b" ")
-    if not all(b in _METHOD_BYTES for b in method) or (not space and len(method) >= 16):
-        raise HandshakeError(400, "Not an HTTP request")
-
-
 class RequestParser:
     """
     Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3).
@@ -271,6 +288,9 @@ class RequestParser:
         self.maxHeaders = maxHeaders
         self._buffer = bytearray()
         self._request: Request | None = None
+        # How much of the request line was found a valid prefix (-1: the
+        # whole line arrived and is valid).
+        self._lineChecked = 0
         self.leftover = b""
 
     def feed(self, data: bytes) -> Request | None:
@@ -287,8 +307,8 @@ class RequestParser:
         if self._request is None:
             end = buf.find(b"\r\n\r\n", start)
             if end < 0:
-                if start < 16:
-                    _checkMethodPrefix(bytes(buf[:16]))
+                if self._lineChecked >= 0 and buf:
+                    self._checkRequestLine(buf)
                 if len(buf) > self.maxSize:
                     raise HandshakeError(
                         HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -320,6 +340,29 @@ class RequestParser:
         buf.clear()
         return request
 
+    def _checkRequestLine(self, buf: bytearray) -> None:
+        """
+        Refuse at once what cannot become a valid request line (binary
+        noise, a TLS hello on a plain port, a line that starts with a space
+        or has two in a row) instead of waiting for the rest of the head
+        until the handshake times out.
+
+        The line is checked whole once its CRLF arrived; before that, what
+        arrived must be the start of one (checked on every read while it is
+        short, then each time it doubles: linear in its length).
+        """
+        eol = buf.find(b"\r\n")
+        if eol >= 0:
+            if _REQUEST_LINE.fullmatch(buf, 0, eol) is None:
+                raise HandshakeError(400, "Malformed request line")
+            self._lineChecked = -1
+            return
+        size = len(buf)
+        if size <= _LINE_CHECK_ALWAYS or size >= 2 * self._lineChecked:
+            if _REQUEST_LINE_START.fullmatch(buf) is None:
+                raise HandshakeError(400, "Not an HTTP request line")
+            self._lineChecked = size
+
     def _parseHead(self, head: bytes) -> Request:
         try:
             text = head.decode("latin-1")
@@ -330,6 +373,7 @@ class RequestParser:
         if (
             len(parts) != 3
             or not parts[0]
+            or len(parts[0]) > MAX_METHOD_LENGTH
             or not parts[1]
             or not _TOKEN_CHARS.issuperset(parts[0])
             or _FORBIDDEN_CHARS.search(lines[0])
@@ -390,7 +434,19 @@ def acceptKey(key: str | bytes) -> str:
 
 
 def _hixieKeyNumber(key: str) -> int:
-    digits = "".join(c for c in key if c.isdigit() and c.isascii())
+    """
+    The 32-bit number a Hixie-76 key stands for (its digits divided by its
+    count of spaces).
+
+    @raise HandshakeError: 400 for a key that is too long, has no digits
+        or spaces, or whose number is not a multiple of its spaces or does
+        not fit 32 bits.
+    """
+    if len(key) > MAX_HIXIE_KEY_LENGTH:
+        raise HandshakeError(
+            400, "Sec-WebSocket-Key1/Key2 longer than %d characters" % MAX_HIXIE_KEY_LENGTH
+        )
+    digits = "".join(c for c in key if "0" <= c <= "9")
     spaces = key.count(" ")
     if not digits or spaces == 0 or len(digits.lstrip("0")) > _MAX_HIXIE_KEY_DIGITS:
         raise HandshakeError(400, "Malformed Sec-WebSocket-Key1/Key2")
