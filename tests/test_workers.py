@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +24,36 @@ from tests.test_twistd import HOST, TwistdTestCase, freePort, waitForPort
 def children(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return {int(p) for p in out.stdout.split()}
+
+
+def alive(pid: int) -> bool:
+    """Is C{pid} running (a zombie nobody reaped yet counts as ended)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def waitForChildren(pid: int, count: int, timeout: float = 20.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    found = children(pid)
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = children(pid)
+    return found
+
+
+def killLeftovers(pids: set[int]) -> None:
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def connectUntilTwoWorkers(port: int, limit: int = 16):
@@ -96,5 +127,55 @@ class WorkersTests(TwistdTestCase):
             self.assertTrue(r["replaced"], "the killed worker was not replaced")
             self.assertEqual(r["closing"][0], 1001)
             self.assertIn(r["code"], (0, -15))
+
+        return deferToThread(talk).addCallback(check)
+
+
+class MasterGoneTests(TwistdTestCase):
+    """
+    Workers end with their master, however it ends (issue 12, item 11).
+    """
+
+    timeout = 90
+
+    def test_workersEndWhenTheMasterIsKilled(self):
+        port = freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo", "--workers", "2",
+            "--port", f"tcp:{port}:interface={HOST}", "--close-timeout", "2",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            workers = waitForChildren(proc.pid, 2)
+            self.addCleanup(killLeftovers, workers)
+            peer = rawclients.HybiClient(HOST, port, timeout=10)
+            peer.connect()
+            peer.send_text("hello")
+            echoed = peer.recv_text()
+            os.kill(proc.pid, signal.SIGKILL)  # no handler runs: only the kernel knows
+            proc.wait(10)
+            try:
+                closing = peer.expect_close()
+            except Exception as e:  # the old code: nothing arrives
+                closing = repr(e)
+            peer._close_socket()
+            deadline = time.monotonic() + 15
+            while any(alive(p) for p in workers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = {p for p in workers if alive(p)}
+            try:
+                socket.create_connection((HOST, port), timeout=2).close()
+                accepts = True
+            except OSError:
+                accepts = False
+            return len(workers), echoed, closing, left, accepts
+
+        def check(r):
+            count, echoed, closing, left, accepts = r
+            self.assertEqual((count, echoed), (2, "hello"))
+            self.assertEqual(left, set(), "workers outlived their master")
+            self.assertFalse(accepts, "the port still accepts connections")
+            self.assertEqual(closing[0], 1001, closing)
 
         return deferToThread(talk).addCallback(check)

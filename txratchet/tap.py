@@ -99,6 +99,7 @@ class Options(usage.Options):
         ["workers", None, 1, "Serve with this many processes sharing the port (use a --backplane to connect them).", int],
         ["inherit-fd", None, None, "(Used by --workers) serve the listening socket inherited as this descriptor.", int],
         ["inherit-line-fd", None, None, "(Used by --workers) the same for --line-port.", int],
+        ["master-fd", None, None, "(Used by --workers) stop when this pipe from the master closes.", int],
         ["backplane", None, None, "redis://host:port: publish/subscribe across processes (apps taking a 'backplane' argument get it)."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
     ]
@@ -274,6 +275,10 @@ def makeService(options: Options) -> IService:
         )
     else:
         factory = Server(layer)
+    if options["master-fd"] is not None:
+        from txratchet.workers import MasterLink
+
+        MasterLink(options["master-fd"]).setServiceParent(service)
     if options["inherit-fd"] is not None:
         _AdoptedPort(options["inherit-fd"], _tls(options, factory)).setServiceParent(service)
     else:

@@ -10,6 +10,12 @@ and waits for their close answers.
 
 Peers in different processes reach each other through a backplane
 (C{--backplane redis://...}).
+
+A worker must not outlive its master, however the master ends (even
+SIGKILL, which no handler sees): each child inherits the read end of a pipe
+whose write end only the master holds (C{--master-fd}); the kernel closes
+it when the master dies, and the child, which watches for that end of
+file, stops gracefully (L{MasterLink}).
 """
 
 from __future__ import annotations
@@ -18,16 +24,21 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 log = Logger()
 
@@ -93,6 +104,11 @@ class WorkerPool(Service):
         childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2}
         for offset, sock in enumerate(self.sockets[index]):
             childFDs[3 + offset] = sock.fileno()
+        # A pipe only this process writes to: its end of file tells the
+        # child that the master is gone (MasterLink).
+        masterFd = 3 + len(self.sockets[index])
+        childFDs[masterFd] = "w"
+        command += ["--master-fd", str(masterFd)]
         protocol = _Child(self, index)
         self._protocols[index] = protocol
         self.children[index] = reactor.spawnProcess(  # type: ignore[attr-defined]
@@ -151,6 +167,99 @@ class WorkerPool(Service):
                 process.signalProcess(signal.SIGKILL)
             except Exception:
                 pass
+
+
+@implementer(IReadDescriptor)
+class _PipeEnd:
+    """
+    The read end of the master's pipe, watched by the reactor: nothing is
+    ever written to it, so the only event is its end of file.
+    """
+
+    def __init__(self, fd: int, ended: Callable[[], None]) -> None:
+        self.fd = fd
+        self.ended = ended
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return "master-pipe"
+
+    def doRead(self) -> Failure | None:
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            return Failure(e)
+        return None if data else CONNECTION_DONE
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.ended()
+
+
+class MasterLink(Service):
+    """
+    A C{--workers} child's tie to its master.
+
+    When the master is gone (its pipe C{fd} reads end of file: the kernel
+    closed the write end, whatever killed the master), stop this worker the
+    way SIGTERM would: peers get 1001 and the port is closed. A pipe rather
+    than C{prctl(PR_SET_PDEATHSIG)} (Linux only, tied to the thread that
+    forked, racy when the parent dies before the call) or polling
+    C{os.getppid()} (periodic wake-ups, a delay, and subreapers): the end of
+    file is immediate, portable, and already there when the master died
+    before this process started.
+
+    Also, a stop signal while already stopping is ignored: a worker usually
+    gets two (Ctrl-C or a service manager signals the whole process group,
+    then the master passes SIGTERM on), and Twisted would answer the second
+    with a C{ReactorNotRunning} traceback.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.stopping = False
+        self._reader: _PipeEnd | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        os.set_inheritable(self.fd, False)  # a grandchild must not hold it
+        os.set_blocking(self.fd, False)
+        self._reader = _PipeEnd(self.fd, self._masterGone)
+        reactor.addReader(self._reader)  # type: ignore[attr-defined]
+        # Twisted installed its handlers before startService: wrap them.
+        for number in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(number)
+            if callable(handler):
+                signal.signal(number, self._once(handler))
+
+    def _once(self, handler: Callable[[int, FrameType | None], Any]) -> Any:
+        def stopOnce(number: int, frame: FrameType | None) -> None:
+            if not self.stopping:
+                self.stopping = True
+                handler(number, frame)
+
+        return stopOnce
+
+    def _masterGone(self) -> None:
+        self._reader = None
+        if self.stopping:
+            return
+        self.stopping = True
+        log.warn("txratchet: the master process is gone; this worker stops")
+        try:
+            reactor.stop()  # type: ignore[attr-defined]
+        except ReactorNotRunning:
+            pass
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        self.stopping = True
+        if self._reader is not None:
+            reactor.removeReader(self._reader)  # type: ignore[attr-defined]
+            self._reader = None
 
 
 def childArguments(rawArgs: Sequence[str]) -> list[str]:
