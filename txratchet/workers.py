@@ -33,7 +33,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReadDescriptor
-from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python import usage
@@ -186,13 +186,13 @@ class _PipeEnd:
     def logPrefix(self) -> str:
         return "master-pipe"
 
-    def doRead(self) -> Failure | None:
+    def doRead(self) -> Any:  # the reactor takes an exception instance, as Twisted's own do
         try:
             data = os.read(self.fd, 4096)
         except BlockingIOError:
             return None
-        except OSError as e:
-            return Failure(e)
+        except OSError:
+            return CONNECTION_LOST
         return None if data else CONNECTION_DONE
 
     def connectionLost(self, reason: Failure) -> None:
