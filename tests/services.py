@@ -240,7 +240,8 @@ class ExampleServer(Service):
         ]
 
 
-# What the README recommends, verbatim: a WebSocket location behind nginx.
+# What the README recommends, verbatim (tests/test_nginx.py checks that the
+# README still says this): a WebSocket location behind nginx at the edge.
 NGINX_LOCATION = """\
 location /ws {{
     proxy_pass http://127.0.0.1:{upstream};
@@ -248,8 +249,9 @@ location /ws {{
     proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $connection_upgrade;
     proxy_set_header Host $host;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header Forwarded "";
     proxy_read_timeout 1h;
     proxy_send_timeout 1h;
 }}
@@ -266,10 +268,12 @@ map $http_upgrade $connection_upgrade {
 class Nginx(Service):
     """
     C{nginx} in the foreground (C{daemon off;}) with everything (config,
-    pid, logs, temporary files) in C{workdir}, proxying C{/ws} to
-    C{127.0.0.1:upstream} as the README's snippet says, and C{/edge} the
-    same way except that it overwrites C{X-Forwarded-For} with the client's
-    address (what an edge proxy should do).
+    pid, logs, temporary files) in C{workdir}, proxying to
+    C{127.0.0.1:upstream}: C{/ws} exactly as the README's snippet says;
+    C{/chain} the same except that it appends to the client's
+    C{X-Forwarded-For} (an nginx behind another proxy); C{/passforwarded}
+    the same as C{/ws} but letting the client's C{Forwarded} through (the
+    README's snippet before it cleared that header).
     """
 
     name = "nginx"
@@ -282,9 +286,13 @@ class Nginx(Service):
     def config(self) -> str:
         d = self.workdir
         location = NGINX_LOCATION.format(upstream=self.upstream)
-        edge = location.replace("location /ws", "location /edge").replace(
-            "$proxy_add_x_forwarded_for", "$remote_addr"
+        chain = location.replace("location /ws", "location /chain").replace(
+            "X-Forwarded-For $remote_addr", "X-Forwarded-For $proxy_add_x_forwarded_for"
         )
+        passForwarded = location.replace("location /ws", "location /passforwarded").replace(
+            '    proxy_set_header Forwarded "";\n', ""
+        )
+        assert "$proxy_add_x_forwarded_for" in chain and 'Forwarded ""' not in passForwarded
         indent = lambda text, n: "".join(" " * n + line + "\n" for line in text.splitlines())  # noqa: E731
         return (
             "daemon off;\n"
@@ -305,7 +313,8 @@ class Nginx(Service):
             f"        listen 127.0.0.1:{self.port};\n"
             "        server_name localhost;\n"
             + indent(location, 8)
-            + indent(edge, 8)
+            + indent(chain, 8)
+            + indent(passForwarded, 8)
             + "        location / { return 404; }\n"
             "    }\n"
             "}\n"

@@ -4,7 +4,6 @@ L{IpBlackList}: refuse connections from blocked addresses and networks.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +11,7 @@ from twisted.logger import Logger
 
 from txratchet.components.base import RefusingDecorator
 from txratchet.interfaces import IApplication, IConnection
+from txratchet.proxy import Network, inNetworks, parseNetwork
 from txratchet.websocket.handshake import HandshakeError
 
 log = Logger()
@@ -28,12 +28,16 @@ class IpBlackList(RefusingDecorator):
     Behind a trusted proxy the WebSocket layer's C{conn.peer} is the
     client's address, so that is what is checked there.
 
+    An IPv4 address and its IPv4-mapped IPv6 form are one address: blocking
+    C{"::ffff:192.0.2.1"} (as a dual-stack port shows that peer) or
+    C{"192.0.2.1"} refuses it whichever way the socket shows it.
+
     @param blocked: addresses or networks (C{"10.0.0.0/8"}).
     """
 
     def __init__(self, app: IApplication, blocked: Iterable[str] = ()) -> None:
         super().__init__(app)
-        self._networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._networks: list[Network] = []
         for spec in blocked:
             self.block(spec)
 
@@ -41,26 +45,20 @@ class IpBlackList(RefusingDecorator):
         """
         Block an address or a network.
         """
-        self._networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        self._networks.append(parseNetwork(spec))
 
     def unblock(self, spec: str) -> None:
         """
         Lift a block added with L{block}.
         """
-        network = ipaddress.ip_network(spec.strip(), strict=False)
+        network = parseNetwork(spec)
         self._networks = [n for n in self._networks if n != network]
 
     def isBlocked(self, host: str) -> bool:
         """
         Is C{host} (an address) blocked?
         """
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._networks)
+        return inNetworks(host, self._networks)
 
     def _blocked(self, conn: Any) -> bool:
         return self.isBlocked(getattr(getattr(conn, "peer", None), "host", "") or "")

@@ -527,7 +527,10 @@ class WebSocketConnection(Connection):
         trusted = self._layer.trustedProxies
         if trusted and self.transportPeer is not None:
             client = proxy.clientAddress(
-                getattr(self.transportPeer, "host", ""), request.headers, trusted
+                getattr(self.transportPeer, "host", ""),
+                request.headers,
+                trusted,
+                self._layer.proxyHeader,
             )
             if client is not None:
                 self.peer = proxy.addressFor(client, self.transportPeer)
@@ -756,8 +759,12 @@ class WebSocket:
         drop the message).
     @param httpHandler: answers plain HTTP requests (see L{HTTPHandler}).
     @param trustedProxies: addresses or networks (C{"10.0.0.0/8"}) of
-        reverse proxies whose C{Forwarded}/C{X-Forwarded-For} headers are
-        believed for C{conn.peer}; from anyone else they are ignored.
+        reverse proxies whose C{proxyHeader} is believed for C{conn.peer};
+        from anyone else it is ignored.
+    @param proxyHeader: the one header the trusted proxies set:
+        C{"X-Forwarded-For"} (the default), C{"Forwarded"} or
+        C{"X-Real-IP"}. The others are never believed (a proxy passes on
+        what it does not overwrite, so a client could have written them).
     @param families: the protocol families accepted.
     @param clock: the reactor's time provider (for tests).
     """
@@ -782,6 +789,7 @@ class WebSocket:
         sendBufferPolicy: str | Callable[[WebSocketConnection, str | bytes], bool] = "close",
         httpHandler: HTTPHandler | None = None,
         trustedProxies: Sequence[str] = (),
+        proxyHeader: str = proxy.DEFAULT_PROXY_HEADER,
         families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
         clock: IReactorTime | None = None,
     ) -> None:
@@ -808,6 +816,7 @@ class WebSocket:
         self.sendBufferPolicy = sendBufferPolicy
         self.httpHandler = httpHandler
         self.trustedProxies = proxy.parseNetworks(trustedProxies)
+        self.proxyHeader = proxy.proxyHeaderName(proxyHeader)
         self.families = tuple(families)
         if clock is None:
             from twisted.internet import reactor
