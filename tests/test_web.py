@@ -7,16 +7,20 @@ onRequest hook; real clients on loopback.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import ssl
+import subprocess
 import tempfile
 from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data, File
@@ -24,12 +28,15 @@ from twisted.web.wsgi import WSGIResource
 
 from examples.echo import Echo
 from tests import rawclients
+from tests.test_twistd import ROOT, TWISTD, TwistdTestCase, freePort, waitForPort
 from tests.tls import makeCertificate
 from tests.util import ServerTestCase
-from txratchet import Application, Server, WebSocket
+from txratchet import Application, Server, WebSocket, proxy
 from txratchet.components import Decorator, IpBlackList, OriginCheck
-from txratchet.web import WebSocketResource
-from txratchet.websocket.handshake import HandshakeError
+from txratchet.components.origin import parsePattern
+from txratchet.tap import Options
+from txratchet.web import SafeFile, WebSocketResource
+from txratchet.websocket.handshake import HandshakeError, Headers
 
 HOST = "127.0.0.1"
 
@@ -154,6 +161,58 @@ class OriginAndBlockTests(ServerTestCase):
         self.assertFalse(check.isAllowed("http://app.test:8443"))
         self.assertFalse(check.isAllowed("null"))
 
+    def test_hostPortPatterns(self):
+        """
+        Issue 12, item 25: C{host:port} and C{*.domain:port} match the
+        origin's host and effective port (the scheme's default when it has
+        none), whatever the scheme; C{scheme://host} means its default port.
+        """
+        check = OriginCheck(Echo(), ["localhost:8133", "*.example.com:8443", "Example.org:80",
+                                     "[::1]:8080", "https://secure.test", "http://*.dev.test"])
+        allowed = ["http://localhost:8133", "https://localhost:8133", "http://LOCALHOST:8133",
+                   "https://a.example.com:8443", "https://a.b.example.com:8443",
+                   "http://example.org", "http://example.org:80", "https://example.org:80",
+                   "http://[::1]:8080", "https://secure.test", "https://secure.test:443",
+                   "http://x.dev.test", "http://x.dev.test:80"]
+        refused = ["http://localhost", "http://localhost:8134", "http://127.0.0.1:8133",
+                   "http://localhost:8133.evil.test", "https://example.com:8443",
+                   "https://a.example.com", "https://example.org", "http://example.org:8080",
+                   "http://[::1]", "http://[::2]:8080", "http://secure.test",
+                   "https://secure.test:8443", "https://x.dev.test", "http://dev.test",
+                   "http://localhost:99999", "http://localhost:x", "null", "", "localhost:8133"]
+        for origin in allowed:
+            self.assertTrue(check.isAllowed(origin), origin)
+        for origin in refused:
+            self.assertFalse(check.isAllowed(origin), origin)
+
+    def test_malformedPatternsRefused(self):
+        """
+        Issue 12, item 25: a pattern that could never match (or would match
+        everything) is a ValueError at construction, and one line from
+        twistd's option parsing.
+        """
+        for bad, why in [
+            ("", "not a host"), ("*", "leave OriginCheck out"), ("null", "not a host"),
+            ("example.com/app", "path"), ("https://example.com/app", "path"),
+            ("example.com:", "bad port"), ("example.com:0", "bad port"),
+            ("example.com:65536", "bad port"), ("example.com:https", "bad port"),
+            ("::1", "brackets"), ("[::1", "unclosed"), ("[::g]:80", "IPv6"),
+            ("*example.com", "expected host"), ("a.*.example.com", "expected host"),
+            ("1.2.3", "IPv4"), ("*.127.0.0.1", "no subdomains"), ("user@example.com", "user"),
+            ("ht tp://example.com", "scheme"),
+        ]:
+            with self.assertRaises(ValueError, msg=bad) as e:
+                OriginCheck(Echo(), ["good.test", bad])
+            self.assertIn(why, str(e.exception), bad)
+            with self.assertRaises(usage.UsageError, msg=bad) as e:
+                Options().parseOptions(["--origin", f"good.test,{bad}" if bad else "*"])
+            self.assertTrue(str(e.exception).startswith("--origin: "), str(e.exception))
+            self.assertNotIn("\n", str(e.exception))
+        self.assertEqual(parsePattern("https://App.Test:8443/"), ("https", "app.test", False, 8443))
+        self.assertEqual(parsePattern("*.bücher.example"), (None, "xn--bcher-kva.example", True, None))
+        # One pattern given as a string is that pattern, not its letters.
+        self.assertEqual(OriginCheck(Echo(), "example.com").allowed, ["example.com"])
+
     @inlineCallbacks
     def test_originRefused(self):
         port = yield self.listen(WebSocket(OriginCheck(Echo(), ["good.test"])))
@@ -177,6 +236,25 @@ class OriginAndBlockTests(ServerTestCase):
         self.assertIn(b"Origin not allowed: https://evil.test", bad[1] + (yield self._body(port)))
         self.assertEqual(badHybi[0], 403)
 
+    @inlineCallbacks
+    def test_hostPortOriginHandshake(self):
+        """Issue 12, item 25: what a browser on http://localhost:8133 sends passes C{localhost:8133}."""
+        port = yield self.listen(WebSocket(OriginCheck(Echo(), ["localhost:8133"])))
+
+        def talk(origin, version=13):
+            c = rawclients.HybiClient(HOST, port, origin=origin, version=version)
+            try:
+                c.connect()
+            except rawclients.HandshakeError as e:
+                return e.status
+            c.close()
+            return 101
+
+        for origin, status in [("http://localhost:8133", 101), ("https://localhost:8133", 101),
+                               ("http://localhost:8134", 403), ("http://localhost", 403)]:
+            self.assertEqual((yield deferToThread(talk, origin)), status, origin)
+        self.assertEqual((yield deferToThread(talk, "http://localhost:8133", 8)), 101)
+
     def _body(self, port):
         return deferToThread(
             rawclients.raw_request, HOST, port,
@@ -199,11 +277,113 @@ class OriginAndBlockTests(ServerTestCase):
         self.assertEqual(b, b"", "closed without a word before any layer saw it")
         self.assertTrue(c.startswith(b"HTTP/1.1 101 "), c)
 
+    def test_mappedAddressesMatchBothWays(self):
+        """
+        Issue 12, item 20: an IPv4 address and its IPv4-mapped IPv6 form
+        (how a dual-stack port shows IPv4 peers) are one address, in the
+        block list and in the peer, networks included.
+        """
+        for spec in ("127.0.0.5", "::ffff:127.0.0.5", "::FFFF:7f00:5"):
+            blocked = IpBlackList(Echo(), [spec])
+            for host in ("127.0.0.5", "::ffff:127.0.0.5"):
+                self.assertTrue(blocked.isBlocked(host), (spec, host))
+            for host in ("127.0.0.6", "::ffff:127.0.0.6", "::5", "::127.0.0.5", "nonsense", ""):
+                self.assertFalse(blocked.isBlocked(host), (spec, host))
+        wide = IpBlackList(Echo(), ["::ffff:127.0.0.0/104"])
+        self.assertTrue(wide.isBlocked("127.1.2.3"))
+        self.assertTrue(wide.isBlocked("::ffff:127.1.2.3"))
+        self.assertFalse(wide.isBlocked("10.0.0.1"))
+        ipv6 = IpBlackList(Echo(), ["::/0"])
+        self.assertTrue(ipv6.isBlocked("2001:db8::1"))
+        self.assertFalse(ipv6.isBlocked("::ffff:192.0.2.1"), "an IPv4 peer, however spelt")
+        # "::ffff:10.0.0.0/8" is ::/8 (every IPv4-mapped address): refused, with the fix.
+        with self.assertRaises(ValueError) as e:
+            IpBlackList(Echo(), ["::ffff:10.0.0.0/8"])
+        self.assertIn("write 10.0.0.0/8 or ::ffff:10.0.0.0/104", str(e.exception))
+        # Lifting a block works in either spelling.
+        blocked = IpBlackList(Echo(), ["::ffff:127.0.0.5"])
+        blocked.unblock("127.0.0.5")
+        self.assertFalse(blocked.isBlocked("::ffff:127.0.0.5"))
+        self.assertEqual(proxy.parseNetwork("::ffff:127.0.0.0/104"), proxy.parseNetwork("127.0.0.0/8"))
+
+    @inlineCallbacks
+    def test_blockOnDualStackPort(self):
+        """
+        Issue 12, item 20, with real sockets: a client at 127.0.0.5 reaches
+        an IPv6 socket that takes IPv4 (bound to C{::ffff:127.0.0.1}, the
+        loopback share of a C{tcp6:...:interface=\\:\\:} port: its peers show
+        up as C{::ffff:127.0.0.5}) and an IPv4 one; either spelling of the
+        address blocks it on both, inside and around the WebSocket layer.
+        """
+        request = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        for spec in ("::ffff:127.0.0.5", "127.0.0.5"):
+            for dualStack in (True, False):
+                inside = yield self.listenOn(WebSocket(IpBlackList(WhoAmI(), [spec])), dualStack)
+                around = yield self.listenOn(IpBlackList(WebSocket(WhoAmI()), [spec]), dualStack)
+                case = (spec, dualStack)
+                a = yield deferToThread(requestFrom, "127.0.0.5", inside, request)
+                b = yield deferToThread(requestFrom, "127.0.0.5", around, request)
+                other = yield deferToThread(askPeer, "127.0.0.6", inside)
+                self.assertTrue(a.startswith(b"HTTP/1.1 403 "), (case, a))
+                self.assertEqual(b, b"", case)
+                self.assertEqual(other, "::ffff:127.0.0.6" if dualStack else "127.0.0.6", case)
+
+    @inlineCallbacks
+    def listenOn(self, app, dualStack):
+        """
+        C{Server(app)} on an IPv6 socket that takes IPv4 connections to
+        127.0.0.1 (C{dualStack}), or on a plain IPv4 one; the port number.
+        """
+        if dualStack:
+            endpoint = TCP6ServerEndpoint(reactor, 0, interface="::ffff:127.0.0.1")
+        else:
+            endpoint = TCP4ServerEndpoint(reactor, 0, interface=HOST)
+        port = yield endpoint.listen(Server(app))
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self._dropConnections, app)
+        return port.getHost().port
+
+
+def requestFrom(source, port, request, timeout=2.0):
+    """L{rawclients.raw_request} to 127.0.0.1 from another loopback address."""
+    chunks = []
+    with socket.create_connection((HOST, port), timeout, source_address=(source, 0)) as sock:
+        sock.sendall(request)
+        for _ in range(100):
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not data or data.endswith(b"\r\n\r\n"):
+                chunks.append(data)
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def askPeer(source, port, headers=None):
+    """C{conn.peer.host} as the server sees a client from C{source}."""
+
+    class From(rawclients.HybiClient):
+        def _open(self):
+            self.sock = socket.create_connection(
+                (self.host, self.port), self.timeout, source_address=(source, 0)
+            )
+            self.sock.settimeout(self.timeout)
+
+    c = From(HOST, port, headers=headers)
+    c.connect()
+    c.send_text("?")
+    info = json.loads(c.recv_text())
+    c.close()
+    return info["peer"]
+
 
 class ProxyTests(ServerTestCase):
     @inlineCallbacks
-    def _peer(self, trusted, headers):
-        port = yield self.listen(WebSocket(WhoAmI(), trustedProxies=trusted))
+    def _peer(self, trusted, headers, **options):
+        port = yield self.listen(WebSocket(WhoAmI(), trustedProxies=trusted, **options))
 
         def talk():
             c = rawclients.HybiClient(HOST, port, headers=headers)
@@ -229,8 +409,63 @@ class ProxyTests(ServerTestCase):
 
     @inlineCallbacks
     def test_forwardedHeader(self):
-        peer = yield self._peer(["127.0.0.1"], {"Forwarded": 'for="[2001:db8::1]:4711";proto=https'})
+        peer = yield self._peer(["127.0.0.1"], {"Forwarded": 'for="[2001:db8::1]:4711";proto=https'},
+                                proxyHeader="Forwarded")
         self.assertEqual(peer[0], "2001:db8::1")
+
+    @inlineCallbacks
+    def test_onlyTheChosenHeader(self):
+        """
+        Issue 12, item 1: only C{proxyHeader} is believed (default
+        C{X-Forwarded-For}); a C{Forwarded} the proxy passed on from the
+        client is not.
+        """
+        both = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=198.51.100.7"}
+        default = yield self._peer(["127.0.0.1"], both)
+        chosen = yield self._peer(["127.0.0.1"], both, proxyHeader="forwarded")
+        onlyForwarded = yield self._peer(["127.0.0.1"], {"Forwarded": "for=198.51.100.7"})
+        realIp = yield self._peer(["127.0.0.1"], {**both, "X-Real-IP": "192.0.2.1"},
+                                  proxyHeader="X-Real-IP")
+        self.assertEqual(default[0], "203.0.113.9")
+        self.assertEqual(chosen[0], "198.51.100.7")
+        self.assertEqual(onlyForwarded[0], HOST)
+        self.assertEqual(realIp[0], "192.0.2.1")
+
+    def test_proxyHeaderChoice(self):
+        """Unit: which header L{proxy.clientAddress} reads, and refused names."""
+        trusted = proxy.parseNetworks(["127.0.0.1"])
+        headers = Headers([("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=198.51.100.7"),
+                           ("X-Real-IP", "192.0.2.1")])
+        self.assertEqual(proxy.clientAddress(HOST, headers, trusted), "203.0.113.9")
+        self.assertEqual(proxy.clientAddress(HOST, headers, trusted, "X-Forwarded-For"), "203.0.113.9")
+        self.assertEqual(proxy.clientAddress(HOST, headers, trusted, "Forwarded"), "198.51.100.7")
+        self.assertEqual(proxy.clientAddress(HOST, headers, trusted, "x-real-ip"), "192.0.2.1")
+        self.assertIsNone(proxy.clientAddress("192.0.2.9", headers, trusted))
+        self.assertIsNone(
+            proxy.clientAddress(HOST, Headers([("Forwarded", "for=198.51.100.7")]), trusted)
+        )
+        # A Forwarded element without "for" (here the proxy's own) stops the chain.
+        self.assertIsNone(proxy.clientAddress(
+            HOST, Headers([("Forwarded", "for=198.51.100.7, proto=https")]), trusted, "Forwarded"
+        ))
+        for bad in ("X-Forwarded-Four", "", "Host"):
+            with self.assertRaises(ValueError) as e:
+                WebSocket(Echo(), trustedProxies=["127.0.0.1"], proxyHeader=bad)
+            self.assertIn("X-Forwarded-For, Forwarded, X-Real-IP", str(e.exception))
+
+    @inlineCallbacks
+    def test_mappedTrustedProxy(self):
+        """
+        Issue 12, item 20 for trusted proxies: C{::ffff:127.0.0.1} trusts the
+        IPv4 peer 127.0.0.1 and vice versa, on real IPv4 and dual-stack sockets.
+        """
+        xff = {"X-Forwarded-For": "203.0.113.9"}
+        mapped = yield self._peer(["::ffff:127.0.0.1"], xff)
+        self.assertEqual(mapped[0], "203.0.113.9")
+        layer = WebSocket(WhoAmI(), trustedProxies=["127.0.0.0/8"])
+        port = yield OriginAndBlockTests.listenOn(self, layer, True)
+        self.assertEqual((yield deferToThread(askPeer, "127.0.0.5", port, xff)), "203.0.113.9")
+        self.assertTrue(proxy.inNetworks("::ffff:127.0.0.1", proxy.parseNetworks(["127.0.0.1"])))
 
     @inlineCallbacks
     def test_untrustedPeerIgnored(self):
@@ -308,3 +543,198 @@ class RouterTests(ServerTestCase):
         self.assertIn(b"wsgi says hi from /", pages[0])
         self.assertIn(b"wsgi says hi from /deep/page", pages[1])
         self.assertEqual(info["path"], "/")
+
+
+def makeTree(parent):
+    """
+    A web root with what must not leak (dotfiles, a dot-directory, a
+    directory without an index, symlinks out of it) and what may be served;
+    the root's path.
+    """
+    outside = parent / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside secret")
+    root = parent / "root"
+    (root / ".git").mkdir(parents=True)
+    (root / "sub").mkdir()
+    (root / "withindex").mkdir()
+    (root / "index.html").write_text("<h1>home</h1>")
+    (root / ".env").write_text("PASSWORD=hunter2")
+    (root / ".git" / "config").write_text("[core]")
+    (root / "sub" / "a.txt").write_text("file a")
+    (root / "withindex" / "index.html").write_text("sub index")
+    os.symlink(outside / "secret.txt", root / "secret.txt")
+    os.symlink(outside, root / "outdir")
+    os.symlink(root / "sub" / "a.txt", root / "alias.txt")  # stays inside: served
+    os.symlink(root / "sub", root / "sublink")
+    return root
+
+
+def getStatus(port, path):
+    """The status and body of C{GET path} (a raw request: the path is sent as it is)."""
+    answer = rawclients.raw_request(
+        HOST, port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+#: Path, and what a default (safe) web root answers.
+SAFE_ANSWERS = [
+    ("/", 200, b"<h1>home</h1>"),
+    ("/sub/a.txt", 200, b"file a"),
+    ("/alias.txt", 200, b"file a"),
+    ("/sublink/a.txt", 200, b"file a"),
+    ("/withindex/", 200, b"sub index"),
+    ("/.env", 404, None),
+    ("/.git/config", 404, None),
+    ("/.git/", 404, None),
+    ("/sub/", 404, None),
+    ("/secret.txt", 404, None),
+    ("/outdir/secret.txt", 404, None),
+    ("/outdir/", 404, None),
+    ("/%2eenv", 404, None),
+    ("/sub/..%2f.env", 404, None),
+    ("/sub/%2e%2e/.env", 404, None),
+]
+
+
+class SafeFileTests(ServerTestCase):
+    """Issue 12, item 19: L{SafeFile} in a real Site on loopback, each option on its own."""
+
+    @inlineCallbacks
+    def serve(self, **options):
+        parent = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, parent, True)
+        root = makeTree(parent)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(
+            Site(SafeFile(str(root), **options))
+        )
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    def answers(self, port, paths):
+        return deferToThread(lambda: {path: getStatus(port, path) for path in paths})
+
+    @inlineCallbacks
+    def test_safeByDefault(self):
+        port = yield self.serve()
+        got = yield self.answers(port, [path for path, _, _ in SAFE_ANSWERS])
+        for path, status, body in SAFE_ANSWERS:
+            self.assertEqual(got[path][0], status, path)
+            if body is not None:
+                self.assertEqual(got[path][1], body, path)
+            else:
+                self.assertNotIn(b"hunter2", got[path][1])
+
+    @inlineCallbacks
+    def test_listings(self):
+        """Listings when asked, without the dotfiles and the symlinks out of the root."""
+        port = yield self.serve(listings=True)
+        got = yield self.answers(port, ["/sub/", "/.git/", "/.env", "/secret.txt"])
+        self.assertEqual(got["/sub/"][0], 200)
+        self.assertIn(b"a.txt", got["/sub/"][1])
+        self.assertEqual([got[p][0] for p in ("/.git/", "/.env", "/secret.txt")], [404] * 3)
+
+    @inlineCallbacks
+    def test_dotfiles(self):
+        port = yield self.serve(dotfiles=True)
+        got = yield self.answers(port, ["/.env", "/.git/config", "/sub/", "/secret.txt"])
+        self.assertEqual(got["/.env"], (200, b"PASSWORD=hunter2"))
+        self.assertEqual(got["/.git/config"], (200, b"[core]"))
+        self.assertEqual((got["/sub/"][0], got["/secret.txt"][0]), (404, 404))
+
+    @inlineCallbacks
+    def test_followSymlinks(self):
+        port = yield self.serve(followSymlinks=True)
+        got = yield self.answers(port, ["/secret.txt", "/outdir/secret.txt", "/.env", "/outdir/"])
+        self.assertEqual(got["/secret.txt"], (200, b"outside secret"))
+        self.assertEqual(got["/outdir/secret.txt"], (200, b"outside secret"))
+        self.assertEqual((got["/.env"][0], got["/outdir/"][0]), (404, 404))
+
+    def test_listingHidesWhatIsNotServed(self):
+        parent = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, parent, True)
+        root = makeTree(parent)
+        names = SafeFile(str(root), listings=True).listNames()
+        self.assertEqual(names, ["alias.txt", "index.html", "sub", "sublink", "withindex"])
+        everything = SafeFile(str(root), listings=True, dotfiles=True, followSymlinks=True)
+        self.assertIn(".env", everything.listNames())
+        self.assertIn("outdir", everything.listNames())
+
+
+class WebRootTwistdTests(TwistdTestCase):
+    """
+    Issue 12, items 19 and 25 through C{twistd txratchet}: C{--web-root} is
+    safe by default and each C{--web-*} flag allows one thing back;
+    C{--origin localhost:PORT} lets that page's socket in.
+    """
+
+    def test_webRootSafeByDefault(self):
+        parent = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, parent, True)
+        root = makeTree(parent)
+        safe, loose = freePort(), freePort()
+        procs = [
+            self.startTwistd(
+                "--app", "examples.echo.Echo", "--port", f"tcp:{safe}:interface={HOST}",
+                "--web-root", str(root), "--ws-path", "/ws", "--origin", f"localhost:{safe}",
+            ),
+            self.startTwistd(
+                "--app", "examples.echo.Echo", "--port", f"tcp:{loose}:interface={HOST}",
+                "--web-root", str(root), "--web-listings", "--web-dotfiles",
+                "--web-follow-symlinks",
+            ),
+        ]
+
+        def talk():
+            from websockets.exceptions import InvalidStatus
+            from websockets.sync.client import connect
+
+            waitForPort(safe, procs[0])
+            waitForPort(loose, procs[1])
+            out = {
+                "safe": {path: getStatus(safe, path) for path, _, _ in SAFE_ANSWERS},
+                "loose": {path: getStatus(loose, path)
+                          for path in ("/sub/", "/.env", "/.git/config", "/secret.txt")},
+            }
+            with connect(f"ws://{HOST}:{safe}/ws", origin=f"http://localhost:{safe}") as ws:
+                ws.send("same page")
+                out["echo"] = ws.recv(timeout=5)
+            try:
+                connect(f"ws://{HOST}:{safe}/ws", origin="http://localhost:1")
+                out["other"] = 101
+            except InvalidStatus as e:
+                out["other"] = e.response.status_code
+            return out
+
+        def check(out):
+            for path, status, body in SAFE_ANSWERS:
+                self.assertEqual(out["safe"][path][0], status, path)
+                if body is not None:
+                    self.assertEqual(out["safe"][path][1], body, path)
+            loose = out["loose"]
+            self.assertEqual(loose["/sub/"][0], 200)
+            self.assertIn(b"a.txt", loose["/sub/"][1])
+            self.assertEqual(loose["/.env"], (200, b"PASSWORD=hunter2"))
+            self.assertEqual(loose["/.git/config"], (200, b"[core]"))
+            self.assertEqual(loose["/secret.txt"], (200, b"outside secret"))
+            self.assertEqual((out["echo"], out["other"]), ("same page", 403))
+
+        return deferToThread(talk).addCallback(check)
+
+    def test_badOptionsRefused(self):
+        """A bad --origin or --proxy-header: a line naming the option and the fault, status 1."""
+        for args, expected in [
+            (["--origin", "localhost:8133/chat"], "--origin: origin pattern 'localhost:8133/chat' "),
+            (["--proxy-header", "X-Forwarded-Four"], "--proxy-header: proxy header must be one of "),
+        ]:
+            env = dict(os.environ)
+            env.pop("PYTHONPATH", None)
+            result = subprocess.run(
+                [TWISTD, "-n", "--pidfile=", "txratchet", *args],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            )
+            self.assertEqual(result.returncode, 1, result)
+            self.assertIn(expected, result.stdout + result.stderr)
+            self.assertNotIn("Traceback", result.stdout + result.stderr)

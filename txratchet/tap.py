@@ -22,14 +22,15 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 from twisted.web.server import Site
-from twisted.web.static import File
 
 from txratchet.backplane import IBackplane, RedisBackplane
 from txratchet.components import IpBlackList, OriginCheck
+from txratchet.components.origin import parsePattern
 from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
+from txratchet.proxy import DEFAULT_PROXY_HEADER, proxyHeaderName
 from txratchet.server import Server
-from txratchet.web import WebSocketResource, WebSocketRouter
+from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter
 from txratchet.websocket import WebSocket
 from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
@@ -67,6 +68,9 @@ class Options(usage.Options):
     )
     optFlags = [
         ["no-compression", None, "Never negotiate permessage-deflate."],
+        ["web-listings", None, "With --web-root: list directories that have no index (404 otherwise)."],
+        ["web-dotfiles", None, "With --web-root: serve names starting with '.' (404 otherwise)."],
+        ["web-follow-symlinks", None, "With --web-root: serve symlinks leading outside it (404 otherwise)."],
     ]
     optParameters = [
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
@@ -93,9 +97,10 @@ class Options(usage.Options):
         ["ws-path", None, "/", "With --web-root: the path of the WebSocket endpoint."],
         ["tls-cert", None, None, "PEM certificate (chain) file: serve TLS (wss://, https://) on --port."],
         ["tls-key", None, None, "PEM private key file for --tls-cert (default: the same file)."],
-        ["origin", None, None, "Comma-separated allowed origins (host, *.domain or scheme://host:port); others get 403."],
+        ["origin", None, None, "Comma-separated allowed origins (host, host:port, *.domain[:port] or scheme://host[:port]); others get 403."],
         ["block", None, None, "Comma-separated addresses/networks refused with 403."],
-        ["trusted-proxy", None, None, "Comma-separated proxy addresses/networks whose X-Forwarded-For/Forwarded is believed."],
+        ["trusted-proxy", None, None, "Comma-separated proxy addresses/networks whose --proxy-header is believed."],
+        ["proxy-header", None, DEFAULT_PROXY_HEADER, "The header the trusted proxies set: X-Forwarded-For, Forwarded or X-Real-IP (only it is believed)."],
         ["workers", None, 1, "Serve with this many processes sharing the port (use a --backplane to connect them).", int],
         ["inherit-fd", None, None, "(Used by --workers) serve the listening socket inherited as this descriptor.", int],
         ["inherit-line-fd", None, None, "(Used by --workers) the same for --line-port.", int],
@@ -132,6 +137,15 @@ class Options(usage.Options):
                 self[name] = spec + ":backlog=1024"
         if not self["ws-path"].startswith("/"):
             raise usage.UsageError("--ws-path must start with /")
+        try:
+            proxyHeaderName(self["proxy-header"])
+        except ValueError as e:
+            raise usage.UsageError(f"--proxy-header: {e}") from None
+        for pattern in _csv(self["origin"]):
+            try:
+                parsePattern(pattern)
+            except ValueError as e:
+                raise usage.UsageError(f"--origin: {e}") from None
         self["compression"] = None
         if not self["no-compression"]:
             try:
@@ -256,6 +270,7 @@ def makeService(options: Options) -> IService:
         compressionContextTakeoverLimit=options["compression-takeover-limit"],
         httpHandler=None if options["web-root"] else httpHandler,
         trustedProxies=_csv(options["trusted-proxy"]),
+        proxyHeader=options["proxy-header"],
         clock=reactor,  # type: ignore[arg-type]
     )
     service = MultiService()
@@ -267,7 +282,16 @@ def makeService(options: Options) -> IService:
         if not os.path.isdir(root):
             raise usage.UsageError(f"--web-root {root} is not a directory")
         factory = Site(
-            WebSocketRouter(options["ws-path"], WebSocketResource(layer), File(root))
+            WebSocketRouter(
+                options["ws-path"],
+                WebSocketResource(layer),
+                SafeFile(
+                    root,
+                    listings=bool(options["web-listings"]),
+                    dotfiles=bool(options["web-dotfiles"]),
+                    followSymlinks=bool(options["web-follow-symlinks"]),
+                ),
+            )
         )
         log.info(
             "txratchet: files from {root}, WebSocket at {path}",

@@ -5,20 +5,26 @@ socket share one port.
 
 Place it anywhere::
 
-    root = File("static/")
+    root = SafeFile("static/")
     root.putChild(b"ws", WebSocketResource(WebSocket(Chat())))
     endpoints.serverFromString(reactor, "tcp:8080").listen(Site(root))
 
 The same C{WebSocket(Chat())} works unchanged under L{txratchet.Server}.
+
+L{SafeFile} serves a directory without what C{twisted.web.static.File}
+also gives away: listings, dotfiles, and files outside it through symlinks.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.static import DirectoryLister, File
 from zope.interface import implementer
 
 from txratchet.interfaces import IApplication
@@ -135,3 +141,87 @@ class WebSocketRouter:
         if self._wants(request):
             return self.websocket.render(request)
         return self.fallback.render(request)  # type: ignore[no-any-return]
+
+
+class SafeFile(File):
+    """
+    A C{twisted.web.static.File} that is safe to point at a real directory:
+    by default it answers 404 for directory listings (a directory without
+    an index), for dotfiles and dot-directories anywhere in the path
+    (C{/.env}, C{/.git/config}) and for anything whose real path is
+    outside the root (a symlink out of it); each can be allowed.
+
+    @param listings: list the contents of directories without an index.
+    @param dotfiles: serve names starting with C{"."} (and list them).
+    @param followSymlinks: serve symlinks that lead outside the root
+        (those that stay inside it are always served).
+    @param root: the real path of the served root (given to children;
+        C{None} for the root itself).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        defaultType: str = "text/html",
+        ignoredExts: Sequence[str] = (),
+        registry: Any = None,
+        *,
+        listings: bool = False,
+        dotfiles: bool = False,
+        followSymlinks: bool = False,
+        root: str | None = None,
+    ) -> None:
+        super().__init__(path, defaultType, ignoredExts, registry)
+        self.listings = listings
+        self.dotfiles = dotfiles
+        self.followSymlinks = followSymlinks
+        self.root = os.path.realpath(path) if root is None else root
+
+    def _inside(self, path: str) -> bool:
+        """
+        Is C{path} (its real path, every symlink resolved) in the root?
+        """
+        if self.followSymlinks:
+            return True
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(os.path.join(self.root, ""))
+
+    def _allowed(self, path: str) -> bool:
+        if not self.dotfiles and os.path.basename(path).startswith("."):
+            return False
+        return self._inside(path)
+
+    def getChild(self, path: bytes | str, request: Any) -> Any:
+        name = path
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                return self.childNotFound
+        if name and not self._allowed(os.path.join(self.path, name)):
+            return self.childNotFound
+        child = super().getChild(path, request)
+        if isinstance(child, DirectoryLister):
+            return child if self.listings else self.childNotFound
+        if isinstance(child, File) and not self._allowed(child.path):
+            # An index file or a name found by extension: the same rules.
+            return self.childNotFound
+        return child
+
+    def listNames(self) -> list[str]:
+        return [
+            name
+            for name in super().listNames()
+            if self._allowed(os.path.join(self.path, name))
+        ]
+
+    def createSimilarFile(self, path: str) -> SafeFile:
+        child = type(self)(
+            path, self.defaultType, self.ignoredExts, self.registry,
+            listings=self.listings, dotfiles=self.dotfiles,
+            followSymlinks=self.followSymlinks, root=self.root,
+        )
+        child.processors = self.processors
+        child.indexNames = self.indexNames[:]
+        child.childNotFound = self.childNotFound
+        return child
