@@ -596,6 +596,8 @@ SAFE_ANSWERS = [
     ("/%2eenv", 404, None),
     ("/sub/..%2f.env", 404, None),
     ("/sub/%2e%2e/.env", 404, None),
+    ("/a%00b", 404, None),
+    ("/sub/a.txt%00", 404, None),
 ]
 
 
@@ -720,6 +722,33 @@ class WebRootTwistdTests(TwistdTestCase):
             self.assertEqual(loose["/.git/config"], (200, b"[core]"))
             self.assertEqual(loose["/secret.txt"], (200, b"outside secret"))
             self.assertEqual((out["echo"], out["other"]), ("same page", 403))
+
+        return deferToThread(talk).addCallback(check)
+
+    def test_blockOnDualStackPort(self):
+        """
+        Issue 12, item 20 through twistd: on an IPv6 port taking IPv4
+        (C{tcp6:...:interface=\\:\\:ffff\\:127.0.0.1}, the loopback share of
+        C{interface=\\:\\:}), C{--block} in either spelling refuses the peer.
+        """
+        port = freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo",
+            "--port", f"tcp6:{port}:interface=\\:\\:ffff\\:127.0.0.1",
+            "--block", "::ffff:127.0.0.5,127.0.0.7",
+        )
+        request = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+        def talk():
+            waitForPort(port, proc)
+            return {source: requestFrom(source, port, request).split(b"\r\n")[0]
+                    for source in ("127.0.0.5", "127.0.0.6", "127.0.0.7")}
+
+        def check(heads):
+            self.assertEqual(heads, {"127.0.0.5": b"HTTP/1.1 403 Forbidden",
+                                     "127.0.0.6": b"HTTP/1.1 101 Switching Protocols",
+                                     "127.0.0.7": b"HTTP/1.1 403 Forbidden"})
 
         return deferToThread(talk).addCallback(check)
 

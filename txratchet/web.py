@@ -181,6 +181,8 @@ class SafeFile(File):
         """
         Is C{path} (its real path, every symlink resolved) in the root?
         """
+        if "\0" in path:
+            return False  # no file has one; os.path would raise ValueError
         if self.followSymlinks:
             return True
         real = os.path.realpath(path)
