@@ -764,3 +764,125 @@ class BroadcastFramingTests(ServerTestCase):
         text = "to all ✓" * 20
         self.assertEqual(got, [(OP_TEXT, text.encode())] * 4 + [text] * 2)
         self.assertEqual(calls, {"text": 1, "header": 1})
+
+
+class SendTypes(Application):
+    """
+    Tries to send what is not a message, and reports what happened in one
+    text message; then sends a bytearray and a memoryview (binary).
+    """
+
+    BAD = (5, {}, None, 1.5, ["x"])
+
+    def onMessage(self, conn, msg):
+        self.report(conn)
+
+    def report(self, conn):
+        results = []
+        for bad in self.BAD:
+            try:
+                conn.send(bad)
+            except TypeError as e:
+                results.append(f"{type(e).__name__}: {e}")
+            else:
+                results.append("sent")
+        conn.send("\t".join(results))
+        if conn.protocol != "hixie-76":
+            conn.send(bytearray(b"bytearray"))
+            conn.send(memoryview(b"-memoryview-")[1:-1])
+
+
+class SendTypeTests(ServerTestCase):
+    """
+    Issue 12 item 16: send() takes str or bytes-like (bytearray,
+    memoryview) and refuses anything else with a clear TypeError, on every
+    kind of connection; C{send(5)} used to send five NUL bytes (a Hixie-76
+    peer got a misleading BinaryNotSupported) and C{send({})} an empty
+    binary message or a confusing TypeError.
+    """
+
+    def assertRefusedAll(self, report, exact=True):
+        self.assertEqual(len(report), len(SendTypes.BAD), report)
+        for line, bad in zip(report, SendTypes.BAD, strict=True):
+            self.assertRegex(line, rf"^TypeError: .*\bnot {type(bad).__name__}$")
+        if exact:
+            self.assertEqual(report[0], "TypeError: send() takes str or bytes-like, not int")
+
+    @inlineCallbacks
+    def test_websocketFamilies(self):
+        port = yield self.listen(WebSocket(SendTypes()))
+
+        def talk():
+            from websockets.sync.client import connect
+
+            out = {}
+            with connect(f"ws://{HOST}:{port}/", compression=None) as ws:
+                ws.send("go")
+                out["rfc6455"] = [ws.recv(timeout=5), ws.recv(timeout=5), ws.recv(timeout=5)]
+            hybi = rawclients.HybiClient(HOST, port, version=8)
+            hybi.connect()
+            hybi.send_text("go")
+            out["hybi-08"] = [hybi.recv_text()]
+            hybi.close()
+            hixie = rawclients.Hixie76Client(HOST, port)
+            hixie.connect()
+            hixie.send_text("go")
+            out["hixie-76"] = [hixie.recv_message()]
+            hixie.close()
+            return out
+
+        out = yield deferToThread(talk)
+        for family in ("rfc6455", "hybi-08", "hixie-76"):
+            self.assertRefusedAll(out[family][0].split("\t"))
+        self.assertEqual(out["rfc6455"][1:], [b"bytearray", b"memoryview"])
+
+    @inlineCallbacks
+    def test_lineAndRawTCP(self):
+        app = SendTypes()
+        linePort = yield self.listen(LineProtocol(app))
+        rawPort = yield self.listen(app)
+
+        def talk(port):
+            import socket
+
+            with socket.create_connection((HOST, port), timeout=5) as s:
+                s.sendall(b"go\n")
+                data = b""
+                while data.count(b"memoryview") < 1:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data
+
+        line = yield deferToThread(talk, linePort)
+        # The line layer words it its own way ("a line is str or bytes").
+        self.assertRefusedAll(line.split(b"\n")[0].decode().split("\t"), exact=False)
+        self.assertEqual(line.split(b"\n")[1:], [b"bytearray", b"memoryview", b""])
+        raw = yield deferToThread(talk, rawPort)
+        report, _, rest = raw.partition(b"bytearray")
+        self.assertRefusedAll(report.decode().split("\t"))
+        self.assertEqual(rest, b"memoryview")
+
+    @inlineCallbacks
+    def test_client(self):
+        from txratchet.client import connectWebSocket
+
+        port = yield self.listen(WebSocket(Echo()))
+        received = []
+        done = Deferred()
+
+        class Client(SendTypes):
+            def onOpen(self, conn):
+                self.report(conn)
+
+            def onMessage(self, conn, msg):
+                received.append(msg)
+                if len(received) == 3:
+                    done.callback(None)
+
+        conn = yield connectWebSocket(reactor, f"ws://{HOST}:{port}/", Client())
+        yield done
+        conn.close()
+        self.assertRefusedAll(received[0].split("\t"))
+        self.assertEqual(received[1:], [b"bytearray", b"memoryview"])

@@ -20,6 +20,25 @@ from txratchet.interfaces import IApplication, IConnection
 log = Logger()
 
 
+def checkMessage(message: object) -> str | bytes:
+    """
+    What C{send} makes of a message that is neither exactly C{str} nor
+    C{bytes} (the callers test for those first, so the common case costs
+    nothing more): exactly one of them. A C{str} subclass becomes C{str}
+    (text); C{bytearray}, C{memoryview} and C{bytes} subclasses become
+    C{bytes} (a copy: what was handed over cannot change while queued).
+
+    @raise TypeError: for anything else, which would otherwise be sent as
+        garbage (C{bytes(5)} is five NUL bytes) or fail somewhere
+        confusing.
+    """
+    if isinstance(message, str):
+        return str.__str__(message)
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"send() takes str or bytes-like, not {type(message).__name__}")
+
+
 @implementer(IConnection)
 class Connection:
     """
@@ -134,11 +153,16 @@ class TransportConnection(Connection):
     def send(self, message: str | bytes) -> None:
         """
         Write C{message} (C{str} is encoded as UTF-8).
+
+        @raise TypeError: C{message} is not C{str} or bytes-like.
         """
+        if message.__class__ is not bytes:
+            if message.__class__ is not str:
+                message = checkMessage(message)
+            if message.__class__ is str:
+                message = message.encode("utf-8")  # type: ignore[union-attr]
         if self.closed:
             return
-        if message.__class__ is not bytes and isinstance(message, str):
-            message = message.encode("utf-8")
         if self.writePaused:
             self.bufferedWhilePaused += len(message)
         corked = self._corked

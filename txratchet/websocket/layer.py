@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from txratchet import proxy
 from txratchet.commands import execute
-from txratchet.connection import Connection
+from txratchet.connection import Connection, checkMessage
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.websocket import deflate, handshake, hixie76, rfc6455
 from txratchet.websocket.handshake import (
@@ -201,8 +201,14 @@ class WebSocketConnection(Connection):
         to many connections (a broadcast) frames it once per protocol
         family, not once per connection.
 
-        @raise hixie76.BinaryNotSupported: C{bytes} on a Hixie-76 connection.
+        @raise TypeError: C{message} is not C{str} or bytes-like
+            (C{bytearray} and C{memoryview} are sent as binary).
+        @raise hixie76.BinaryNotSupported: binary on a Hixie-76 connection.
         """
+        cls = message.__class__
+        if cls is not str and cls is not bytes:
+            message = checkMessage(message)
+            cls = message.__class__
         if self.state != OPEN:
             return
         outer = self._outer
@@ -226,9 +232,7 @@ class WebSocketConnection(Connection):
             layer._lastHixieFrame = frame
             self._send(frame)
             return
-        cls = message.__class__
-        # Immutable messages only: a bytearray may change between sends.
-        if (cls is str or cls is bytes) and self._deflater is None and self._framesShareable:
+        if self._deflater is None and self._framesShareable:
             if message is layer._lastMessage:
                 self._writeParts(*layer._lastFrame)
                 return
@@ -246,11 +250,11 @@ class WebSocketConnection(Connection):
             layer._lastFrame = (header, payload)
             self._writeParts(header, payload)
             return
-        if isinstance(message, str):
-            payload = message.encode("utf-8")
+        if cls is str:
+            payload = message.encode("utf-8")  # type: ignore[union-attr]
             opcode = rfc6455.TEXT
         else:
-            payload = bytes(message)
+            payload = message  # type: ignore[assignment]
             opcode = rfc6455.BINARY
         if self._deflater is not None and len(payload) >= self._compressMin:
             self._writeFrame(opcode, self._deflater.compress(payload), 0x40)
