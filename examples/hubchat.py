@@ -15,7 +15,8 @@ from txratchet.pubsub import Hub
 
 class HubChat(Hub):
     def __init__(self, backplane=None):
-        super().__init__(backplane=backplane)
+        # Peers only chat: no wire subscribe/publish (the hub's API does it).
+        super().__init__(backplane=backplane, wire=False)
 
     def onOpen(self, conn):
         super().onOpen(conn)

@@ -8,8 +8,15 @@ hub's socket is at /ws on the same port; saving a post publishes it to the
 wire protocol). With --backplane redis://HOST:PORT, posts published by any
 other process (see txratchet.pubsub.externalMessage) arrive too.
 
+Pages may only subscribe to "blog" (posts are published by the web
+application, never by a peer), and only pages of this site may open the
+socket: the page's own origin (the host and port the browser asked for)
+is allowed, other sites' pages get 403; --origin allows more (OriginCheck
+patterns, comma-separated).
+
     python examples/push.py                # http://localhost:8080/
     python examples/push.py --port 9000 --backplane redis://127.0.0.1:6379
+    python examples/push.py --origin blog.example.com,https://admin.example.com
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from pathlib import Path
 if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from typing import Any
+from urllib.parse import urlsplit
+
 from flask import Flask, redirect, render_template_string, request
 from twisted.internet import endpoints, reactor
 from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -28,6 +38,8 @@ from twisted.web.server import Site
 from twisted.web.wsgi import WSGIResource
 
 from txratchet import WebSocket
+from txratchet.components import OriginCheck
+from txratchet.components.base import Decorator
 from txratchet.pubsub import Hub
 from txratchet.tap import makeBackplane
 from txratchet.web import WebSocketResource, WebSocketRouter
@@ -51,6 +63,39 @@ ws.onmessage = (event) => {
   document.getElementById("posts").prepend(li);
 };
 </script>"""
+
+
+def samePage(origin: str, host: str) -> bool:
+    """
+    Is C{origin} (an Origin header) the origin of a page served by the host
+    the request names (its Host header): same host, same port?
+    """
+    try:
+        page = urlsplit(origin.strip().lower())
+        server = urlsplit("//" + host.strip().lower())
+        default = {"http": 80, "https": 443}.get(page.scheme)
+        return (
+            default is not None
+            and bool(page.hostname)
+            and page.hostname == server.hostname
+            and (page.port or default) == (server.port or default)
+        )
+    except ValueError:  # a bad port
+        return False
+
+
+class PageOriginCheck(OriginCheck):
+    """
+    An L{OriginCheck} that also allows the page's own origin, whatever name
+    the site is reached by; C{allowed} lists other allowed origins.
+    """
+
+    def onRequest(self, conn: Any, request: Any) -> object:
+        headers = request.headers
+        origin = headers.get("origin") or headers.get("sec-websocket-origin")
+        if origin is not None and samePage(origin, headers.get("host") or ""):
+            return Decorator.onRequest(self, conn, request)
+        return super().onRequest(conn, request)
 
 
 def makeFlaskApp(hub: Hub) -> Flask:
@@ -79,12 +124,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--interface", default="")
     parser.add_argument("--backplane", default=None)
+    parser.add_argument(
+        "--origin", default="",
+        help="other allowed origins (comma-separated OriginCheck patterns); "
+        "the page's own is always allowed",
+    )
     args = parser.parse_args(argv)
-    hub = Hub(backplane=makeBackplane(args.backplane))
+    # Pages subscribe to "blog"; only this web application publishes.
+    hub = Hub(backplane=makeBackplane(args.backplane), allowSubscribe={"blog"})
     flaskApp = makeFlaskApp(hub)
+    others = [o.strip() for o in args.origin.split(",") if o.strip()]
     root = WebSocketRouter(
         "/ws",
-        WebSocketResource(WebSocket(hub)),
+        WebSocketResource(WebSocket(PageOriginCheck(hub, others))),
         WSGIResource(reactor, reactor.getThreadPool(), flaskApp),
     )
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)

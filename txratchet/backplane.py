@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 log = Logger()
@@ -103,11 +104,13 @@ class RedisBackplane:
     Publish/subscribe through a Redis server (C{txratchet:}-prefixed
     channels), with C{txredisapi}: non-blocking, on the reactor.
 
-    A lost Redis connection is retried for ever (txredisapi reconnects with
-    back-off); when it is back, every channel is subscribed again, and the
-    loss and the recovery are logged. Messages published while Redis is
-    down are lost (Redis pub/sub keeps nothing); publishing then fails the
-    returned Deferred, which is logged, never raised.
+    A lost Redis connection is retried for ever (back-off with jitter, up
+    to 5 s apart); when it is back, every channel is subscribed again. The
+    loss is logged once, as a warning naming the address, and the return
+    once; L{stop} (or the reactor shutting down) logs neither. Messages
+    published while Redis is down are lost (Redis pub/sub keeps nothing):
+    publishing then fails at once (nothing waits for Redis to return), which
+    is logged in the loss's warning, never raised.
 
     @param prefix: prepended to every channel name in Redis.
     """
@@ -116,14 +119,27 @@ class RedisBackplane:
         self, host: str = "127.0.0.1", port: int = 6379, prefix: str = "txratchet:",
         password: str | None = None, dbid: int | None = None,
     ) -> None:
+        from twisted.internet import reactor
+
         import txratchet._redis as redis
 
         self.prefix = prefix
+        self.address = f"{host}:{port}"
         self._subscriptions = _Subscriptions()
-        self._publisher = redis.publisher(host, port, password, dbid)
+        self._health = redis.Health(self.address)
+        self._publisher = redis.Publisher(host, port, password, dbid, self._health)
         self._subscriber = redis.Subscriber(
-            host, port, password, self._deliver, self._channels
+            host, port, password, self._deliver, self._channels, self._health
         )
+        self._stopped: Deferred[Any] | None = None
+        # The reactor closes every connection as it stops: not a loss to report.
+        self._reactor = reactor
+        self._trigger = reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+            "before", "shutdown", self._shuttingDown
+        )
+
+    def _shuttingDown(self) -> None:
+        self._health.quiet = True
 
     def _channels(self) -> list[str]:
         return [self.prefix + channel for channel in self._subscriptions.callbacks]
@@ -133,26 +149,55 @@ class RedisBackplane:
             self._subscriptions.deliver(channel[len(self.prefix):], payload)
 
     def publish(self, channel: str, payload: str) -> Deferred[Any]:
+        """
+        Publish C{payload}; the Deferred fires with C{None} once Redis took
+        it, or at once when Redis is not connected (the message is lost).
+        """
+        import txratchet._redis as redis
+
         d: Deferred[Any] = self._publisher.publish(self.prefix + channel, payload)
-        d.addErrback(
-            lambda f: log.warn(
-                "Could not publish to Redis channel {channel}: {error}",
-                channel=channel, error=f.getErrorMessage(),
-            )
-        )
+
+        def failed(f: Failure) -> None:
+            if not f.check(redis.NotConnected):  # reported once, as a loss
+                log.warn(
+                    "Could not publish to Redis channel {channel} at {address}: {error}",
+                    channel=channel, address=self.address, error=f.getErrorMessage(),
+                )
+
+        d.addCallbacks(lambda _: None, failed)
         return d
 
     def subscribe(self, channel: str, callback: Callback) -> None:
+        """
+        @raise ValueError: Redis cannot carry C{channel} (not UTF-8 text):
+            nothing is registered.
+        """
+        import txratchet._redis as redis
+
+        name = self.prefix + channel
+        if not redis.carried(name):
+            raise ValueError("A channel must be valid Unicode text (no lone surrogates)")
         if self._subscriptions.add(channel, callback):
-            self._subscriber.subscribe(self.prefix + channel)
+            self._subscriber.subscribe(name)
 
     def unsubscribe(self, channel: str, callback: Callback) -> None:
         if self._subscriptions.remove(channel, callback):
             self._subscriber.unsubscribe(self.prefix + channel)
 
-    def close(self) -> Deferred[Any]:
+    def stop(self) -> Deferred[Any]:
         """
-        Disconnect from Redis.
+        Disconnect from Redis for good, quietly (no "connection lost"
+        warning): for a service's C{stopService}. Idempotent.
         """
-        self._subscriber.stop()
-        return self._publisher.disconnect()  # type: ignore[no-any-return]
+        if self._stopped is None:
+            self._health.quiet = True
+            try:
+                self._reactor.removeSystemEventTrigger(self._trigger)  # type: ignore[attr-defined]
+            except (ValueError, KeyError, TypeError):
+                pass
+            self._stopped = gatherResults(
+                [self._subscriber.stop(), self._publisher.stop()], consumeErrors=True
+            ).addCallback(lambda _: None)
+        return self._stopped
+
+    close = stop
