@@ -156,11 +156,11 @@ class TransportConnection(Connection):
 
         @raise TypeError: C{message} is not C{str} or bytes-like.
         """
-        if message.__class__ is not bytes:
-            if message.__class__ is not str:
+        if type(message) is not bytes:
+            if type(message) is not str:
                 message = checkMessage(message)
-            if message.__class__ is str:
-                message = message.encode("utf-8")  # type: ignore[union-attr]
+            if isinstance(message, str):
+                message = message.encode("utf-8")
         if self.closed:
             return
         if self.writePaused:

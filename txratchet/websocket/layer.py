@@ -250,11 +250,11 @@ class WebSocketConnection(Connection):
             layer._lastFrame = (header, payload)
             self._writeParts(header, payload)
             return
-        if cls is str:
-            payload = message.encode("utf-8")  # type: ignore[union-attr]
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
             opcode = rfc6455.TEXT
         else:
-            payload = message  # type: ignore[assignment]
+            payload = message
             opcode = rfc6455.BINARY
         if self._deflater is not None and len(payload) >= self._compressMin:
             self._writeFrame(opcode, self._deflater.compress(payload), 0x40)
