@@ -189,6 +189,22 @@ class RedisServer(Service):
         except OSError:
             return False
 
+    def startAgain(self, timeout: float = 10.0) -> None:
+        """
+        After L{stop}: start it again on the same port (a Redis restart, as
+        clients see it), waiting (bounded) until it answers.
+        """
+        with open(self.logPath, "ab") as out:
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.workdir, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise ServiceError(f"redis-server did not start again; its logs:\n{self.logs()}")
+            time.sleep(0.05)
+
     def call(self, *args: str) -> str | int | None:
         """
         One Redis command over a fresh connection, the way any other client

@@ -431,19 +431,6 @@ class RedisTestCase(ServerTestCase):
                 self.fail("condition not met in time")
             yield deferLater(reactor, 0.05, lambda: None)
 
-    def startRedisAgain(self):
-        """(Blocking) start the stopped redis-server again, on its port."""
-        redis = self.redis
-        with open(redis.logPath, "ab") as out:
-            redis.process = subprocess.Popen(
-                redis.command(), cwd=redis.workdir, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        deadline = time.monotonic() + 10
-        while not redis.ready() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert redis.ready(), redis.logs()
-
     def probe(self, channel, text="probe"):
         """
         (Blocking) publish C{{"text": text}} on C{channel} until a
@@ -593,7 +580,7 @@ class RedisHardeningTests(RedisTestCase):
             before = c.recv_text()
             redis.stop()
             time.sleep(0.3)
-            self.startRedisAgain()
+            self.redis.startAgain()
             self.probe("txratchet:topic:t", "after")
             after = c.recv_text()
             self.probe("txratchet:topic:api-2-89", "last batch")
@@ -675,7 +662,7 @@ class RedisHardeningTests(RedisTestCase):
         published = hub.publish("t", "while down")
         self.assertTrue(published.called)
         yield published
-        yield deferToThread(self.startRedisAgain)
+        yield deferToThread(self.redis.startAgain)
         yield self.waitFor(up)
         address = f"127.0.0.1:{self.redis.port}"
         ours = [(level, text) for level, text in events if "Redis" in text]

@@ -22,10 +22,11 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -386,6 +387,48 @@ class RedisStoreTests(SessionTestCase):
         status = yield self.sessionFor(self.store, "session_id=abc", timeout=0.5)
         self.assertEqual(status, 503)
         self.assertLess(time.monotonic() - started, 3)
+
+
+    @inlineCallbacks
+    def test_outageQueuesNothing(self):
+        """
+        While Redis is down every handshake gets 503 at once (not by the
+        timeout), nothing waits in the Redis client per refused handshake,
+        the outage is logged once; when Redis is back sessions load again.
+        """
+        sid = newSessionId()
+        yield deferToThread(self.redis.call, "SET", f"txratchet:session:{sid}", '{"name": "ann"}')
+        recorder, port = yield self.serve(self.store, timeout=3)
+        cookie = f"session_id={sid}"
+        self.assertEqual((yield deferToThread(talk, port, cookie))[0], 101)
+        events = []
+        observer = lambda event: events.append(formatEvent(event) or "")  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        yield deferToThread(self.redis.stop)
+        factory = self.store.redis._factory
+        deadline = time.monotonic() + 10
+        while factory.size and time.monotonic() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
+        queue = factory.connectionQueue
+        before = len(queue.peekers), len(queue.waiting)
+        results = yield gatherResults([deferToThread(talk, port, cookie) for _ in range(10)])
+        self.assertEqual([status for status, body in results], [503] * 10)
+        self.assertEqual((len(queue.peekers), len(queue.waiting)), before)
+        self.assertEqual(self.store._waiters, [])
+        self.assertFalse([e for e in events if "did not answer" in e], "refused by the timeout")
+        outage = [e for e in events if "unreachable" in e]
+        self.assertEqual(len(outage), 1, outage)
+        self.assertIn(f"Redis session store at {HOST}:{self.redis.port} unreachable", outage[0])
+        yield deferToThread(self.redis.startAgain)
+        # It persists nothing: the web application would log ann in again.
+        yield deferToThread(self.redis.call, "SET", f"txratchet:session:{sid}", '{"name": "ann"}')
+        deadline = time.monotonic() + 15
+        while not factory.size and time.monotonic() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
+        status, answer = yield deferToThread(talk, port, cookie)
+        self.assertEqual((status, recorder.conns[-1].session), (101, {"name": "ann"}))
+        self.assertEqual(len([e for e in events if "reachable again" in e]), 1)
 
 
 class FlaskChatExampleTests(SessionTestCase):

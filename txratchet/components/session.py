@@ -61,7 +61,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, TimeoutError, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
@@ -110,6 +110,14 @@ class ISharedSessionStore(ISessionStore):
         """
         Forget a session (log out).
         """
+
+
+class SessionStoreUnavailable(Exception):
+    """
+    A store raises (or fails its Deferred with) this to say it cannot look
+    sessions up right now and has already said why in the log: the
+    handshake gets 503 without a traceback per refused handshake.
+    """
 
 
 def newSessionId() -> str:
@@ -195,7 +203,9 @@ class SessionProvider(RefusingDecorator):
         return d
 
     def _storeFailed(self, failure: Failure) -> None:
-        if failure.check(TimeoutError):
+        if failure.check(SessionStoreUnavailable):
+            log.debug("Session store unavailable: {e}", e=failure.getErrorMessage())
+        elif failure.check(TimeoutError):
             log.warn("The session store did not answer in {timeout} s", timeout=self.timeout)
         else:
             log.failure("The session store failed", failure)
@@ -404,6 +414,12 @@ class RedisSessionStore:
     C{<keyPrefix><id>} (C{txratchet:session:<id>}), and ends with the key's
     expiry.
 
+    While Redis is unreachable, looking a session up fails at once with
+    L{SessionStoreUnavailable} (503 for the handshake) instead of waiting
+    in txredisapi's queue for Redis to return: nothing accumulates per
+    refused handshake. The outage and the recovery are logged once each.
+    (Right after start, lookups wait for the first connection attempt.)
+
     @param connection: a txredisapi connection (handler) to use; by
         default a lazy pool to C{host:port} is made.
     @param keyPrefix: prepended to the session id to make the key.
@@ -421,6 +437,8 @@ class RedisSessionStore:
         connection: Any = None,
         poolsize: int = 4,
     ) -> None:
+        self._waiters: list[Deferred[None]] = []  # lookups waiting for the first attempt
+        self._starting = False
         if connection is None:
             import txredisapi
 
@@ -433,28 +451,83 @@ class RedisSessionStore:
                 connectTimeout=5,
                 replyTimeout=5,
             )
+            first = getattr(getattr(connection, "_factory", None), "deferred", None)
+            if first is not None:
+                self._starting = True
+                first.addBoth(self._firstAttemptDone)
+            self.address = f"Redis session store at {host}:{port}"
+        else:
+            self.address = "Redis session store"
         self.redis = connection
         self.keyPrefix = keyPrefix
         self.cookieNames = (cookieName,)
+        self._down = False
+
+    def _firstAttemptDone(self, result: Any) -> Any:
+        self._starting = False
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+        return None if isinstance(result, Failure) else result  # a failure is reported by load
 
     def key(self, sessionId: str) -> str:
         return self.keyPrefix + sessionId
 
+    def _usable(self) -> Deferred[None] | None:
+        """
+        C{None} when commands can go to Redis now; else a Deferred that
+        fires when they may (the first connection attempt is under way) or
+        fails with L{SessionStoreUnavailable}.
+        """
+        from txratchet._redis import isConnected
+
+        if isConnected(self.redis) is not False:
+            return None
+        if self._starting:
+            waiter: Deferred[None] = Deferred(lambda d: self._waiters.remove(d))
+            self._waiters.append(waiter)
+            return waiter
+        if not self._down:
+            self._down = True
+            log.warn(
+                "{address} unreachable: handshakes that need a session get 503 until it is back",
+                address=self.address,
+            )
+        return fail(SessionStoreUnavailable(f"{self.address} is not connected"))
+
+    def _command(self, method: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        def send() -> Deferred[Any]:
+            d: Deferred[Any] = getattr(self.redis, method)(*args, **kwargs)
+            d.addCallback(self._up)
+            return d
+
+        waiting = self._usable()
+        if waiting is None:
+            return send()
+        # After the first attempt: connected now, or unavailable at once.
+        return waiting.addCallback(lambda _: self._usable() or send())
+
+    def _up(self, result: Any) -> Any:
+        if self._down:
+            self._down = False
+            log.info("{address} is reachable again", address=self.address)
+        return result
+
     def load(self, sessionId: str) -> Deferred[Any]:
-        d = self.redis.get(self.key(sessionId))
+        d = self._command("get", self.key(sessionId))
         d.addCallback(_decode)
-        return d  # type: ignore[no-any-return]
+        return d
 
     def save(self, sessionId: str, data: dict[str, Any], ttl: float | None = None) -> Deferred[None]:
         expire = None if ttl is None else max(1, int(ttl))
-        d = self.redis.set(self.key(sessionId), json.dumps(data), expire=expire)
+        d = self._command("set", self.key(sessionId), json.dumps(data), expire=expire)
         d.addCallback(lambda _: None)
-        return d  # type: ignore[no-any-return]
+        return d
 
     def delete(self, sessionId: str) -> Deferred[None]:
-        d = self.redis.delete(self.key(sessionId))
+        d = self._command("delete", self.key(sessionId))
         d.addCallback(lambda _: None)
-        return d  # type: ignore[no-any-return]
+        return d
 
     def close(self) -> Deferred[Any]:
         """
