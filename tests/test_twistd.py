@@ -262,3 +262,167 @@ class WebRootTests(TwistdTestCase):
             self.assertEqual(result, (b"<h1>static page</h1>", "over tls", 403))
 
         return deferToThread(talk).addCallback(check)
+
+
+class NeedsArguments:
+    """An application class twistd cannot make: its constructor needs an argument."""
+
+    def __init__(self, greeting):
+        self.greeting = greeting
+
+    def onOpen(self, conn):
+        pass
+
+    def onMessage(self, conn, message):
+        pass
+
+    def onClose(self, conn):
+        pass
+
+    def onError(self, conn, failure):
+        pass
+
+
+class CommandLineMistakeTests(TestCase):
+    """
+    A bad command-line value is one line on stderr naming the problem and
+    exit status 1, never a traceback (issue 12, items 24 and 26).
+    """
+
+    timeout = 60
+
+    def mistake(self, args, expected, env=None, serving=False):
+        """
+        Run C{twistd -n txratchet ARGS}; check that it exits with 1 and
+        prints exactly one line on stderr, containing C{expected}.
+        """
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        environ.update(env or {})
+
+        def run():
+            return subprocess.run(
+                [TWISTD, "-n", "--pidfile=", "txratchet", *args],
+                cwd=ROOT, env=environ, capture_output=True, text=True, timeout=30,
+            )
+
+        def check(out):
+            everything = out.stdout + out.stderr
+            self.assertNotIn("Traceback", everything)
+            self.assertEqual(out.returncode, 1, everything)
+            lines = out.stderr.splitlines()
+            self.assertEqual(len(lines), 1, out.stderr)
+            self.assertTrue(lines[0].startswith("twistd txratchet: "), lines[0])
+            self.assertIn(expected, lines[0])
+            # Nothing claims to be serving, and twistd's usage text is not dumped.
+            self.assertNotIn("serving", everything)
+            self.assertNotIn("Options:", everything)
+            return lines[0]
+
+        return deferToThread(run).addCallback(check)
+
+    def test_misspeltApp(self):
+        return self.mistake(
+            ["--app", "examples.echo.Ecoh"],
+            "cannot import --app 'examples.echo.Ecoh': module 'examples.echo' has no attribute 'Ecoh'",
+        )
+
+    def test_misspeltAppWithWorkers(self):
+        """The master refuses it once (each worker would fail, again and again)."""
+        return self.mistake(
+            ["--app", "examples.echo.Ecoh", "--workers", "2", "--port", f"tcp:{freePort()}"],
+            "cannot import --app 'examples.echo.Ecoh'",
+        )
+
+    def test_appNeedsArguments(self):
+        return self.mistake(
+            ["--app", "tests.test_twistd.NeedsArguments"],
+            "--app 'tests.test_twistd.NeedsArguments' needs arguments "
+            "(missing a required argument: 'greeting')",
+        )
+
+    def test_portNumberWithoutEndpointType(self):
+        return self.mistake(
+            ["--port", "8131"], "--port 8131 is not an endpoint string: did you mean tcp:8131?"
+        )
+
+    def test_unknownEndpointType(self):
+        return self.mistake(["--port", "tpc:8131"], "--port 'tpc:8131': Unknown endpoint type")
+
+    def test_backplaneForm(self):
+        return self.mistake(
+            ["--backplane", "redis:127.0.0.1:6390"],
+            "--backplane 'redis:127.0.0.1:6390' is not a redis://host:port URL: "
+            "did you mean redis://127.0.0.1:6390?",
+        )
+
+    def test_backplaneBadPortHidesThePassword(self):
+        def check(line):
+            self.assertNotIn("s3cret", line)
+
+        return self.mistake(
+            ["--backplane", "redis://:s3cret@127.0.0.1:63x0"],
+            "--backplane 'redis://:***@127.0.0.1:63x0': the port must be a number",
+        ).addCallback(check)
+
+    def test_redisExtraMissing(self):
+        """Without txredisapi: an install hint."""
+        shadow = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, shadow, True)
+        (shadow / "txredisapi.py").write_text(
+            "raise ModuleNotFoundError(\"No module named 'txredisapi'\", name='txredisapi')\n"
+        )
+        return self.mistake(
+            ["--app", "examples.hubchat.HubChat", "--backplane", "redis://127.0.0.1:6390"],
+            "pip install 'txratchet[redis]'",
+            env={"PYTHONPATH": str(shadow)},
+        )
+
+    def test_backplaneTheAppCannotUse(self):
+        """Item 26: --backplane for an app that takes none is refused, naming the app."""
+        return self.mistake(
+            ["--app", "examples.echo.Echo", "--backplane", "redis://127.0.0.1:6390"],
+            "--backplane is of no use to --app 'examples.echo.Echo': "
+            "it takes no 'backplane' argument",
+        )
+
+    def test_badBlock(self):
+        return self.mistake(
+            ["--block", "10.0.0.0/8,1.2.3.999"], "--block: '1.2.3.999' is not an IP address"
+        )
+
+    def test_badTrustedProxy(self):
+        return self.mistake(
+            ["--trusted-proxy", "nginx"], "--trusted-proxy: 'nginx' is not an IP address"
+        )
+
+    def test_webRootMissing(self):
+        missing = os.path.join(tempfile.gettempdir(), "txratchet-no-such-directory")
+        return self.mistake(
+            ["--web-root", missing], f"--web-root {missing!r} is not a directory"
+        )
+
+    def test_badNumber(self):
+        return self.mistake(
+            ["--max-message-size", "1M"], "--max-message-size '1M' is not a whole number"
+        )
+
+    def test_unknownOption(self):
+        return self.mistake(["--prot", "tcp:8131"], "option --prot not recognized")
+
+    def portInUse(self, *args):
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        return self.mistake(
+            ["--port", f"tcp:{port}:interface={HOST}", *args],
+            f"cannot listen on tcp:{port}:interface={HOST} (--port): Address already in use",
+        )
+
+    def test_portInUse(self):
+        """Found when twistd starts the service: still one line, no "serving"."""
+        return self.portInUse()
+
+    def test_portInUseWithWorkers(self):
+        return self.portInUse("--workers", "2")

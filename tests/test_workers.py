@@ -18,7 +18,7 @@ from twisted.internet.threads import deferToThread
 
 from tests import rawclients
 from tests.services import RedisServer
-from tests.test_twistd import HOST, TwistdTestCase, freePort, waitForPort
+from tests.test_twistd import HOST, ROOT, TWISTD, TwistdTestCase, freePort, waitForPort
 
 
 def children(pid: int) -> set[int]:
@@ -177,5 +177,77 @@ class MasterGoneTests(TwistdTestCase):
             self.assertEqual(left, set(), "workers outlived their master")
             self.assertFalse(accepts, "the port still accepts connections")
             self.assertEqual(closing[0], 1001, closing)
+
+        return deferToThread(talk).addCallback(check)
+
+
+class CleanStopTests(TwistdTestCase):
+    """
+    Stopping --workers with a Redis backplane logs no traceback and no
+    "connection lost" warning (issue 12, item 26).
+    """
+
+    timeout = 90
+
+    def test_sigtermToTheProcessGroup(self):
+        """
+        SIGTERM to the whole process group, as a service manager sends it
+        (and Ctrl-C sends SIGINT): every worker gets it twice, from there
+        and from the master.
+        """
+        workdir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, workdir, True)
+        redis = RedisServer(workdir)
+        redis.start()
+        self.addCleanup(redis.stop)
+        port = freePort()
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.Popen(
+            [TWISTD, "-n", "--pidfile=", "txratchet", "--app", "examples.hubchat.HubChat",
+             "--workers", "2", "--backplane", f"redis://127.0.0.1:{redis.port}",
+             "--port", f"tcp:{port}:interface={HOST}", "--close-timeout", "2"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+
+        def kill():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()
+
+        self.addCleanup(kill)
+
+        def talk():
+            waitForPort(port, proc)
+            workers = waitForChildren(proc.pid, 2)
+            self.addCleanup(killLeftovers, workers)
+            peer = rawclients.HybiClient(HOST, port)
+            peer.connect()
+            peer.send_text("/pid")
+            peer.recv_text()
+            time.sleep(0.3)  # the subscription reaches Redis
+            os.killpg(proc.pid, signal.SIGTERM)
+            # Not answering keeps that worker stopping for --close-timeout:
+            # the master's SIGTERM surely comes in the meantime.
+            closing = peer.expect_close(reply=False)
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                code = None
+            peer._close_socket()
+            out = proc.stdout.read() if code is not None else ""
+            return len(workers), closing, code, out
+
+        def check(r):
+            count, closing, code, out = r
+            self.assertEqual(count, 2)
+            self.assertEqual(closing[0], 1001)
+            self.assertIn(code, (0, -15), out)
+            self.assertIn("every worker stopped", out)
+            for noise in ("Traceback", "ReactorNotRunning", "reconnecting",
+                          "connection lost", "Scheduling retry", "Unhandled"):
+                self.assertNotIn(noise, out)
 
         return deferToThread(talk).addCallback(check)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from typing import Any, NoReturn, cast
+from urllib.parse import urlsplit, urlunsplit
 
-from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.python.reflect import namedAny
 from twisted.web.server import Site
 
@@ -28,7 +30,7 @@ from txratchet.components import IpBlackList, OriginCheck
 from txratchet.components.origin import parsePattern
 from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
-from txratchet.proxy import DEFAULT_PROXY_HEADER, proxyHeaderName
+from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
 from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter
 from txratchet.websocket import WebSocket
@@ -41,17 +43,27 @@ log = Logger()
 class GracefulShutdown(Service):
     """
     On stop (SIGTERM, Ctrl-C), close every connection of C{layers} (1001
-    Going Away for WebSockets) and let twistd wait until they are gone.
+    Going Away for WebSockets) and let twistd wait until they are gone;
+    then close C{backplane} (if it has a C{close}), deliberately, before
+    the reactor drops every connection (which a Redis client would log as
+    a lost connection and retry).
     """
 
-    def __init__(self, layers: list[WebSocket | LineProtocol]) -> None:
+    def __init__(
+        self, layers: list[WebSocket | LineProtocol], backplane: IBackplane | None = None
+    ) -> None:
         self.layers = layers
+        self.backplane = backplane
 
     def stopService(self) -> Deferred[object]:
         Service.stopService(self)
-        return gatherResults([layer.shutdown() for layer in self.layers]).addCallback(
-            lambda _: log.info("txratchet: every connection closed")
-        )
+
+        def closed(_: object) -> object:
+            log.info("txratchet: every connection closed")
+            close = getattr(self.backplane, "close", None)
+            return maybeDeferred(close) if close is not None else None
+
+        return gatherResults([layer.shutdown() for layer in self.layers]).addCallback(closed)
 
 
 class Options(usage.Options):
@@ -113,7 +125,10 @@ class Options(usage.Options):
         self.rawArgs = list(sys.argv[1:] if options is None else options)
         super().parseOptions(options)
 
+    given: dict[str, str | None] = {}
+
     def postOptions(self) -> None:
+        self.given = {name: self[name] for name in ("port", "line-port")}  # for messages
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
         for name in ("max-message-size", "max-frame-size", "max-handshake-size", "max-headers", "max-send-buffer"):
@@ -121,6 +136,9 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{name} must be positive")
         if self["send-buffer-policy"] not in ("close", "drop"):
             raise usage.UsageError("--send-buffer-policy must be 'close' or 'drop'")
+        for name in ("tls-cert", "tls-key"):
+            if self[name] and not os.path.isfile(self[name]):
+                raise usage.UsageError(f"--{name} {self[name]!r}: no such file")
         if self["tls-cert"]:
             port = self["port"]
             if not port.startswith("tcp:"):
@@ -146,6 +164,22 @@ class Options(usage.Options):
                 parsePattern(pattern)
             except ValueError as e:
                 raise usage.UsageError(f"--origin: {e}") from None
+        for name in ("port", "line-port"):
+            if self[name]:
+                _checkEndpoint(name, self.given[name] or "", self[name], bool(self["tls-cert"]))
+        for name in ("block", "trusted-proxy"):
+            for spec in _csv(self[name]):
+                try:
+                    parseNetworks([spec])
+                except ValueError:
+                    raise usage.UsageError(
+                        f"--{name}: {spec!r} is not an IP address or network"
+                    ) from None
+        if self["web-root"] and not os.path.isdir(self["web-root"]):
+            raise usage.UsageError(f"--web-root {self['web-root']!r} is not a directory")
+        if self["backplane"]:
+            parseBackplane(self["backplane"])
+            _requireRedisClient()
         self["compression"] = None
         if not self["no-compression"]:
             try:
@@ -160,6 +194,28 @@ class Options(usage.Options):
                 raise usage.UsageError(f"compression: {e}") from None
 
 
+def _number(option: str, kind: type) -> Callable[[str], Any]:
+    """
+    C{int} or C{float} whose error names the option (twistd's does not).
+    """
+
+    def coerce(value: str) -> Any:
+        try:
+            return kind(value)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"--{option} {value!r} is not {what}") from None
+
+    coerce.coerceDoc = ""  # type: ignore[attr-defined]
+    return coerce
+
+
+Options.optParameters = [
+    [*p[:4], _number(p[0], p[4])] if len(p) > 4 and p[4] in (int, float) else p
+    for p in cast("list[list[Any]]", Options.optParameters)
+]
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
@@ -168,26 +224,89 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def _checkEndpoint(option: str, given: str, spec: str, tls: bool) -> None:
+    """
+    Is C{spec} (C{given} as typed) an endpoint string? Nothing is opened.
+    """
+    if given.isdigit():
+        raise usage.UsageError(
+            f"--{option} {given} is not an endpoint string: did you mean tcp:{given}?"
+        )
+    try:
+        serverFromString(reactor, spec)
+    except Exception as e:
+        using = " with --tls-cert/--tls-key" if tls else ""
+        raise usage.UsageError(f"--{option} {given!r}{using}: {e}") from None
+
+
+def _withoutPassword(url: str) -> str:
+    parts = urlsplit(url)
+    user, colon, _ = parts.netloc.rpartition("@")[0].partition(":")
+    if not colon:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}"))
+
+
+def parseBackplane(spec: str) -> tuple[str, int, str | None, int | None]:
+    """
+    The host, port, password and database of
+    C{redis://[:password@]host[:port][/db]}.
+
+    @raise usage.UsageError: another form (the message hides the password).
+    """
+    url = urlsplit(spec)
+    shown = _withoutPassword(spec)
+    if url.scheme != "redis" or not url.netloc:
+        hint = ""
+        if spec.startswith("redis:") and not spec.startswith("redis://"):
+            hint = f": did you mean redis://{_withoutPassword('redis://' + spec[6:])[8:]}?"
+        raise usage.UsageError(f"--backplane {shown!r} is not a redis://host:port URL{hint}")
+    try:
+        port = url.port or 6379
+    except ValueError:
+        raise usage.UsageError(
+            f"--backplane {shown!r}: the port must be a number from 1 to 65535"
+        ) from None
+    db = url.path.strip("/")
+    if db and not db.isdigit():
+        raise usage.UsageError(f"--backplane {shown!r}: the database (after /) must be a number")
+    return url.hostname or "127.0.0.1", port, url.password, int(db) if db else None
+
+
+def _requireRedisClient() -> None:
+    try:
+        import txredisapi  # noqa: F401
+    except ImportError as e:
+        raise usage.UsageError(
+            f"--backplane needs txredisapi, which cannot be imported ({e}): "
+            "pip install 'txratchet[redis]'"
+        ) from None
+
+
 def makeBackplane(spec: str | None) -> IBackplane | None:
     """
     C{None} (in-process) or C{redis://host:port} (or C{redis://:password@host:port/db}).
     """
     if not spec:
         return None
-    url = urlsplit(spec)
-    if url.scheme != "redis":
-        raise usage.UsageError(f"--backplane must be redis://host:port, not {spec!r}")
-    dbid = int(url.path.strip("/")) if url.path.strip("/") else None
-    return RedisBackplane(
-        url.hostname or "127.0.0.1", url.port or 6379, password=url.password, dbid=dbid
-    )
+    host, port, password, dbid = parseBackplane(spec)
+    _requireRedisClient()
+    return RedisBackplane(host, port, password=password, dbid=dbid)
 
 
-def loadApplication(name: str, backplane: IBackplane | None = None) -> IApplication:
+_METHODS = ("onOpen", "onMessage", "onClose", "onError")
+
+
+def _findApplication(name: str, withBackplane: bool = False) -> tuple[Any, bool, bool]:
     """
-    Import C{name} (a dotted name) and make an application of it: a class or
-    factory is called with no arguments, an application object is used as
-    it is. The working directory is importable, as with C{python -m}.
+    Import C{name} and check, without calling anything, that an application
+    can be made of it as L{loadApplication} does.
+
+    @param withBackplane: a backplane is configured: refuse an application
+        that could not use it (it would run unconnected without a word).
+    @return: the object, whether it is a factory to call, and whether that
+        takes a C{backplane} argument.
+    @raise usage.UsageError: why not, in one line.
     """
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -195,15 +314,49 @@ def loadApplication(name: str, backplane: IBackplane | None = None) -> IApplicat
     try:
         obj: Any = namedAny(name)
     except (ImportError, AttributeError, ValueError) as e:
-        raise usage.UsageError(f"cannot import --app {name!r}: {e}") from e
-    if isinstance(obj, type) or (callable(obj) and not IApplication.providedBy(obj)):
-        # A factory that takes a backplane gets the one configured.
+        raise usage.UsageError(f"cannot import --app {name!r}: {e}") from None
+    isFactory = isinstance(obj, type) or (callable(obj) and not IApplication.providedBy(obj))
+    takesBackplane = False
+    if isFactory:
         try:
-            takesBackplane = "backplane" in inspect.signature(obj).parameters
+            signature: inspect.Signature | None = inspect.signature(obj)
         except (TypeError, ValueError):
-            takesBackplane = False
+            signature = None
+        if signature is not None:
+            takesBackplane = "backplane" in signature.parameters
+            try:
+                signature.bind(**({"backplane": None} if takesBackplane else {}))
+            except TypeError as e:
+                raise usage.UsageError(
+                    f"--app {name!r} needs arguments ({e}), and twistd calls it with none "
+                    "(or only backplane=): give a class or factory that needs none"
+                ) from None
+    if (isinstance(obj, type) or not isFactory) and not all(hasattr(obj, m) for m in _METHODS):
+        raise usage.UsageError(
+            f"--app {name!r} is not an application (onOpen, onMessage, onClose, onError)"
+        )
+    if withBackplane and not takesBackplane:
+        raise usage.UsageError(
+            f"--backplane is of no use to --app {name!r}: it takes no 'backplane' argument "
+            "(give its constructor one and pass it on, e.g. to Hub(backplane=backplane))"
+        )
+    return obj, isFactory, takesBackplane
+
+
+def loadApplication(name: str, backplane: IBackplane | None = None) -> IApplication:
+    """
+    Import C{name} (a dotted name) and make an application of it: a class or
+    factory is called with no arguments (or C{backplane=backplane} when it
+    takes one), an application object is used as it is. The working
+    directory is importable, as with C{python -m}.
+
+    @raise usage.UsageError: C{name} cannot be imported or made into an
+        application, or a C{backplane} is given that it would not use.
+    """
+    obj, isFactory, takesBackplane = _findApplication(name, backplane is not None)
+    if isFactory:
         obj = obj(backplane=backplane) if takesBackplane else obj()
-    if not all(hasattr(obj, m) for m in ("onOpen", "onMessage", "onClose", "onError")):
+    if not all(hasattr(obj, m) for m in _METHODS):
         raise usage.UsageError(
             f"--app {name!r} is not an application (onOpen, onMessage, onClose, onError)"
         )
@@ -235,6 +388,8 @@ def makeService(options: Options) -> IService:
     if options["workers"] > 1 and options["inherit-fd"] is None:
         return _workerPool(options)
     httpHandler = None
+    if options["app"]:  # before anything connects to Redis
+        _findApplication(options["app"], bool(options["backplane"]))
     backplane = makeBackplane(options["backplane"])
     if options["app"]:
         app = loadApplication(options["app"], backplane)
@@ -275,7 +430,7 @@ def makeService(options: Options) -> IService:
     )
     service = MultiService()
     layers: list[WebSocket | LineProtocol] = [layer]
-    GracefulShutdown(layers).setServiceParent(service)
+    GracefulShutdown(layers, backplane).setServiceParent(service)
     factory: Server | Site
     if options["web-root"]:
         root = os.path.abspath(options["web-root"])
@@ -305,17 +460,27 @@ def makeService(options: Options) -> IService:
         MasterLink(options["master-fd"]).setServiceParent(service)
     if options["inherit-fd"] is not None:
         _AdoptedPort(options["inherit-fd"], _tls(options, factory)).setServiceParent(service)
+        log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     else:
-        strports.service(options["port"], factory).setServiceParent(service)
-    log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
+        _Listen(
+            options["port"], f"{options.given.get('port') or options['port']} (--port)", factory,
+            lambda: log.info(
+                "txratchet: serving {name} over WebSockets on {port}",
+                name=name, port=options["port"],
+            ),
+        ).setServiceParent(service)
     if options["line-port"]:
         lines = LineProtocol(app)
         layers.append(lines)
         if options["inherit-line-fd"] is not None:
             _AdoptedPort(options["inherit-line-fd"], Server(lines)).setServiceParent(service)
         else:
-            strports.service(options["line-port"], Server(lines)).setServiceParent(service)
-        log.info("txratchet: line protocol on {port}", port=options["line-port"])
+            _Listen(
+                options["line-port"],
+                f"{options.given.get('line-port') or options['line-port']} (--line-port)",
+                Server(lines),
+                lambda: log.info("txratchet: line protocol on {port}", port=options["line-port"]),
+            ).setServiceParent(service)
     return service
 
 
@@ -324,6 +489,8 @@ def _workerPool(options: Options) -> IService:
 
     from txratchet.workers import WorkerPool, childArguments, listeningSocket
 
+    if options["app"]:  # every child would fail the same way: fail once, here
+        _findApplication(options["app"], bool(options["backplane"]))
     if options["tls-cert"]:
         spec = options["port"].replace("ssl:", "tcp:", 1).split(":privateKey=")[0]
     else:
@@ -332,13 +499,23 @@ def _workerPool(options: Options) -> IService:
     # SO_REUSEPORT: a socket per worker, the kernel balancing connections
     # (one shared socket lets whichever process wakes first take a burst).
     reuse = hasattr(socket, "SO_REUSEPORT")
-    first = [listeningSocket(spec, reuse)]
-    sockets = [first] + [
-        [listeningSocket(spec, True)] if reuse else first for _ in range(count - 1)
-    ]
+    try:
+        first = [listeningSocket(spec, reuse)]
+        sockets = [first] + [
+            [listeningSocket(spec, True)] if reuse else first for _ in range(count - 1)
+        ]
+    except OSError as e:
+        shown = options.given.get("port") or spec
+        raise CannotServe(f"cannot listen on {shown} (--port): {e.strerror or e}") from None
     args = [*childArguments(options.rawArgs), "--inherit-fd", "3"]
     if options["line-port"]:
-        line = listeningSocket(options["line-port"])
+        try:
+            line = listeningSocket(options["line-port"])
+        except OSError as e:
+            shown = options.given.get("line-port") or options["line-port"]
+            raise CannotServe(
+                f"cannot listen on {shown} (--line-port): {e.strerror or e}"
+            ) from None
         for each in sockets:
             each.append(line)
         args += ["--inherit-line-fd", "4"]
@@ -365,6 +542,123 @@ def _tls(options: Options, factory: Any) -> Any:
         key = f.read()
     contextFactory = PrivateCertificate.loadPEM(cert + b"\n" + key).options()
     return TLSMemoryBIOFactory(contextFactory, False, factory)
+
+
+class CannotServe(Exception):
+    """
+    A port cannot be listened on; the message says which and why.
+    """
+
+
+class _Listen(Service):
+    """
+    Listen on an endpoint string when twistd starts its services (before
+    it drops privileges), then C{announce} it. A failure is a
+    L{CannotServe} naming the port as C{shown} and the reason
+    (C{twistd txratchet} prints it as one line).
+    """
+
+    def __init__(
+        self, description: str, shown: str, factory: Any, announce: Callable[[], None]
+    ) -> None:
+        self.description = description
+        self.shown = shown
+        self.factory = factory
+        self.announce = announce
+        self.port: Any = None
+        self._listening = False
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        self._listen()
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if not self._listening:  # started without privilegedStartService
+            self._listen()
+
+    def _listen(self) -> None:
+        self._listening = True
+        outcome: list[Any] = []
+        d = serverFromString(reactor, self.description).listen(self.factory)
+        d.addBoth(outcome.append)
+        if not outcome:  # an endpoint that listens later: report it then
+            d.addCallbacks(self._listened, self._failedLater)
+        elif isinstance(outcome[0], Failure):
+            raise self._cannotServe(outcome[0])
+        else:
+            self._listened(outcome[0])
+
+    def _listened(self, port: Any) -> None:
+        self.port = port
+        self.announce()
+
+    def _cannotServe(self, failure: Failure) -> CannotServe:
+        error = getattr(failure.value, "socketError", None) or failure.value
+        reason = getattr(error, "strerror", None) or str(error)
+        return CannotServe(f"cannot listen on {self.shown}: {reason}")
+
+    def _failedLater(self, failure: Failure) -> None:
+        log.critical("txratchet: {error}", error=self._cannotServe(failure))
+        try:
+            reactor.stop()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+
+def _exitWithError(message: str) -> NoReturn:
+    stderr = sys.__stderr__ or sys.stderr
+    stderr.write(f"twistd txratchet: {message}\n")
+    stderr.flush()
+    raise SystemExit(1)
+
+
+class TwistdOptions(Options):
+    """
+    L{Options} as C{twistd txratchet} parses them: a mistake is one line on
+    stderr and exit status 1 (twistd would print its whole usage text with
+    the message last).
+    """
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = str(e).removeprefix("Parameter type enforcement failed: ")
+            if message.startswith(("option ", "No such option")):
+                message += " (twistd txratchet --help lists the options)"
+            _exitWithError(message)
+
+
+def makeTwistdService(options: Options) -> IService:
+    """
+    L{makeService} for C{twistd txratchet}: a bad value, or a port that
+    cannot be listened on, is one line on stderr and exit status 1, not a
+    traceback.
+    """
+    try:
+        service = makeService(options)
+    except (usage.UsageError, CannotServe) as e:
+        _exitWithError(str(e))
+    # Ports are opened later, by twistd (after it daemonizes); it lets their
+    # errors end the process: print ours as one line. (In daemon mode twistd
+    # passes the message to the starting process, which prints it.)
+    previous = sys.excepthook
+
+    def oneLine(kind: Any, value: Any, traceback: Any) -> None:
+        if isinstance(value, CannotServe):
+            stderr = sys.__stderr__ or sys.stderr
+            stderr.write(f"twistd txratchet: {value}\n")
+        else:
+            previous(kind, value, traceback)
+
+    sys.excepthook = oneLine
+    return service
 
 
 class _AdoptedPort(Service):

@@ -229,7 +229,11 @@ class MasterLink(Service):
         os.set_blocking(self.fd, False)
         self._reader = _PipeEnd(self.fd, self._masterGone)
         reactor.addReader(self._reader)  # type: ignore[attr-defined]
-        # Twisted installed its handlers before startService: wrap them.
+        reactor.callWhenRunning(self._wrapSignalHandlers)  # type: ignore[attr-defined]
+
+    def _wrapSignalHandlers(self) -> None:
+        # Twisted installs its handlers as the reactor starts, after
+        # twistd started the services: wrap them now.
         for number in (signal.SIGTERM, signal.SIGINT):
             handler = signal.getsignal(number)
             if callable(handler):
