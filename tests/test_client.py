@@ -1040,6 +1040,24 @@ class CommandLineTests(ClientTestCase):
         self.assertEqual(status, 1)
         self.assertIn(b"403", err)
 
+    @inlineCallbacks
+    def test_passwordIsNeverPrinted(self) -> Any:
+        """
+        The URL's password is shown as *** in what the command prints
+        (issue 12, item 27): a closed port, and a URL it refuses.
+        """
+        listening = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(Factory())
+        closed = listening.getHost().port
+        yield listening.stopListening()
+        for url, expected in (
+            (f"ws://alice:s3cret@{HOST}:{closed}/", b"Could not connect to ws://alice:***@"),
+            (f"ws://alice:s3cret@{HOST}:99999/", b"'ws://alice:***@127.0.0.1:99999/'"),
+        ):
+            out, err, status = yield self.runClient([url], b"")
+            self.assertEqual(status, 1 if b"Could" in expected else 2, err)
+            self.assertNotIn(b"s3cret", out + err)
+            self.assertIn(expected, err)
+
 
 def _acceptFor(head: bytes) -> str:
     for line in head.split(b"\r\n"):

@@ -33,6 +33,43 @@ from txratchet.client.handshake import DEFAULT_OFFER, parseURL
 BINARY_FORMATS = ("repr", "hex", "base64", "raw")
 
 
+def redactedURL(url: str) -> str:
+    """
+    C{url} with the password of its C{user:password@} part shown as
+    C{***}: what this command prints about the URL (a terminal, a log or a
+    CI transcript is no place for it).
+    """
+    userinfo = _userinfo(url)
+    user, colon, password = userinfo.partition(":")
+    if not (colon and password):
+        return url
+    return url.replace(f"{userinfo}@", f"{user}:***@", 1)
+
+
+def _userinfo(url: str) -> str:
+    # By hand: urlsplit raises on some malformed URLs, which get messages too.
+    authority = url.partition("://")[2]
+    for end in "/?#":
+        authority = authority.partition(end)[0]
+    return authority.rpartition("@")[0]
+
+
+def redact(text: str, url: str) -> str:
+    """
+    C{text} (a message about C{url}) without the URL's password, in its
+    raw and its quoted (C{repr}) form.
+    """
+    safe = redactedURL(url)
+    if safe == url:
+        return text
+    for raw, shown in ((url, safe), (repr(url)[1:-1], repr(safe)[1:-1])):
+        text = text.replace(raw, shown)
+    password = _userinfo(url).partition(":")[2]
+    for form in {password, repr(password)[1:-1]}:
+        text = text.replace(f":{form}@", ":***@")
+    return text
+
+
 def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m txratchet.client",
@@ -88,7 +125,7 @@ def parseArguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     try:
         parseURL(args.url)
     except ValueError as e:
-        parser.error(str(e))
+        parser.error(redact(str(e), args.url))
     headers = []
     for header in args.header:
         name, sep, value = header.partition(":")
@@ -130,9 +167,10 @@ class Printer(Application):
     gone.
     """
 
-    def __init__(self, write: Any, binary: str) -> None:
+    def __init__(self, write: Any, binary: str, url: str = "") -> None:
         self.write = write
         self.binary = binary
+        self.url = url
         self.closed: defer.Deferred[Any] = defer.Deferred()
 
     def onMessage(self, conn: Any, message: str | bytes) -> None:
@@ -143,7 +181,7 @@ class Printer(Application):
             self.closed.callback(conn)
 
     def onError(self, conn: Any, failure: Failure) -> None:
-        sys.stderr.write(f"error: {failure.getErrorMessage()}\n")
+        sys.stderr.write(f"error: {redact(failure.getErrorMessage(), self.url)}\n")
         conn.close(1011, "Internal error")
 
 
@@ -196,7 +234,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
     lines = StdinLines(args.send_binary)
     stdioTransport = stdio.StandardIO(lines, reactor=reactor)
     stdioTransport.pauseProducing()  # no input before the connection is open
-    printer = Printer(stdioTransport.write, args.binary)
+    printer = Printer(stdioTransport.write, args.binary, args.url)
     try:
         conn = await connectWebSocket(
             reactor,
@@ -212,13 +250,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
             handshakeTimeout=args.timeout,
         )
     except Exception as e:
-        sys.stderr.write(f"Could not connect to {args.url}: {e}\n")
+        sys.stderr.write(redact(f"Could not connect to {args.url}: {e}\n", args.url))
         stdioTransport.loseConnection()
         await lines.gone
         raise SystemExit(1) from None
     if not args.quiet:
         extra = f", subprotocol {conn.subprotocol}" if conn.subprotocol else ""
-        sys.stderr.write(f"Connected to {conn.url} ({conn.protocol}{extra})\n")
+        sys.stderr.write(redact(f"Connected to {conn.url} ({conn.protocol}{extra})\n", args.url))
     lines.conn = conn
     stdioTransport.resumeProducing()
     closed = await printer.closed
@@ -228,7 +266,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
         code = "" if closed.closeCode is None else f" {closed.closeCode}"
         reason = f" {closed.closeReason}" if closed.closeReason else ""
         how = "closed" if closed.wasClean else "dropped"
-        sys.stderr.write(f"Connection {how}{code}{reason}\n")
+        sys.stderr.write(redact(f"Connection {how}{code}{reason}\n", args.url))
     if not closed.wasClean:
         raise SystemExit(1)
 
