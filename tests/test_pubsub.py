@@ -25,7 +25,13 @@ from tests.services import RedisServer, free_port
 from tests.util import ServerTestCase
 from txratchet import Application, WebSocket
 from txratchet.backplane import RedisBackplane
-from txratchet.pubsub import Hub, InvalidTopic, MessageTooLarge, TooManySubscriptions, externalMessage
+from txratchet.pubsub import (
+    Hub,
+    InvalidTopic,
+    MessageTooLarge,
+    TooManySubscriptions,
+    externalMessage,
+)
 
 HOST = "127.0.0.1"
 
@@ -118,6 +124,16 @@ class WireProtocolTests(ServerTestCase):
         got, refused = yield deferToThread(talk)
         self.assertEqual(got, ({"type": "message", "user": "ann", "data": "for ann only"},) * 2)
         self.assertEqual(refused, {"type": "error", "reason": "Not allowed: announcements"})
+
+
+class Recording:
+    """A stand-in connection that records what it is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message):
+        self.sent.append(message)
 
 
 class Leaver(Application):
@@ -231,15 +247,25 @@ class HubLimitsTests(ServerTestCase):
         self.assertEqual(got[11:], [{"type": "unsubscribed", "topic": "a"}, ok("é" * 5)])
 
     def test_apiBounds(self):
-        hub = Hub(maxSubscriptions=1, maxTopicLength=4)
-        conn = object()
+        """The application's own calls get the same checks, as exceptions."""
+        hub = Hub(maxSubscriptions=1, maxTopicLength=4, maxMessageSize=100,
+                  userOf=lambda conn: "\ud800")
+        conn = Recording()
+        conn.peer = "somewhere"
+        hub.onOpen(conn)  # a user id Redis could not carry: not joined (logged)
         hub.subscribe(conn, "one")
         hub.subscribe(conn, "one")
         self.assertRaises(TooManySubscriptions, hub.subscribe, conn, "two")
         self.assertRaises(InvalidTopic, hub.subscribe, conn, "\ud800")
         self.assertRaises(InvalidTopic, hub.subscribe, conn, "five!")
         self.assertRaises(InvalidTopic, hub.publish, "\udfff", 1)
+        self.assertRaises(InvalidTopic, hub.sendToUser, "\udfff", 1)
+        # Raised in the calling thread (a WSGI view), not in the reactor's.
+        self.assertRaises(MessageTooLarge, hub.publishFromThread, "one", "x" * 100)
+        self.assertRaises(ValueError, hub.broadcast, "one", "\ud800")
         self.assertEqual(set(hub._members), {"topic:one"})
+        hub.publish("one", "\ud800")  # data may hold anything JSON can escape
+        self.assertEqual(conn.sent, ['{"type":"message","topic":"one","data":"\\ud800"}'])
 
     @inlineCallbacks
     def test_deeplyNestedJson(self):
@@ -538,16 +564,6 @@ class RedisBackplaneTests(RedisTestCase):
         self.assertEqual(before["data"], "before")
         self.assertIsNotNone(after, "delivery did not resume after Redis restarted")
         self.assertEqual(after["data"], "after")
-
-
-class Recording:
-    """A stand-in connection that records what it is sent."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, message):
-        self.sent.append(message)
 
 
 class RedisHardeningTests(RedisTestCase):

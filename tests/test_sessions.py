@@ -426,7 +426,7 @@ class RedisStoreTests(SessionTestCase):
         deadline = time.monotonic() + 15
         while not factory.size and time.monotonic() < deadline:
             yield deferLater(reactor, 0.05, lambda: None)
-        status, answer = yield deferToThread(talk, port, cookie)
+        status, _ = yield deferToThread(talk, port, cookie)
         self.assertEqual((status, recorder.conns[-1].session), (101, {"name": "ann"}))
         self.assertEqual(len([e for e in events if "reachable again" in e]), 1)
 

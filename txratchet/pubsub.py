@@ -328,10 +328,17 @@ class Hub(Decorator):
     def publishFromThread(self, topic: str, data: Any) -> None:
         """
         L{publish} from a thread other than the reactor's (a WSGI view).
+
+        @raise InvalidTopic: see L{subscribe} (in the calling thread).
+        @raise MessageTooLarge: see L{publish} (in the calling thread).
         """
         from twisted.internet import reactor
 
-        reactor.callFromThread(self.publish, topic, data)  # type: ignore[attr-defined]
+        self._checkTopic(topic)
+        text = self._message({"type": "message", "topic": topic, "data": data})
+        reactor.callFromThread(  # type: ignore[attr-defined]
+            self.backplane.publish, "topic:" + topic, _compactJSON({"text": text})
+        )
 
     # -- Checks ----------------------------------------------------------------
 
@@ -495,8 +502,8 @@ class Hub(Decorator):
             if problem is None:
                 self._join(conn, "user:" + user)
             else:
-                log.warn("Not joining user {user!r} of {peer}: {problem}",
-                         user=user[:100], peer=conn.peer, problem=problem)
+                log.warn("Not joining user {user} of {peer}: {problem}",
+                         user=repr(user)[:100], peer=conn.peer, problem=problem)
         return self.app.onOpen(conn)
 
     def onMessage(self, conn: IConnection, message: str | bytes) -> object:
