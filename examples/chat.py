@@ -23,4 +23,6 @@ class Chat(Application):
         self.clients.discard(conn)
 
     def onError(self, conn, failure):
-        return CloseConnection(conn)
+        # txratchet has logged the failure with its traceback; a server that
+        # cannot tell what went wrong closes with 1011 (internal error).
+        return CloseConnection(conn, 1011, "Internal error")

@@ -73,3 +73,35 @@ class OptionsTests(SynchronousTestCase):
             ["--compression-window-bits", "16"],
         ):
             self.assertRaises(usage.UsageError, Options().parseOptions, args)
+
+
+class GracefulShutdownTests(SynchronousTestCase):
+    def test_backplaneClosedAfterTheConnections(self):
+        """
+        The backplane is closed on purpose once every connection is closed
+        (their onClose may still publish), before the reactor would drop
+        its connection (issue 12, item 26).
+        """
+        from twisted.internet.defer import Deferred
+
+        from txratchet.tap import GracefulShutdown
+
+        order = []
+        closing = Deferred()
+
+        class Layer:
+            def shutdown(self):
+                order.append("connections")
+                return closing
+
+        class Backplane:
+            def close(self):
+                order.append("backplane")
+
+        service = GracefulShutdown([Layer()], Backplane())
+        service.startService()
+        stopped = service.stopService()
+        self.assertEqual(order, ["connections"])
+        closing.callback(None)
+        self.assertEqual(order, ["connections", "backplane"])
+        self.successResultOf(stopped)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from examples.chat import Chat
 from examples.echo import Echo
@@ -28,6 +29,19 @@ from txratchet import Application, CloseConnection, LineProtocol, WebSocket
 from txratchet.websocket import BinaryNotSupported
 
 HOST = "127.0.0.1"
+
+
+def watchFailures(testCase) -> list:
+    """Every log event that carries a failure, from now to the test's end."""
+    failures: list = []
+
+    def observer(event):
+        if "log_failure" in event:
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observer)
+    return failures
 
 
 def websocketsEcho(port: int) -> dict:
@@ -394,6 +408,8 @@ class HixieBinaryTests(ServerTestCase):
         self.assertEqual(reply, "binary refused")
         self.assertEqual(len(app.errors), 1)
         self.assertTrue(app.errors[0].check(BinaryNotSupported))
+        # Logged once by the framework, before onError (issue 12 item 22).
+        self.assertEqual(len(self.flushLoggedErrors(BinaryNotSupported)), 1)
 
     @inlineCallbacks
     def test_commandToHixieReportsToOnError(self):
@@ -422,6 +438,7 @@ class HixieBinaryTests(ServerTestCase):
         self.assertEqual(len(errors), 1)
         self.assertEqual(errors[0][0].protocol, "hixie-76")
         self.assertTrue(errors[0][1].check(BinaryNotSupported))
+        self.assertEqual(len(self.flushLoggedErrors(BinaryNotSupported)), 1)
 
 
 class HandshakeRefusalTests(ServerTestCase):
@@ -475,18 +492,6 @@ class HandshakeRefusalTests(ServerTestCase):
         r = yield self._request(b"GET / HTTP/1.1\r\nHost: x\r\n", handshakeTimeout=0.3)
         self.assertTrue(r.startswith(b"HTTP/1.1 408 "), r)
 
-    def watchFailures(self):
-        """Every log event that carries a failure, from now to the test's end."""
-        failures = []
-
-        def observer(event):
-            if "log_failure" in event:
-                failures.append(event)
-
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-        return failures
-
     @inlineCallbacks
     def test_hugeNumbersAre400WithoutTraceback(self):
         """
@@ -495,7 +500,7 @@ class HandshakeRefusalTests(ServerTestCase):
         a window size of 5,000 digits is declined, and nothing is logged as
         a failure (both were a 500 and a traceback per request).
         """
-        failures = self.watchFailures()
+        failures = watchFailures(self)
         port = yield self.listen(WebSocket(Echo()))
         hixie = (
             b"GET /demo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n"
@@ -886,3 +891,181 @@ class SendTypeTests(ServerTestCase):
         conn.close()
         self.assertRefusedAll(received[0].split("\t"))
         self.assertEqual(received[1:], [b"bytearray", b"memoryview"])
+
+
+def readmeChat():
+    """The first example of README.md ("An application"), run as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    section = readme.split("\n## An application\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace["Chat"]
+
+
+def closeAfter(port, *messages, path="/"):
+    """
+    Blocking: send C{messages} over RFC 6455, read until the server closes;
+    return its close code and reason, or C{(None, None)} if it did not
+    close within 3 seconds.
+    """
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(f"ws://{HOST}:{port}{path}", compression=None) as ws:
+        for message in messages:
+            ws.send(message)
+        try:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                ws.recv(timeout=deadline - time.monotonic())
+        except ConnectionClosed:
+            return ws.close_code, ws.close_reason
+        except TimeoutError:
+            pass
+        return None, None
+
+
+class Failing(Application):
+    """
+    C{"raise"} raises; C{"now"} returns a Deferred that has failed already,
+    C{"later"} one that fails on a later reactor turn. C{onError} records
+    the failure and closes with 1011.
+    """
+
+    def __init__(self):
+        self.errors = []
+
+    def onMessage(self, conn, msg):
+        if msg == "raise":
+            raise ZeroDivisionError(msg)
+        if msg == "now":
+            return fail(ZeroDivisionError(msg))
+        if msg == "later":
+            return deferLater(reactor, 0.01, self.boom, msg)
+        return None
+
+    def boom(self, msg):
+        raise ZeroDivisionError(msg)
+
+    def onError(self, conn, failure):
+        self.errors.append(failure)
+        return CloseConnection(conn, 1011, "Internal error")
+
+
+class ErrorReportingTests(ServerTestCase):
+    """
+    Issue 12 items 22 and 23: a handler's failure, raised or from its
+    Deferred, is logged once with its traceback and reaches C{onError}.
+    """
+
+    def assertLoggedOnce(self, failures, value):
+        """One failure event for exactly C{value}, at error level, naming the connection."""
+        events = [e for e in failures if e["log_failure"].value is value]
+        self.assertEqual(len(events), 1, [formatEvent(e) for e in failures])
+        event = events[0]
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertIn("Connection", formatEvent(event))
+        self.assertIn("ZeroDivisionError", event["log_failure"].getTraceback())
+        return event
+
+    @inlineCallbacks
+    def test_readmeExampleLogsAndCloses1011(self):
+        """
+        Item 22: with the README's first example (and examples/chat.py),
+        C{1/0} in C{onMessage} closes with 1011 "Internal error" and logs
+        the traceback once; it used to close with 1000 and log nothing.
+        """
+        failures = watchFailures(self)
+        for chat in (readmeChat(), Chat):
+
+            class Buggy(chat):
+                def onMessage(self, sender, msg):
+                    return 1 / 0
+
+                def onError(self, conn, failure):
+                    self.errors.append(failure)
+                    return super().onError(conn, failure)
+
+            app = Buggy()
+            app.errors = []
+            port = yield self.listen(WebSocket(app))
+            closed = yield deferToThread(closeAfter, port, "hi")
+            self.assertEqual(closed, (1011, "Internal error"), chat)
+            self.assertEqual(len(app.errors), 1)
+            event = self.assertLoggedOnce(failures, app.errors[0].value)
+            self.assertIn("return 1 / 0", event["log_failure"].getTraceback())
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+    @inlineCallbacks
+    def test_syncAndDeferredFailuresTakeTheSamePath(self):
+        """
+        Item 23: a handler that raises and one whose Deferred fails (at
+        once, or on a later turn) are each logged once and reach
+        C{onError}, which closes with 1011; the Deferred's failure used to
+        be only logged, and the connection stayed open.
+        """
+        failures = watchFailures(self)
+        app = Failing()
+        port = yield self.listen(WebSocket(app))
+        for message in ("raise", "now", "later"):
+            closed = yield deferToThread(closeAfter, port, message)
+            self.assertEqual(closed, (1011, "Internal error"), message)
+        self.assertEqual([str(f.value) for f in app.errors], ["raise", "now", "later"])
+        for failure in app.errors:
+            self.assertLoggedOnce(failures, failure.value)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 3)
+
+    @inlineCallbacks
+    def test_defaultOnErrorForADeferred(self):
+        """Application's own onError closes a failed Deferred's connection with 1011."""
+
+        class Default(Failing):
+            onError = Application.onError
+
+        port = yield self.listen(WebSocket(Default()))
+        closed = yield deferToThread(closeAfter, port, "later")
+        self.assertEqual(closed, (1011, "Internal error"))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    @inlineCallbacks
+    def test_lineProtocol(self):
+        """A line peer's failed Deferred reaches onError too (its close reason is the last line)."""
+        app = Failing()
+        port = yield self.listen(LineProtocol(app))
+
+        def talk():
+            import socket
+
+            with socket.create_connection((HOST, port), timeout=5) as s:
+                s.sendall(b"later\n")
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return data
+                    data += chunk
+
+        data = yield deferToThread(talk)
+        self.assertEqual(data, b"Internal error\n")
+        self.assertEqual([str(f.value) for f in app.errors], ["later"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    @inlineCallbacks
+    def test_client(self):
+        """A client application's failed Deferred (from onOpen) reaches its onError."""
+        from txratchet.client import connectWebSocket
+
+        server = Recorder()
+        port = yield self.listen(WebSocket(server))
+
+        class Client(Failing):
+            def onOpen(self, conn):
+                return deferLater(reactor, 0.01, self.boom, "client")
+
+        client = Client()
+        yield connectWebSocket(reactor, f"ws://{HOST}:{port}/", client)
+        conn = yield server.closed.addTimeout(5, reactor)
+        self.assertEqual((conn.closeCode, conn.closeReason), (1011, "Internal error"))
+        self.assertEqual([str(f.value) for f in client.errors], ["client"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 log = Logger()
@@ -136,10 +136,16 @@ def reportFailure(command: Command, failure: Failure) -> None:
         log.failure("Command {command!r} failed", failure, command=command)
 
 
-def execute(result: object) -> None:
+def execute(result: object, conn: Any = None) -> None:
     """
     Carry out what a handler returned: a L{Command}, a L{Deferred} that
     fires with one, or C{None}.
+
+    @param conn: the connection whose handler returned C{result}. A
+        Deferred that fails is reported to it (logged, then given to the
+        application's C{onError}, see L{txratchet.connection.Connection.reportError})
+        exactly as the handler raising would have been; without one (an
+        C{onClose} or C{onError} result) the failure is logged.
     """
     if result is None:
         return
@@ -158,12 +164,18 @@ def execute(result: object) -> None:
         except Exception:
             reportFailure(result, Failure())
     elif isinstance(result, Deferred):
-        result.addCallback(execute)
-        result.addErrback(
-            lambda f: log.failure("A handler's Deferred failed", f)
-        )
+        result.addCallback(execute, conn)
+        result.addErrback(_deferredFailed, conn)
     else:
         log.warn(
             "Ignored a handler's result that is not a command: {result!r}",
             result=result,
         )
+
+
+def _deferredFailed(failure: Failure, conn: Any) -> None:
+    report = getattr(conn, "reportError", None)
+    if report is not None:
+        report(failure)
+    else:
+        log.failure("A handler's Deferred failed", failure, level=LogLevel.error)

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -79,15 +79,29 @@ class Connection:
 
     def reportError(self, failure: Failure) -> None:
         """
-        Give C{failure} to the application's C{onError} for this connection
-        and carry out what it returns; an C{onError} that raises is logged.
+        Log C{failure} (once, at error level, with its traceback and this
+        connection), then give it to the application's C{onError} for this
+        connection and carry out what it returns.
+
+        Every failure of a handler comes here, raised or from a failed
+        Deferred, so none is hidden by an C{onError} that only closes the
+        connection. An C{onError} that raises, or returns a Deferred that
+        fails, is logged too (and not reported again).
         """
+        log.failure(
+            "Unhandled error on {conn!r}; passing it to {app}.onError",
+            failure,
+            level=LogLevel.error,
+            conn=self,
+            app=type(self.app).__name__,
+        )
         try:
             result = self.app.onError(self, failure)
         except Exception:
             log.failure(
                 "onError raised while handling {original}",
                 original=failure.getErrorMessage(),
+                level=LogLevel.error,
             )
             return
         execute(result)

@@ -92,7 +92,7 @@ class LineConnection(Connection):
             except Exception:
                 self.reportError(Failure())
             else:
-                execute(result)
+                execute(result, self)
 
     def __repr__(self) -> str:
         return f"<LineConnection peer={self.peer}>"
@@ -145,7 +145,7 @@ class LineProtocol:
         except Exception:
             line.reportError(Failure())
         else:
-            execute(result)
+            execute(result, line)
 
     def onMessage(self, conn: IConnection, message: str | bytes) -> None:
         line = self._connections.get(conn)
@@ -171,5 +171,5 @@ class LineProtocol:
             execute(result)
 
     def onError(self, conn: IConnection, failure: Failure) -> None:
-        log.failure("Line layer error; dropping the connection", failure)
+        # This layer itself failed (the connection below logged it).
         conn.close()

@@ -46,7 +46,7 @@ class ServerProtocol(Protocol):
         except Exception:
             self.conn.reportError(Failure())
         else:
-            execute(result)
+            execute(result, self.conn)
 
     def dataReceived(self, data: bytes) -> None:
         conn = self.conn
@@ -58,7 +58,7 @@ class ServerProtocol(Protocol):
             conn.reportError(Failure())
         else:
             if result is not None:
-                execute(result)
+                execute(result, conn)
         finally:
             conn.uncork()
 

@@ -102,7 +102,7 @@ class ClientProtocol(ServerProtocol):
         except Exception:
             self.conn.reportError(Failure())
         else:
-            execute(result)
+            execute(result, self.conn)
         finder = getattr(self.app, "connectionFor", None)
         if finder is not None:
             self.websocket = finder(self.conn)
@@ -465,7 +465,7 @@ class WebSocketClientService(ClientService):
         except Exception:
             ws.reportError(Failure())
         else:
-            execute(result)
+            execute(result, ws)
 
     def whenOpen(self, failAfterFailures: int | None = None) -> Deferred[ClientConnection]:
         """

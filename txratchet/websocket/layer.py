@@ -368,7 +368,7 @@ class WebSocketConnection(Connection):
                     self.reportError(Failure())
                 else:
                     if result is not None:
-                        execute(result)
+                        execute(result, self)
             elif isinstance(event, rfc6455.Ping):
                 if self.state == OPEN:
                     payload = event.payload
@@ -436,7 +436,7 @@ class WebSocketConnection(Connection):
                     self.reportError(Failure())
                 else:
                     if result is not None:
-                        execute(result)
+                        execute(result, self)
                 continue
             if isinstance(event, hixie76.ClosingFrame):
                 self.wasClean = True
@@ -618,7 +618,7 @@ class WebSocketConnection(Connection):
         except Exception:
             self.reportError(Failure())
         else:
-            execute(result)
+            execute(result, self)
         if leftover and self.state != CLOSED:
             self.dataReceived(leftover)
 
@@ -881,7 +881,8 @@ class WebSocket:
                 d.callback(None)
 
     def onError(self, conn: IConnection, failure: Failure) -> None:
-        log.failure("WebSocket layer error; dropping the connection", failure)
+        # This layer itself failed (the connection below logged it): drop
+        # the connection, whose state can no longer be trusted.
         abort = getattr(conn, "abort", None)
         if abort is not None:
             abort()
