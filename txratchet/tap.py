@@ -139,9 +139,6 @@ class Options(usage.Options):
         for name in ("tls-cert", "tls-key"):
             if self[name] and not os.path.isfile(self[name]):
                 raise usage.UsageError(f"--{name} {self[name]!r}: no such file")
-        for name in ("tls-cert", "tls-key"):
-            if self[name] and not os.path.isfile(self[name]):
-                raise usage.UsageError(f"--{name} {self[name]!r}: no such file")
         if self["tls-cert"]:
             port = self["port"]
             if not port.startswith("tcp:"):
@@ -183,22 +180,6 @@ class Options(usage.Options):
         if self["backplane"]:
             parseBackplane(self["backplane"])
             _requireRedisClient()
-        for name in ("port", "line-port"):
-            if self[name]:
-                _checkEndpoint(name, self.given[name] or "", self[name], bool(self["tls-cert"]))
-        for name in ("block", "trusted-proxy"):
-            for spec in _csv(self[name]):
-                try:
-                    parseNetworks([spec])
-                except ValueError:
-                    raise usage.UsageError(
-                        f"--{name}: {spec!r} is not an IP address or network"
-                    ) from None
-        if self["web-root"] and not os.path.isdir(self["web-root"]):
-            raise usage.UsageError(f"--web-root {self['web-root']!r} is not a directory")
-        if self["backplane"]:
-            parseBackplane(self["backplane"])
-            _requireRedisClient()
         self["compression"] = None
         if not self["no-compression"]:
             try:
@@ -211,28 +192,6 @@ class Options(usage.Options):
                 )
             except ValueError as e:
                 raise usage.UsageError(f"compression: {e}") from None
-
-
-def _number(option: str, kind: type) -> Callable[[str], Any]:
-    """
-    C{int} or C{float} whose error names the option (twistd's does not).
-    """
-
-    def coerce(value: str) -> Any:
-        try:
-            return kind(value)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise ValueError(f"--{option} {value!r} is not {what}") from None
-
-    coerce.coerceDoc = ""  # type: ignore[attr-defined]
-    return coerce
-
-
-Options.optParameters = [
-    [*p[:4], _number(p[0], p[4])] if len(p) > 4 and p[4] in (int, float) else p
-    for p in cast("list[list[Any]]", Options.optParameters)
-]
 
 
 def _number(option: str, kind: type) -> Callable[[str], Any]:
@@ -431,8 +390,6 @@ def makeService(options: Options) -> IService:
     httpHandler = None
     if options["app"]:  # before anything connects to Redis
         _findApplication(options["app"], bool(options["backplane"]))
-    if options["app"]:  # before anything connects to Redis
-        _findApplication(options["app"], bool(options["backplane"]))
     backplane = makeBackplane(options["backplane"])
     if options["app"]:
         app = loadApplication(options["app"], backplane)
@@ -534,8 +491,6 @@ def _workerPool(options: Options) -> IService:
 
     if options["app"]:  # every child would fail the same way: fail once, here
         _findApplication(options["app"], bool(options["backplane"]))
-    if options["app"]:  # every child would fail the same way: fail once, here
-        _findApplication(options["app"], bool(options["backplane"]))
     if options["tls-cert"]:
         spec = options["port"].replace("ssl:", "tcp:", 1).split(":privateKey=")[0]
     else:
@@ -587,123 +542,6 @@ def _tls(options: Options, factory: Any) -> Any:
         key = f.read()
     contextFactory = PrivateCertificate.loadPEM(cert + b"\n" + key).options()
     return TLSMemoryBIOFactory(contextFactory, False, factory)
-
-
-class CannotServe(Exception):
-    """
-    A port cannot be listened on; the message says which and why.
-    """
-
-
-class _Listen(Service):
-    """
-    Listen on an endpoint string when twistd starts its services (before
-    it drops privileges), then C{announce} it. A failure is a
-    L{CannotServe} naming the port as C{shown} and the reason
-    (C{twistd txratchet} prints it as one line).
-    """
-
-    def __init__(
-        self, description: str, shown: str, factory: Any, announce: Callable[[], None]
-    ) -> None:
-        self.description = description
-        self.shown = shown
-        self.factory = factory
-        self.announce = announce
-        self.port: Any = None
-        self._listening = False
-
-    def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
-        self._listen()
-
-    def startService(self) -> None:
-        Service.startService(self)
-        if not self._listening:  # started without privilegedStartService
-            self._listen()
-
-    def _listen(self) -> None:
-        self._listening = True
-        outcome: list[Any] = []
-        d = serverFromString(reactor, self.description).listen(self.factory)
-        d.addBoth(outcome.append)
-        if not outcome:  # an endpoint that listens later: report it then
-            d.addCallbacks(self._listened, self._failedLater)
-        elif isinstance(outcome[0], Failure):
-            raise self._cannotServe(outcome[0])
-        else:
-            self._listened(outcome[0])
-
-    def _listened(self, port: Any) -> None:
-        self.port = port
-        self.announce()
-
-    def _cannotServe(self, failure: Failure) -> CannotServe:
-        error = getattr(failure.value, "socketError", None) or failure.value
-        reason = getattr(error, "strerror", None) or str(error)
-        return CannotServe(f"cannot listen on {self.shown}: {reason}")
-
-    def _failedLater(self, failure: Failure) -> None:
-        log.critical("txratchet: {error}", error=self._cannotServe(failure))
-        try:
-            reactor.stop()  # type: ignore[attr-defined]
-        except Exception:
-            pass
-
-    def stopService(self) -> Any:
-        Service.stopService(self)
-        port, self.port = self.port, None
-        return port.stopListening() if port is not None else None
-
-
-def _exitWithError(message: str) -> NoReturn:
-    stderr = sys.__stderr__ or sys.stderr
-    stderr.write(f"twistd txratchet: {message}\n")
-    stderr.flush()
-    raise SystemExit(1)
-
-
-class TwistdOptions(Options):
-    """
-    L{Options} as C{twistd txratchet} parses them: a mistake is one line on
-    stderr and exit status 1 (twistd would print its whole usage text with
-    the message last).
-    """
-
-    def parseOptions(self, options: list[str] | None = None) -> None:
-        try:
-            super().parseOptions(options)
-        except usage.UsageError as e:
-            message = str(e).removeprefix("Parameter type enforcement failed: ")
-            if message.startswith(("option ", "No such option")):
-                message += " (twistd txratchet --help lists the options)"
-            _exitWithError(message)
-
-
-def makeTwistdService(options: Options) -> IService:
-    """
-    L{makeService} for C{twistd txratchet}: a bad value, or a port that
-    cannot be listened on, is one line on stderr and exit status 1, not a
-    traceback.
-    """
-    try:
-        service = makeService(options)
-    except (usage.UsageError, CannotServe) as e:
-        _exitWithError(str(e))
-    # Ports are opened later, by twistd (after it daemonizes); it lets their
-    # errors end the process: print ours as one line. (In daemon mode twistd
-    # passes the message to the starting process, which prints it.)
-    previous = sys.excepthook
-
-    def oneLine(kind: Any, value: Any, traceback: Any) -> None:
-        if isinstance(value, CannotServe):
-            stderr = sys.__stderr__ or sys.stderr
-            stderr.write(f"twistd txratchet: {value}\n")
-        else:
-            previous(kind, value, traceback)
-
-    sys.excepthook = oneLine
-    return service
 
 
 class CannotServe(Exception):
