@@ -264,6 +264,56 @@ class WebRootTests(TwistdTestCase):
         return deferToThread(talk).addCallback(check)
 
 
+class GracefulShutdownDeadlineTests(TwistdTestCase):
+    """
+    Shutdown is bounded by --close-timeout, whatever the peers do (issue
+    12, item 8): before, one WebSocket peer that sent a close frame and
+    stopped reading, or one line peer that stopped reading, kept twistd
+    running for ever after SIGTERM.
+    """
+
+    def test_sigtermWithPeersThatDoNotRead(self):
+        from tests.hostile_clients import closeQuietly, floodUntilStalled
+        from tests.test_hostile import closeWithFullBuffer
+
+        port, linePort = freePort(), freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo",
+            "--port", f"tcp:{port}:interface={HOST}",
+            "--line-port", f"tcp:{linePort}:interface={HOST}",
+            "--close-timeout", "2",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            waitForPort(linePort, proc)
+            socks = [closeWithFullBuffer(port)]
+            try:
+                telnet = socket.socket()
+                socks.append(telnet)
+                telnet.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                telnet.connect((HOST, linePort))
+                lines = (b"y" * 1023 + b"\n") * 1024
+                _sent, stalled = floodUntilStalled(telnet, [lines] * 16, timeout=10, stallAfter=1)
+                started = time.monotonic()
+                proc.terminate()
+                try:
+                    code = proc.wait(2 + 4)
+                except subprocess.TimeoutExpired:
+                    code = None
+                return stalled, code, time.monotonic() - started
+            finally:
+                closeQuietly(*socks)
+
+        def check(result):
+            stalled, code, took = result
+            self.assertTrue(stalled, "the line peer's echo never filled the server's buffer")
+            self.assertIsNotNone(code, f"twistd still running {took:.1f} s after SIGTERM")
+            self.assertIn(code, (0, -15))
+
+        return deferToThread(talk).addCallback(check)
+
+
 class NeedsArguments:
     """An application class twistd cannot make: its constructor needs an argument."""
 

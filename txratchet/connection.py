@@ -9,7 +9,14 @@ import socket
 from typing import Any
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITransport
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+    ITransport,
+)
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -339,3 +346,80 @@ class TransportConnection(Connection):
 
     def __repr__(self) -> str:
         return f"<TransportConnection peer={self.peer}>"
+
+
+class Drain:
+    """
+    The end of a layer's graceful shutdown: L{wait} fires once every
+    connection in C{connections} (the layer's own dict, keyed by the
+    connections of the layer below) is gone.
+
+    Those still there when the deadline passes are aborted, whatever holds
+    them (a peer that does not read, a flush that cannot finish); and a
+    lower layer that never reports an aborted connection lost cannot hold
+    the shutdown up either: a second later L{wait} fires anyway.
+    """
+
+    #: Seconds allowed, after aborting, for the aborts to be reported.
+    grace = 1.0
+
+    def __init__(self, connections: dict[Any, Any], clock: IReactorTime) -> None:
+        self._connections = connections
+        self._clock = clock
+        self._waiting: list[Deferred[None]] = []
+        self._deadline: IDelayedCall | None = None
+
+    def wait(self, timeout: float | None) -> Deferred[None]:
+        """
+        @param timeout: seconds before what remains is aborted; C{None}
+            waits as long as it takes.
+        @return: a Deferred that fires once every connection is gone.
+        """
+        done: Deferred[None] = Deferred()
+        if not self._connections:
+            done.callback(None)
+            return done
+        self._waiting.append(done)
+        if timeout is not None and self._deadline is None:
+            self._deadline = self._clock.callLater(timeout, self._abortRemaining)
+        return done
+
+    def check(self) -> None:
+        """
+        A connection is gone: fire the waiters if it was the last one.
+        """
+        if self._waiting and not self._connections:
+            self._fire()
+
+    def _fire(self) -> None:
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def _abortRemaining(self) -> None:
+        self._deadline = None
+        log.info(
+            "Shutdown: aborting {count} connection(s) still open", count=len(self._connections)
+        )
+        for conn in list(self._connections):
+            abort = getattr(conn, "abort", None)
+            if abort is not None:
+                abort()
+            else:
+                conn.close()
+        if self._connections:
+            self._deadline = self._clock.callLater(self.grace, self._giveUp)
+        else:
+            self._fire()
+
+    def _giveUp(self) -> None:
+        self._deadline = None
+        if self._connections:
+            log.warn(
+                "Shutdown: {count} aborted connection(s) never reported lost; not waiting",
+                count=len(self._connections),
+            )
+        self._fire()

@@ -93,12 +93,14 @@ class Options(usage.Options):
         ["max-handshake-size", None, 16384, "Largest opening-handshake request head, in bytes (431 beyond).", int],
         ["max-headers", None, 100, "Most header fields in a handshake request (431 beyond).", int],
         ["handshake-timeout", None, 10.0, "Seconds a client has to finish its opening handshake (408).", float],
-        ["close-timeout", None, 5.0, "Seconds a peer has to answer a close frame before it is aborted.", float],
+        ["max-incomplete-bytes", None, None, "Bytes that messages still arriving may hold, all connections together (1013 beyond; default 64 MiB or the message limit).", int],
+        ["message-timeout", None, 60.0, "Seconds a message may take to arrive from its first read to its last (1008 beyond; 0: no limit).", float],
+        ["close-timeout", None, 5.0, "Seconds a closing connection (WebSocket or line) has to end before it is aborted; also bounds shutdown.", float],
         ["ping-interval", None, None, "Send a keepalive ping after this many seconds of silence.", float],
         ["ping-timeout", None, None, "Close (1011) a peer silent this long after a keepalive ping (default: the interval).", float],
         ["idle-timeout", None, None, "Close a connection that received nothing for this many seconds.", float],
-        ["max-send-buffer", None, 16 * 1024 * 1024, "Bytes that may queue for a peer that stopped reading.", int],
-        ["send-buffer-policy", None, "close", "What to do past --max-send-buffer: close or drop."],
+        ["max-send-buffer", None, 16 * 1024 * 1024, "Bytes that may queue for a peer (WebSocket or line) that stopped reading.", int],
+        ["send-buffer-policy", None, "close", "What to do past --max-send-buffer: close or drop (WebSocket and line peers)."],
         ["compression-level", None, 6, "permessage-deflate zlib level (0-9).", int],
         ["compression-min-size", None, 32, "Send messages shorter than this uncompressed.", int],
         ["compression-window-bits", None, 12, "Our compression window (8-15): memory per connection.", int],
@@ -131,9 +133,13 @@ class Options(usage.Options):
         self.given = {name: self[name] for name in ("port", "line-port")}  # for messages
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be at least 1")
-        for name in ("max-message-size", "max-frame-size", "max-handshake-size", "max-headers", "max-send-buffer"):
+        for name in ("max-message-size", "max-frame-size", "max-handshake-size", "max-headers", "max-send-buffer", "max-incomplete-bytes"):
             if self[name] is not None and self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["max-incomplete-bytes"] is not None and self["max-incomplete-bytes"] < self["max-message-size"]:
+            raise usage.UsageError("--max-incomplete-bytes cannot be smaller than --max-message-size")
+        if self["message-timeout"] < 0:
+            raise usage.UsageError("--message-timeout cannot be negative")
         if self["send-buffer-policy"] not in ("close", "drop"):
             raise usage.UsageError("--send-buffer-policy must be 'close' or 'drop'")
         for name in ("tls-cert", "tls-key"):
@@ -414,6 +420,8 @@ def makeService(options: Options) -> IService:
         maxFrameSize=options["max-frame-size"],
         maxHandshakeSize=options["max-handshake-size"],
         maxHeaders=options["max-headers"],
+        maxIncompleteBytes=options["max-incomplete-bytes"],
+        messageTimeout=options["message-timeout"] or None,
         handshakeTimeout=options["handshake-timeout"],
         closeTimeout=options["close-timeout"],
         pingInterval=options["ping-interval"],
@@ -470,7 +478,13 @@ def makeService(options: Options) -> IService:
             ),
         ).setServiceParent(service)
     if options["line-port"]:
-        lines = LineProtocol(app)
+        lines = LineProtocol(
+            app,
+            maxSendBuffer=options["max-send-buffer"],
+            sendBufferPolicy=options["send-buffer-policy"],
+            closeTimeout=options["close-timeout"],
+            clock=reactor,  # type: ignore[arg-type]
+        )
         layers.append(lines)
         if options["inherit-line-fd"] is not None:
             _AdoptedPort(options["inherit-line-fd"], Server(lines)).setServiceParent(service)

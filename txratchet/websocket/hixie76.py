@@ -67,7 +67,7 @@ class FrameReader:
     frames other than C{0xFF 0x00}) are skipped without buffering.
     """
 
-    __slots__ = ("_done", "_frameType", "_length", "_skip", "_state", "_text", "maxMessageSize")
+    __slots__ = ("_buffer", "_done", "_frameType", "_length", "_skip", "_state", "maxMessageSize")
 
     def __init__(self, maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.maxMessageSize = maxMessageSize
@@ -75,7 +75,7 @@ class FrameReader:
         self._frameType = 0
         self._length = 0
         self._skip = 0
-        self._text = bytearray()
+        self._buffer = bytearray()
         self._done = False
 
     def receive(self, data: bytes) -> list[Event]:
@@ -102,19 +102,19 @@ class FrameReader:
                 stop = data.find(b"\xff", pos)
                 piece = end if stop < 0 else stop
                 if self._frameType == 0x00:
-                    if len(self._text) + (piece - pos) > self.maxMessageSize:
+                    if len(self._buffer) + (piece - pos) > self.maxMessageSize:
                         events.append(Failed("Message larger than the limit"))
                         self._fail()
                         break
-                    self._text += data[pos:piece]
+                    self._buffer += data[pos:piece]
                 pos = piece
                 if stop < 0:
                     break
                 pos += 1
                 self._state = _FRAME_TYPE
                 if self._frameType == 0x00:
-                    raw = self._text
-                    self._text = bytearray()
+                    raw = self._buffer
+                    self._buffer = bytearray()
                     try:
                         events.append(raw.decode("utf-8"))
                     except UnicodeDecodeError:
@@ -148,9 +148,21 @@ class FrameReader:
                 self._state = _FRAME_TYPE
         return events
 
+    def buffered(self) -> int:
+        """
+        The bytes held for the text frame in progress.
+        """
+        return len(self._buffer)
+
+    def stop(self) -> None:
+        """
+        Ignore all further data and let go of the frame in progress.
+        """
+        self._fail()
+
     def _fail(self) -> None:
         """
         Stop reading (after a failure or the closing frame).
         """
         self._done = True
-        self._text = bytearray()
+        self._buffer = bytearray()

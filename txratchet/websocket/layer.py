@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from txratchet import proxy
 from txratchet.commands import execute
-from txratchet.connection import Connection, checkMessage
+from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.websocket import deflate, handshake, hixie76, rfc6455
 from txratchet.websocket.handshake import (
@@ -47,6 +47,9 @@ CLOSED = 3
 #: A handler for plain HTTP requests that reach a WebSocket port: return the
 #: whole response (see L{handshake.httpResponse}), or C{None} for a 400.
 HTTPHandler = Callable[[Request], "bytes | None"]
+
+#: What incomplete messages may hold, all connections of a layer together.
+DEFAULT_MAX_INCOMPLETE_BYTES = 64 * 1024 * 1024
 
 #: permessage-deflate as negotiated unless told otherwise.
 DEFAULT_COMPRESSION = deflate.PerMessageDeflate()
@@ -124,9 +127,11 @@ class WebSocketConnection(Connection):
         "_failed",
         "_held",
         "_hixie",
+        "_incomplete",
         "_lastReceived",
         "_layer",
         "_liveTimer",
+        "_messageTimer",
         "_outer",
         "_parser",
         "_pingSentAt",
@@ -184,6 +189,11 @@ class WebSocketConnection(Connection):
         self._deflater: deflate.Deflater | None = None
         self._compressMin = 0
         self._timer: IDelayedCall | None = None
+        # Bytes of a message in progress counted against the layer's
+        # maxIncompleteBytes, and its messageTimeout (only for messages that
+        # span reads: a message read whole costs nothing here).
+        self._incomplete = 0
+        self._messageTimer: IDelayedCall | None = None
         # Keepalive and idle timeout (only when enabled on the layer).
         self._liveTimer: IDelayedCall | None = None
         self._watchActivity = bool(layer.pingInterval or layer.idleTimeout)
@@ -321,6 +331,7 @@ class WebSocketConnection(Connection):
         """
         if self.state == CONNECTING:
             self.state = CLOSED
+            self._armCloseTimer()
             self._outer.close()
             return
         if self.state != OPEN:
@@ -354,6 +365,83 @@ class WebSocketConnection(Connection):
                 self._hixieEvents(events)  # type: ignore[arg-type]
             else:
                 self._events(events)  # type: ignore[arg-type]
+        # Both readers keep a message that spans reads in _buffer (empty or
+        # None otherwise): one attribute test per read on the fast path.
+        if reader._buffer or self._incomplete:
+            self._holdIncomplete(reader.buffered(), events)
+
+    def _holdIncomplete(self, held: int, events: list[Any]) -> None:
+        """
+        A message spans reads and holds C{held} bytes: count them against
+        the layer's C{maxIncompleteBytes} (shared by all its connections,
+        so silent peers cannot each pin C{maxMessageSize}) and time the
+        message against C{messageTimeout}.
+        """
+        if self.state == CLOSED:
+            return  # connectionLost already let go of it
+        layer = self._layer
+        before = self._incomplete
+        if held > before and layer.incompleteBytes + held - before > layer.maxIncompleteBytes:
+            log.info(
+                "{peer}: incomplete messages over the {limit}-byte budget; closing",
+                peer=self.peer,
+                limit=layer.maxIncompleteBytes,
+            )
+            self._dropIncomplete(
+                rfc6455.TRY_AGAIN_LATER, "Server busy: too much incomplete message data"
+            )
+            return
+        layer.incompleteBytes += held - before
+        self._incomplete = held
+        if not held:
+            self._cancelMessageTimer()
+            return
+        timeout = layer.messageTimeout
+        if timeout and (
+            self._messageTimer is None
+            # A message ended in this read: the one held now began in it.
+            or any(e.__class__ is str or e.__class__ is bytes for e in events)
+        ):
+            self._cancelMessageTimer()
+            self._messageTimer = layer.clock.callLater(timeout, self._messageTimedOut)
+
+    def _messageTimedOut(self) -> None:
+        self._messageTimer = None
+        if self._incomplete and self.state != CLOSED:
+            log.info(
+                "{peer}: a message took over {timeout} s to arrive; closing",
+                peer=self.peer,
+                timeout=self._layer.messageTimeout,
+            )
+            self._dropIncomplete(
+                rfc6455.POLICY_VIOLATION,
+                "Message not completed within %g s" % (self._layer.messageTimeout or 0),
+            )
+
+    def _cancelMessageTimer(self) -> None:
+        timer = self._messageTimer
+        if timer is not None:
+            self._messageTimer = None
+            if timer.active():
+                timer.cancel()
+
+    def _releaseIncomplete(self) -> None:
+        self._layer.incompleteBytes -= self._incomplete
+        self._incomplete = 0
+        self._cancelMessageTimer()
+
+    def _dropIncomplete(self, code: int, reason: str) -> None:
+        """
+        Let go of the message in progress and fail the connection.
+        """
+        reader = self._reader
+        if reader is not None:
+            reader.stop()
+        self._releaseIncomplete()
+        if self._hixie:
+            self._hixieFail(reason)
+        else:
+            self._fail(code, reason)
 
     def _events(self, events: list[rfc6455.Event]) -> None:
         app = self.app
@@ -389,7 +477,7 @@ class WebSocketConnection(Connection):
             self.closeReason = event.reason
             self.wasClean = True
         self.state = CLOSING
-        self._cancelTimer()
+        self._armCloseTimer()
         self._closeHandshakeDone()
 
     def _closeHandshakeDone(self) -> None:
@@ -422,6 +510,7 @@ class WebSocketConnection(Connection):
             self.closeReason = reason
             self._sendClose(code, reason)
         self.state = CLOSING
+        self._armCloseTimer()
         self._outer.closeWrite()
 
     def _hixieEvents(self, events: list[hixie76.Event]) -> None:
@@ -440,19 +529,29 @@ class WebSocketConnection(Connection):
                 continue
             if isinstance(event, hixie76.ClosingFrame):
                 self.wasClean = True
+                if self.state == OPEN:
+                    self._send(hixie76.CLOSE_FRAME)
+                self.state = CLOSING
+                self._armCloseTimer()
+                self._outer.close()
             else:
-                log.info(
-                    "Failing Hixie-76 connection from {peer}: {reason}",
-                    peer=self.peer,
-                    reason=event.reason,
-                )
-                self.closeReason = event.reason
-            if self.state == OPEN:
-                self._send(hixie76.CLOSE_FRAME)
-            self.state = CLOSING
-            self._cancelTimer()
-            self._outer.close()
+                self._hixieFail(event.reason)
             return
+
+    def _hixieFail(self, reason: str) -> None:
+        """
+        Close a Hixie-76 connection (the draft has no close codes), within
+        C{closeTimeout} even if the peer does not read.
+        """
+        log.info(
+            "Failing Hixie-76 connection from {peer}: {reason}", peer=self.peer, reason=reason
+        )
+        self.closeReason = reason
+        if self.state == OPEN:
+            self._send(hixie76.CLOSE_FRAME)
+        self.state = CLOSING
+        self._armCloseTimer()
+        self._outer.close()
 
     # -- The opening handshake ---------------------------------------------
 
@@ -566,7 +665,7 @@ class WebSocketConnection(Connection):
             )
             return
         self.state = CLOSED
-        self._cancelTimer()
+        self._armCloseTimer(restart=True)
         self._send(response)
         self._outer.close()
 
@@ -578,7 +677,7 @@ class WebSocketConnection(Connection):
             reason=error.reason,
         )
         self.state = CLOSED
-        self._cancelTimer()
+        self._armCloseTimer(restart=True)
         self._send(handshake.errorResponse(error))
         self._outer.close()
 
@@ -636,6 +735,16 @@ class WebSocketConnection(Connection):
             if timer.active():
                 timer.cancel()
 
+    def _armCloseTimer(self, restart: bool = False) -> None:
+        """
+        The connection is closing: whoever started it, it is aborted if it
+        is still there after C{closeTimeout} (a peer that stops reading
+        would otherwise keep a flush, and its socket, waiting for ever).
+        A close timer already running (we started the close) is kept.
+        """
+        if restart or self._timer is None:
+            self._startTimer(self._layer.closeTimeout, self._closeTimedOut)
+
     def _armLiveTimer(self) -> None:
         layer = self._layer
         deadlines = []
@@ -684,14 +793,15 @@ class WebSocketConnection(Connection):
             self._refuse(HandshakeError(408, "Opening handshake timed out"))
 
     def _closeTimedOut(self) -> None:
+        # Still here (connectionLost cancels this timer): the peer did not
+        # answer our close, or does not read what is queued for it.
         self._timer = None
-        if self.state == CLOSING:
-            log.info("Closing handshake with {peer} timed out", peer=self.peer)
-            abort = getattr(self._outer, "abort", None)
-            if abort is not None:
-                abort()
-            else:
-                self._outer.close()
+        log.info("Closing handshake with {peer} timed out; aborting", peer=self.peer)
+        abort = getattr(self._outer, "abort", None)
+        if abort is not None:
+            abort()
+        else:
+            self._outer.close()
 
     def connectionLost(self) -> None:
         """
@@ -702,6 +812,8 @@ class WebSocketConnection(Connection):
         if live is not None and live.active():
             live.cancel()
         self._liveTimer = None
+        if self._incomplete or self._messageTimer is not None:
+            self._releaseIncomplete()
         if self._deflater is not None:
             self._deflater = None
             self._layer.compressing -= 1
@@ -737,8 +849,20 @@ class WebSocket:
         beyond); C{None}: only C{maxMessageSize} applies.
     @param maxHandshakeSize: the largest request head (431 beyond).
     @param maxHeaders: the most header fields in a request (431 beyond).
+    @param maxIncompleteBytes: bytes that messages still arriving (spread
+        over several reads or fragments) may hold, all connections of this
+        layer together; the connection whose message would pass it is
+        closed with 1013 (Try Again Later). Default: 64 MiB, or
+        C{maxMessageSize} if that is larger; it cannot be smaller.
+    @param messageTimeout: seconds a message may take to arrive, from its
+        first read to its last (1008 beyond), so a peer cannot hold part of
+        a message for ever; C{None}: no limit.
     @param handshakeTimeout: seconds a client has to send its request.
-    @param closeTimeout: seconds a peer has to answer our close frame.
+    @param closeTimeout: seconds a closing connection has to end, whoever
+        started the close (the peer answering ours, or taking our answer
+        and everything queued before it); then it is aborted. It also
+        bounds L{shutdown}. C{None}: no limit (a peer that stops reading
+        then holds its connection for ever).
     @param pingInterval: send a keepalive ping after this many seconds
         without receiving anything (RFC 6455 family; Hixie-76 has no ping).
     @param pingTimeout: close (1011) a peer that sends nothing back within
@@ -782,6 +906,8 @@ class WebSocket:
         maxFrameSize: int | None = None,
         maxHandshakeSize: int = 16384,
         maxHeaders: int = 100,
+        maxIncompleteBytes: int | None = None,
+        messageTimeout: float | None = 60.0,
         handshakeTimeout: float | None = 10.0,
         closeTimeout: float | None = 5.0,
         pingInterval: float | None = None,
@@ -805,6 +931,17 @@ class WebSocket:
         self.maxFrameSize = maxFrameSize
         self.maxHandshakeSize = maxHandshakeSize
         self.maxHeaders = maxHeaders
+        if maxIncompleteBytes is None:
+            maxIncompleteBytes = max(DEFAULT_MAX_INCOMPLETE_BYTES, maxMessageSize)
+        elif maxIncompleteBytes < maxMessageSize:
+            raise ValueError(
+                f"maxIncompleteBytes ({maxIncompleteBytes}) is smaller than maxMessageSize "
+                f"({maxMessageSize}): a message that large could never arrive"
+            )
+        self.maxIncompleteBytes = maxIncompleteBytes
+        #: Bytes incomplete messages hold right now (see maxIncompleteBytes).
+        self.incompleteBytes = 0
+        self.messageTimeout = messageTimeout
         self.handshakeTimeout = handshakeTimeout
         self.closeTimeout = closeTimeout
         self.pingInterval = pingInterval
@@ -828,7 +965,7 @@ class WebSocket:
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self._connections: dict[Any, WebSocketConnection] = {}
-        self._drained: list[Deferred[None]] = []
+        self._drain = Drain(self._connections, self.clock)
         # The last message framed, per family: a broadcast frames it once.
         self._lastMessage: object = None
         self._lastFrame: tuple[bytes, bytes] = (b"", b"")
@@ -849,17 +986,14 @@ class WebSocket:
         Close every connection (RFC 6455 peers get C{code}, 1001 Going Away
         by default), after what was already sent to them.
 
-        @return: a Deferred that fires once every connection is gone; peers
-            that do not answer are aborted after C{closeTimeout}.
+        @return: a Deferred that fires once every connection is gone:
+            within C{closeTimeout} (and a second's grace), for whatever
+            remains then (peers that do not answer or do not read) is
+            aborted. With C{closeTimeout=None} it waits for every peer.
         """
-        done: Deferred[None] = Deferred()
-        if not self._connections:
-            done.callback(None)
-            return done
-        self._drained.append(done)
         for ws in list(self._connections.values()):
             ws.close(code, reason)
-        return done
+        return self._drain.wait(self.closeTimeout or None)
 
     def onOpen(self, conn: IConnection) -> None:
         self._connections[conn] = WebSocketConnection(self, conn)
@@ -875,10 +1009,7 @@ class WebSocket:
         ws = self._connections.pop(conn, None)
         if ws is not None:
             ws.connectionLost()
-        if self._drained and not self._connections:
-            drained, self._drained = self._drained, []
-            for d in drained:
-                d.callback(None)
+        self._drain.check()
 
     def onError(self, conn: IConnection, failure: Failure) -> None:
         # This layer itself failed (the connection below logged it): drop

@@ -42,6 +42,7 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 MANDATORY_EXTENSION = 1010
 INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
 
 #: Codes an endpoint may put in a close frame (RFC 6455 7.4.1 and the IANA
 #: registry: 1012-1014 were registered later; 1004-1006 and 1015 never go
@@ -427,7 +428,7 @@ class FrameReader:
                     self._fail()
                     break
                 if event.__class__ is CloseReceived:
-                    self._done = True
+                    self._fail()
                     break
                 continue
             # A data frame.
@@ -454,8 +455,27 @@ class FrameReader:
             self._pending = data[pos:]
         return events
 
+    def buffered(self) -> int:
+        """
+        The bytes held for the message in progress: what a message that
+        spans reads or fragments pins (a message read whole holds none).
+        """
+        buffer = self._buffer
+        return 0 if buffer is None else len(buffer)
+
+    def stop(self) -> None:
+        """
+        Ignore all further data and let go of the message in progress.
+        """
+        self._fail()
+
     def _fail(self) -> None:
         self._done = True
+        # Nothing more is processed: what was held is garbage now.
+        self._pending = b""
+        self._buffer = None
+        self._single = None
+        self._decoder = None
 
     def _checkHeader(
         self, b0: int, opcode: int, fin: int, masked: int, length: int
