@@ -12,6 +12,13 @@ Run it from the repository root (Flask must be installed)::
 
 Open the page in two browser tabs, log in with two names, and chat.
 
+Safe by default against cross-site WebSocket hijacking (a hostile page
+opening C{/ws} with the visitor's cookie): the socket accepts only the page's
+own origin (the host and port the browser reached this server at; add
+others with C{--origin https://chat.example.com}), and the session cookie is
+C{SameSite=Lax} and C{HttpOnly}, C{Secure} over HTTPS (or with
+C{--secure-cookie} behind a TLS proxy).
+
 Flask serves every page (through C{twisted.web.wsgi.WSGIResource}) and
 the chat's WebSocket is at C{/ws}. With the default store, C{cookie}, the
 session is Flask's own signed C{session} cookie, checked with the app's
@@ -33,6 +40,7 @@ if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, redirect, render_template_string, request, session
+from flask.sessions import SecureCookieSessionInterface
 from twisted.internet import endpoints, reactor
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.resource import Resource
@@ -40,6 +48,7 @@ from twisted.web.server import Site
 from twisted.web.wsgi import WSGIResource
 
 from txratchet import Application, WebSocket
+from txratchet.components import Decorator, OriginCheck
 from txratchet.components.session import (
     FlaskCookieSessions,
     RedisSessionStore,
@@ -78,9 +87,16 @@ document.getElementById("say").onsubmit = (event) => {
 </script>"""
 
 
-def makeFlaskApp(secretKey: str) -> Flask:
+def makeFlaskApp(secretKey: str, secureCookie: bool = False) -> Flask:
     app = Flask(__name__)
     app.secret_key = secretKey
+    # Other sites' pages neither send the cookie with their requests
+    # (SameSite, except top-level navigation) nor read it (HttpOnly).
+    app.config.update(
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=secureCookie,
+    )
 
     @app.get("/")
     def index():
@@ -119,6 +135,42 @@ class Chat(Application):
         self.clients.discard(conn)
 
 
+class SameOriginCheck(OriginCheck):
+    """
+    L{OriginCheck} that also accepts the page's own origin: an C{Origin}
+    whose host and port are the request's C{Host}, which is what a browser
+    sends for a page this server served, whatever name or address it was
+    reached at (behind a proxy that keeps C{Host}, too). Pages from
+    anywhere else need one of C{allowed}.
+    """
+
+    def onRequest(self, conn, request):
+        headers = request.headers
+        origin = headers.get("origin") or headers.get("sec-websocket-origin")
+        if origin is not None and isSameOrigin(origin, headers.get("host")):
+            return Decorator.onRequest(self, conn, request)
+        return super().onRequest(conn, request)
+
+
+def isSameOrigin(origin: str, host: str | None) -> bool:
+    """Is C{origin}'s host[:port] the C{Host} header's (case-insensitive)?"""
+    scheme, sep, netloc = origin.strip().lower().partition("://")
+    return bool(sep and host and scheme in ("http", "https") and netloc == host.strip().lower())
+
+
+def secureOverHTTPS(interface):
+    """
+    Make the session cookie C{Secure} whenever the page itself came over
+    HTTPS (C{request.is_secure}), as well as when configured so.
+    """
+
+    def getCookieSecure(app):
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+    interface.get_cookie_secure = getCookieSecure
+    return interface
+
+
 class Root(Resource):
     """C{/ws} is the chat; every other path goes to Flask."""
 
@@ -136,6 +188,9 @@ def makeStore(spec: str, flaskApp: Flask):
     """C{cookie}, C{sqlite:FILE} or C{redis:HOST:PORT}."""
     kind, _, where = spec.partition(":")
     if kind == "cookie":
+        # Its own instance (Flask's default is shared by every Flask app):
+        # secureOverHTTPS changes it.
+        flaskApp.session_interface = SecureCookieSessionInterface()
         return FlaskCookieSessions(flaskApp)
     if kind == "sqlite":
         store = SQLiteSessionStore(where or "sessions.db")
@@ -148,11 +203,29 @@ def makeStore(spec: str, flaskApp: Flask):
     return store
 
 
-def makeSite(store: str = "cookie", secretKey: str | None = None) -> Site:
-    flaskApp = makeFlaskApp(secretKey or os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex())
+def makeSite(
+    store: str = "cookie",
+    secretKey: str | None = None,
+    origins: list[str] | tuple[str, ...] = (),
+    secureCookie: bool = False,
+) -> Site:
+    """
+    The Flask pages and, at C{/ws}, the chat: C{SameOriginCheck} outside
+    C{SessionProvider}, so no other site's page gets a visitor's session.
+
+    @param origins: more origins whose pages may open the chat
+        (L{OriginCheck} patterns, e.g. C{https://chat.example.com}).
+    @param secureCookie: always mark the session cookie C{Secure} (it is
+        whenever the page came over HTTPS).
+    """
+    flaskApp = makeFlaskApp(
+        secretKey or os.environ.get("FLASK_SECRET_KEY") or secrets.token_hex(), secureCookie
+    )
     sessions = makeStore(store, flaskApp)
+    secureOverHTTPS(flaskApp.session_interface)
+    chat = SameOriginCheck(SessionProvider(Chat(), sessions), origins)
     root = Root(WSGIResource(reactor, reactor.getThreadPool(), flaskApp))
-    root.putChild(b"ws", WebSocketResource(WebSocket(SessionProvider(Chat(), sessions))))
+    root.putChild(b"ws", WebSocketResource(WebSocket(chat)))
     site = Site(root)
     site.sessionStore = sessions
     return site
@@ -163,9 +236,25 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--interface", default="", help="address to listen on (default: all)")
     parser.add_argument("--store", default="cookie", help="cookie, sqlite:FILE or redis:HOST:PORT")
+    parser.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also let pages from ORIGIN (e.g. https://chat.example.com) open the chat; "
+        "the page's own origin always may (repeatable)",
+    )
+    parser.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        help="always mark the session cookie Secure (the site is HTTPS behind a TLS proxy)",
+    )
     args = parser.parse_args(argv)
+    try:
+        site = makeSite(args.store, origins=args.origin, secureCookie=args.secure_cookie)
+    except ValueError as e:
+        parser.error(str(e))
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    site = makeSite(args.store)
     interface = f":interface={args.interface}" if args.interface else ""
     listening = endpoints.serverFromString(reactor, f"tcp:{args.port}{interface}").listen(site)
 

@@ -3,6 +3,7 @@
 # chat over the WebSocket on the same port with the same session.
 # Makes .venv, installs txratchet and Flask into it. Extra arguments go to the
 # example, e.g. scripts/flaskchat.sh --port 9000 --store sqlite:sessions.db
+# (--origin https://chat.example.com lets pages from another origin open the chat).
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 echo "==> installing txratchet and Flask into $VENV"

@@ -504,6 +504,110 @@ class FlaskChatExampleTests(SessionTestCase):
         self.assertIsNone((yield deferToThread(redis.call, "GET", f"txratchet:session:{cookie}")))
 
 
+class FlaskChatOriginTests(TestCase):
+    """
+    Issue 12 item 4: C{python examples/flaskchat.py} (a subprocess, as a
+    user runs it) is not open to cross-site WebSocket hijacking: a
+    handshake from another site's page carrying the victim's cookie is
+    refused (it got "Hello, alice"), the page's own origin and those given
+    with C{--origin} are served, and the session cookie is C{SameSite=Lax}
+    and C{HttpOnly}.
+    """
+
+    timeout = 60
+
+    def test_crossOriginRefused(self):
+        workdir = Path(tempfile.mkdtemp(prefix="txratchet-flaskchat-"))
+        self.addCleanup(shutil.rmtree, workdir, True)
+        return deferToThread(self.scenario, workdir)
+
+    def scenario(self, workdir):
+        import http.client
+
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import connect
+
+        server = services.ExampleServer(
+            workdir / "server", "flaskchat.py", "--origin", "https://app.example"
+        )
+        server.start()
+        try:
+            port = server.port
+            http = http.client.HTTPConnection(HOST, port, timeout=5)
+            http.request(
+                "POST", "/login", body="name=alice",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            response = http.getresponse()
+            response.read()
+            http.close()
+            setCookie = response.getheader("Set-Cookie")
+            self.assertIsNotNone(setCookie, response.getheaders())
+            attributes = [a.strip().lower() for a in setCookie.split(";")]
+            self.assertIn("samesite=lax", attributes)
+            self.assertIn("httponly", attributes)
+            self.assertNotIn("secure", attributes)  # plain HTTP
+            cookie = setCookie.split(";", 1)[0]
+
+            def greeting(origin, path="/ws"):
+                try:
+                    with connect(f"ws://{HOST}:{port}{path}", origin=origin,
+                                 additional_headers={"Cookie": cookie}, open_timeout=5) as ws:
+                        return ws.recv(timeout=5)
+                except InvalidStatus as e:
+                    return e.response.status_code
+
+            self.assertEqual(greeting("https://evil.example"), 403)
+            self.assertEqual(greeting(f"http://evil.example:{port}"), 403)
+            self.assertEqual(greeting("null"), 403)
+            self.assertEqual(greeting(f"http://{HOST}:{port}"), "Hello, alice")
+            self.assertEqual(greeting(f"https://{HOST}:{port}"), "Hello, alice")
+            self.assertEqual(greeting("https://app.example"), "Hello, alice")
+            self.assertEqual(greeting(None), "Hello, alice")  # not a browser
+            # HyBi-08 names it Sec-WebSocket-Origin.
+            hybi = rawclients.HybiClient(
+                HOST, port, path="/ws", version=8, origin="https://evil.example",
+                headers={"Cookie": cookie},
+            )
+            with self.assertRaises(rawclients.HandshakeError) as refused:
+                hybi.connect()
+            self.assertEqual(refused.exception.status, 403)
+            hybi = rawclients.HybiClient(
+                HOST, port, path="/ws", version=8, origin=f"http://{HOST}:{port}",
+                headers={"Cookie": cookie},
+            )
+            hybi.connect()
+            self.assertEqual(hybi.recv_text(), "Hello, alice")
+            hybi.close()
+        finally:
+            server.stop()
+
+    @inlineCallbacks
+    def test_secureCookie(self):
+        """The cookie is Secure with --secure-cookie (a site behind a TLS proxy)."""
+        site = flaskchat.makeSite(secretKey="example secret", secureCookie=True)
+        port = yield TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(site)
+        self.addCleanup(port.stopListening)
+
+        def login():
+            import http.client
+
+            http = http.client.HTTPConnection(HOST, port.getHost().port, timeout=5)
+            http.request(
+                "POST", "/login", body="name=alice",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            response = http.getresponse()
+            response.read()
+            http.close()
+            return response.getheader("Set-Cookie")
+
+        setCookie = yield deferToThread(login)
+        attributes = [a.strip().lower() for a in setCookie.split(";")]
+        self.assertIn("secure", attributes)
+        self.assertIn("samesite=lax", attributes)
+
+
 class FlaskChatBrowserTests(TestCase):
     """
     C{python examples/flaskchat.py} as a user runs it, with headless Chromium
