@@ -767,3 +767,119 @@ class WebRootTwistdTests(TwistdTestCase):
             self.assertEqual(result.returncode, 1, result)
             self.assertIn(expected, result.stdout + result.stderr)
             self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+
+class WebSocketSiteTests(ServerTestCase):
+    """
+    Issue 12 item 21 on a twisted.web port: L{WebSocketSite} refuses what
+    cannot be an HTTP request at once and bounds the first request head in
+    time, as a bare WebSocket port does; a plain C{Site} waited for a whole
+    line or its 12-hour idle timeout.
+    """
+
+    @inlineCallbacks
+    def serve(self, **kwargs):
+        from txratchet.web import WebSocketSite
+
+        root = Resource()
+        root.putChild(b"", Data(b"<html>home</html>", "text/html"))
+        layer = WebSocket(Echo())
+        root.putChild(b"ws", WebSocketResource(layer))
+        port = yield TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(
+            WebSocketSite(root, **kwargs)
+        )
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self._dropConnections, layer)
+        return port.getHost().port
+
+    @inlineCallbacks
+    def test_garbageRefusedAtOnce(self):
+        """Each gets 400 well before the client gives up (3 s), the server's head timeout being 10 s."""
+        import random
+
+        port = yield self.serve()
+        noise = [random.Random(seed).randbytes(4096) for seed in range(3)]
+        garbage = [
+            b" GET / HTTP/1.1",
+            b"GET  /",
+            b"GET /x  HTTP/1.1",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b" " + noise[0],
+            b"GET " + noise[1],
+            noise[2],
+        ]
+        answers = yield deferToThread(
+            lambda: [rawclients.raw_request(HOST, port, g, timeout=3) for g in garbage]
+        )
+        for data, answer in zip(garbage, answers, strict=True):
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), (data[:20], answer[:60]))
+
+    @inlineCallbacks
+    def test_headTimeout(self):
+        port = yield self.serve(headTimeout=0.3)
+        answer = yield deferToThread(
+            rawclients.raw_request, HOST, port, b"GET / HTTP/1.1\r\nHost: x\r\n", 3
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+
+    @inlineCallbacks
+    def test_pagesAndSocketsUnchanged(self):
+        """
+        Pages (also a second request on a kept-alive connection) and the
+        WebSocket work, and a WebSocket idle longer than the head timeout
+        stays open.
+        """
+        port = yield self.serve(headTimeout=0.3)
+
+        def talk():
+            import http.client
+
+            from websockets.sync.client import connect
+
+            page = http.client.HTTPConnection(HOST, port, timeout=5)
+            bodies = []
+            for _ in range(2):
+                page.request("GET", "/")
+                bodies.append(page.getresponse().read())
+            page.close()
+            with connect(f"ws://{HOST}:{port}/ws") as ws:
+                import time
+
+                time.sleep(0.6)
+                ws.send("still here")
+                return bodies, ws.recv(timeout=5)
+
+        bodies, echo = yield deferToThread(talk)
+        self.assertEqual(bodies, [b"<html>home</html>"] * 2)
+        self.assertEqual(echo, "still here")
+
+
+class WebRootHeadTwistdTests(TwistdTestCase):
+    """
+    Issue 12 item 21 through C{twistd txratchet --web-root}: the port is a
+    L{WebSocketSite}, so noise gets 400 at once and a request head that
+    does not arrive gets 408 after C{--handshake-timeout}.
+    """
+
+    def test_garbageAndSlowHead(self):
+        parent = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, parent, True)
+        port = freePort()
+        proc = self.startTwistd(
+            "--app", "examples.echo.Echo", "--port", f"tcp:{port}:interface={HOST}",
+            "--web-root", str(parent), "--handshake-timeout", "0.5",
+        )
+
+        def talk():
+            waitForPort(port, proc)
+            return [
+                rawclients.raw_request(HOST, port, data, timeout=3)
+                for data in (b" GET / HTTP/1.1", b"GET  /", b"GET / HTTP/1.1\r\nHost: x\r\n")
+            ]
+
+        def check(answers):
+            self.assertTrue(answers[0].startswith(b"HTTP/1.1 400 "), answers[0])
+            self.assertTrue(answers[1].startswith(b"HTTP/1.1 400 "), answers[1])
+            self.assertTrue(answers[2].startswith(b"HTTP/1.1 408 "), answers[2])
+
+        return deferToThread(talk).addCallback(check)

@@ -32,7 +32,7 @@ from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
-from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter
+from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter, WebSocketSite
 from txratchet.websocket import WebSocket
 from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
@@ -444,7 +444,7 @@ def makeService(options: Options) -> IService:
         root = os.path.abspath(options["web-root"])
         if not os.path.isdir(root):
             raise usage.UsageError(f"--web-root {root} is not a directory")
-        factory = Site(
+        factory = WebSocketSite(
             WebSocketRouter(
                 options["ws-path"],
                 WebSocketResource(layer),
@@ -454,7 +454,8 @@ def makeService(options: Options) -> IService:
                     dotfiles=bool(options["web-dotfiles"]),
                     followSymlinks=bool(options["web-follow-symlinks"]),
                 ),
-            )
+            ),
+            headTimeout=options["handshake-timeout"],
         )
         log.info(
             "txratchet: files from {root}, WebSocket at {path}",

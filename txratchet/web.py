@@ -7,9 +7,11 @@ Place it anywhere::
 
     root = SafeFile("static/")
     root.putChild(b"ws", WebSocketResource(WebSocket(Chat())))
-    endpoints.serverFromString(reactor, "tcp:8080").listen(Site(root))
+    endpoints.serverFromString(reactor, "tcp:8080").listen(WebSocketSite(root))
 
 The same C{WebSocket(Chat())} works unchanged under L{txratchet.Server}.
+L{WebSocketSite} is a C{Site} that treats request heads as that bare port
+does (C{Site} works too, with twisted.web's own patience).
 
 L{SafeFile} serves a directory without what C{twisted.web.static.File}
 also gives away: listings, dotfiles, and files outside it through symlinks.
@@ -21,15 +23,24 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall
 from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import DirectoryLister, File
 from zope.interface import implementer
 
 from txratchet.interfaces import IApplication
 from txratchet.server import ServerProtocol
-from txratchet.websocket.handshake import SUPPORTED_VERSIONS_HEADER
+from txratchet.websocket.handshake import (
+    SUPPORTED_VERSIONS_HEADER,
+    HandshakeError,
+    errorResponse,
+    isRequestLineStart,
+)
 
 
 def _isUpgrade(request: Request) -> bool:
@@ -92,6 +103,96 @@ class WebSocketResource:
             resume()
         protocol.dataReceived(_rawHead(request) + leftover)
         return NOT_DONE_YET
+
+
+#: How much of a connection's first request line is checked as it arrives.
+_LINE_CHECKED = 256
+
+
+class _RequestHeadChannel(HTTPChannel):
+    """
+    C{twisted.web}'s HTTP/1.1 channel with the checks a bare WebSocket port
+    makes on a request head (L{txratchet.websocket.handshake.RequestParser}):
+    what cannot start a request line (binary noise, a TLS hello on a plain
+    port, a line starting with a space) gets 400 as it arrives, and the
+    first request's head must arrive within the site's C{headTimeout}
+    (408). twisted.web alone waits for a whole line, or for its idle
+    timeout (12 hours by default).
+    """
+
+    _checking = True
+    _start = b""
+    _refused = False
+    _headTimer: IDelayedCall | None = None
+    site: Site | None = None  # set by Site.buildProtocol
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        timeout = getattr(self.site, "headTimeout", None)
+        if timeout:
+            self._headTimer = self.callLater(timeout, self._headTimedOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._checking:
+            start = self._start + data[: _LINE_CHECKED - len(self._start)]
+            end = min((i for i in (start.find(b"\r"), start.find(b"\n")) if i >= 0), default=-1)
+            prefix = start if end < 0 else start[:end]
+            if prefix and not isRequestLineStart(prefix):
+                self._refuse(HandshakeError(400, "Not an HTTP request line"))
+                return
+            if end >= 0 or len(start) >= _LINE_CHECKED:
+                self._checking = False  # twisted.web takes it from here
+                self._start = b""
+            else:
+                self._start = start
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._cancelHeadTimer()
+        super().allHeadersReceived()
+
+    def _headTimedOut(self) -> None:
+        self._headTimer = None
+        self._refuse(HandshakeError(408, "Request head timed out"))
+
+    def _refuse(self, error: HandshakeError) -> None:
+        self._refused = True
+        self._checking = False
+        self._cancelHeadTimer()
+        if self.transport is not None:
+            self.transport.write(errorResponse(error))
+            self.loseConnection()
+
+    def _cancelHeadTimer(self) -> None:
+        timer, self._headTimer = self._headTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._cancelHeadTimer()
+        super().connectionLost(reason or Failure(ConnectionDone()))
+
+
+class WebSocketSite(Site):
+    """
+    A C{twisted.web} L{Site} for trees holding a L{WebSocketResource}, whose
+    connections treat a request head as a bare WebSocket port does: what
+    cannot be an HTTP request gets 400 at once, and a connection's first
+    request head must arrive within C{headTimeout} seconds (408), instead
+    of twisted.web's idle timeout (12 hours by default). HTTP/1.1 only.
+
+    @param headTimeout: seconds; C{None} leaves only C{Site}'s C{timeout}.
+    """
+
+    protocol = _RequestHeadChannel  # type: ignore[assignment]
+
+    def __init__(
+        self, resource: Any, *args: Any, headTimeout: float | None = 10.0, **kwargs: Any
+    ) -> None:
+        super().__init__(resource, *args, **kwargs)
+        self.headTimeout = headTimeout
 
 
 def _rawHead(request: Request) -> bytes:

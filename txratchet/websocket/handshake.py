@@ -275,6 +275,14 @@ def _resourceName(target: str) -> str:
     return target
 
 
+def isRequestLineStart(data: bytes) -> bool:
+    """
+    Can C{data} (what arrived of a request line, without its line end) be
+    the start of a valid request line, C{method SP target SP HTTP/x.y}?
+    """
+    return _REQUEST_LINE_START.fullmatch(data) is not None
+
+
 class RequestParser:
     """
     Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3).
