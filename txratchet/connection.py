@@ -84,6 +84,41 @@ class Connection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         raise NotImplementedError()
 
+    #: Set once a C{"drop"} send-buffer policy skips messages to this peer
+    #: (so that is logged once); subclasses that apply a policy set it.
+    _dropping: bool
+
+    def _sendBufferFull(self, policy: Any, limit: int, message: object) -> bool:
+        """
+        Apply a layer's C{sendBufferPolicy} to C{message} for a peer that
+        stopped reading with over C{limit} bytes queued for it: the same
+        rules for every kind of connection.
+
+        @return: should C{message} be dropped? (C{"close"} drops it and
+            the peer, through L{_overflowed}.)
+        """
+        if callable(policy):
+            return bool(policy(self, message))
+        if policy == "drop":
+            if not self._dropping:
+                self._dropping = True
+                log.info("{peer} stopped reading; dropping what is sent to it", peer=self.peer)
+            return True
+        log.info(
+            "{peer} stopped reading: over {limit} bytes queued; closing",
+            peer=self.peer,
+            limit=limit,
+        )
+        self._overflowed()
+        return True
+
+    def _overflowed(self) -> None:
+        """
+        Drop a peer the C{"close"} send-buffer policy gave up on, with
+        close code 1008 (Policy Violation), "Send buffer overflow".
+        """
+        raise NotImplementedError()
+
     def reportError(self, failure: Failure) -> None:
         """
         Log C{failure} (once, at error level, with its traceback and this

@@ -122,34 +122,15 @@ class LineConnection(Connection):
             self._flow
             and outer.writePaused
             and outer.bufferedWhilePaused > layer.maxSendBuffer
-            and self._sendBufferFull(message)
+            and self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message)
         ):
             return
         outer.send(data + layer.delimiter)
 
-    def _sendBufferFull(self, message: object) -> bool:
-        """
-        Apply the layer's C{sendBufferPolicy} to a peer that stopped reading.
-
-        @return: should C{message} be dropped?
-        """
-        policy = self._layer.sendBufferPolicy
-        if callable(policy):
-            return bool(policy(self, message))
-        if policy == "drop":
-            if not self._dropping:
-                self._dropping = True
-                log.info("{peer} stopped reading; dropping lines to it", peer=self.peer)
-            return True
-        log.info(
-            "{peer} stopped reading: over {limit} bytes queued; closing",
-            peer=self.peer,
-            limit=self._layer.maxSendBuffer,
-        )
+    def _overflowed(self) -> None:
         self.closeCode = 1008
         self.closeReason = "Send buffer overflow"
         self.abort()
-        return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """

@@ -222,13 +222,13 @@ class WebSocketConnection(Connection):
         if self.state != OPEN:
             return
         outer = self._outer
+        layer = self._layer
         if (
             outer.writePaused
-            and outer.bufferedWhilePaused > self._layer.maxSendBuffer
-            and self._sendBufferFull(message)
+            and outer.bufferedWhilePaused > layer.maxSendBuffer
+            and self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message)
         ):
             return
-        layer = self._layer
         if self._hixie:
             if message is layer._lastHixieMessage:
                 self._send(layer._lastHixieFrame)
@@ -285,33 +285,12 @@ class WebSocketConnection(Connection):
             self._send(header)
             self._send(payload)
 
-    def _sendBufferFull(self, message: str | bytes) -> bool:
-        """
-        Apply the layer's C{sendBufferPolicy} to a peer that stopped reading.
-
-        @return: should C{message} be dropped?
-        """
-        policy = self._layer.sendBufferPolicy
-        if callable(policy):
-            return bool(policy(self, message))
-        if policy == "drop":
-            if not self._dropping:
-                self._dropping = True
-                log.info(
-                    "{peer} stopped reading; dropping messages to it", peer=self.peer
-                )
-            return True
-        log.info(
-            "{peer} stopped reading: over {limit} bytes queued; closing",
-            peer=self.peer,
-            limit=self._layer.maxSendBuffer,
-        )
+    def _overflowed(self) -> None:
         self.closeCode = rfc6455.POLICY_VIOLATION
         self.closeReason = "Send buffer overflow"
         self._failed = True
         self.state = CLOSING
         self._outer.abort()
-        return True
 
     def ping(self, payload: bytes = b"") -> None:
         """
