@@ -48,7 +48,7 @@ from twisted.web.server import Site
 from twisted.web.wsgi import WSGIResource
 
 from txratchet import Application, WebSocket
-from txratchet.components import Decorator, OriginCheck
+from txratchet.components import OriginCheck
 from txratchet.components.session import (
     FlaskCookieSessions,
     RedisSessionStore,
@@ -135,29 +135,6 @@ class Chat(Application):
         self.clients.discard(conn)
 
 
-class SameOriginCheck(OriginCheck):
-    """
-    L{OriginCheck} that also accepts the page's own origin: an C{Origin}
-    whose host and port are the request's C{Host}, which is what a browser
-    sends for a page this server served, whatever name or address it was
-    reached at (behind a proxy that keeps C{Host}, too). Pages from
-    anywhere else need one of C{allowed}.
-    """
-
-    def onRequest(self, conn, request):
-        headers = request.headers
-        origin = headers.get("origin") or headers.get("sec-websocket-origin")
-        if origin is not None and isSameOrigin(origin, headers.get("host")):
-            return Decorator.onRequest(self, conn, request)
-        return super().onRequest(conn, request)
-
-
-def isSameOrigin(origin: str, host: str | None) -> bool:
-    """Is C{origin}'s host[:port] the C{Host} header's (case-insensitive)?"""
-    scheme, sep, netloc = origin.strip().lower().partition("://")
-    return bool(sep and host and scheme in ("http", "https") and netloc == host.strip().lower())
-
-
 def secureOverHTTPS(interface):
     """
     Make the session cookie C{Secure} whenever the page itself came over
@@ -210,7 +187,7 @@ def makeSite(
     secureCookie: bool = False,
 ) -> Site:
     """
-    The Flask pages and, at C{/ws}, the chat: C{SameOriginCheck} outside
+    The Flask pages and, at C{/ws}, the chat: C{OriginCheck(sameHost=True)} outside
     C{SessionProvider}, so no other site's page gets a visitor's session.
 
     @param origins: more origins whose pages may open the chat
@@ -223,7 +200,7 @@ def makeSite(
     )
     sessions = makeStore(store, flaskApp)
     secureOverHTTPS(flaskApp.session_interface)
-    chat = SameOriginCheck(SessionProvider(Chat(), sessions), origins)
+    chat = OriginCheck(SessionProvider(Chat(), sessions), origins, sameHost=True)
     root = Root(WSGIResource(reactor, reactor.getThreadPool(), flaskApp))
     root.putChild(b"ws", WebSocketResource(WebSocket(chat)))
     site = Site(root)

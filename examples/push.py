@@ -28,8 +28,6 @@ from pathlib import Path
 if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, redirect, render_template_string, request
 from twisted.internet import endpoints, reactor
@@ -39,7 +37,6 @@ from twisted.web.wsgi import WSGIResource
 
 from txratchet import WebSocket
 from txratchet.components import OriginCheck
-from txratchet.components.base import Decorator
 from txratchet.pubsub import Hub
 from txratchet.tap import makeBackplane
 from txratchet.web import WebSocketResource, WebSocketRouter
@@ -63,39 +60,6 @@ ws.onmessage = (event) => {
   document.getElementById("posts").prepend(li);
 };
 </script>"""
-
-
-def samePage(origin: str, host: str) -> bool:
-    """
-    Is C{origin} (an Origin header) the origin of a page served by the host
-    the request names (its Host header): same host, same port?
-    """
-    try:
-        page = urlsplit(origin.strip().lower())
-        server = urlsplit("//" + host.strip().lower())
-        default = {"http": 80, "https": 443}.get(page.scheme)
-        return (
-            default is not None
-            and bool(page.hostname)
-            and page.hostname == server.hostname
-            and (page.port or default) == (server.port or default)
-        )
-    except ValueError:  # a bad port
-        return False
-
-
-class PageOriginCheck(OriginCheck):
-    """
-    An L{OriginCheck} that also allows the page's own origin, whatever name
-    the site is reached by; C{allowed} lists other allowed origins.
-    """
-
-    def onRequest(self, conn: Any, request: Any) -> object:
-        headers = request.headers
-        origin = headers.get("origin") or headers.get("sec-websocket-origin")
-        if origin is not None and samePage(origin, headers.get("host") or ""):
-            return Decorator.onRequest(self, conn, request)
-        return super().onRequest(conn, request)
 
 
 def makeFlaskApp(hub: Hub) -> Flask:
@@ -136,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     others = [o.strip() for o in args.origin.split(",") if o.strip()]
     root = WebSocketRouter(
         "/ws",
-        WebSocketResource(WebSocket(PageOriginCheck(hub, others))),
+        WebSocketResource(WebSocket(OriginCheck(hub, others, sameHost=True))),
         WSGIResource(reactor, reactor.getThreadPool(), flaskApp),
     )
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)

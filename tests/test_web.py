@@ -185,6 +185,50 @@ class OriginAndBlockTests(ServerTestCase):
         for origin in refused:
             self.assertFalse(check.isAllowed(origin), origin)
 
+    def test_sameHost(self):
+        """
+        C{sameHost}: an http(s) origin whose host and effective port are the
+        request's C{Host} header's is the page's own (what the push and
+        Flask chat examples allow); any other host or port is not.
+        """
+        from txratchet.components.origin import isSameHost
+
+        same = [("http://127.0.0.1:8080", "127.0.0.1:8080"), ("https://Chat.Test", "chat.test"),
+                ("https://chat.test", "chat.test:443"), ("http://chat.test:80", "CHAT.test"),
+                ("http://[::1]:8080", "[::1]:8080"), ("https://chat.test:8443", "chat.test:8443")]
+        other = [("http://evil.example", "chat.test"), ("http://chat.test:8081", "chat.test:8080"),
+                 ("http://chat.test", "chat.test:443"), ("https://chat.test", "chat.test:80"),
+                 ("null", "chat.test"), ("ws://chat.test", "chat.test"),
+                 ("http://chat.test", None), ("http://chat.test", "chat.test:x"),
+                 ("http://chat.test.evil.example", "chat.test")]
+        for origin, host in same:
+            self.assertTrue(isSameHost(origin, host), (origin, host))
+        for origin, host in other:
+            self.assertFalse(isSameHost(origin, host), (origin, host))
+
+    @inlineCallbacks
+    def test_sameHostHandshake(self):
+        """
+        C{OriginCheck(sameHost=True)}: the page's own origin opens, another
+        site's page gets 403, and the allowed list still counts.
+        """
+        port = yield self.listen(WebSocket(OriginCheck(Echo(), ["friend.test"], sameHost=True)))
+        host = f"127.0.0.1:{port}"  # what the raw client sends as Host
+
+        def handshakeStatus(port, origin):
+            c = rawclients.HybiClient(HOST, port, origin=origin)
+            try:
+                c.connect()
+            except rawclients.HandshakeError as e:
+                return e.status
+            c.close()
+            return 101
+
+        for origin, status in [(f"http://{host}", 101), ("http://friend.test", 101),
+                               ("https://evil.example", 403), (f"http://127.0.0.1:{port + 1}", 403)]:
+            got = yield deferToThread(handshakeStatus, port, origin)
+            self.assertEqual(got, status, origin)
+
     def test_malformedPatternsRefused(self):
         """
         Issue 12, item 25: a pattern that could never match (or would match

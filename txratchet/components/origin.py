@@ -163,12 +163,22 @@ class OriginCheck(Decorator):
 
     @param allowMissing: accept requests without an origin (non-browser
         clients, which could forge one anyway).
+    @param sameHost: also accept the page's own origin: an C{http}/C{https}
+        origin whose host and port are the request's C{Host} header's,
+        which is what a browser sends for a page this server served,
+        whatever name or address it was reached at (behind a proxy that
+        keeps C{Host}, too). Cookies cannot ride on it from another site:
+        a page elsewhere has another host.
     @raise ValueError: a pattern is malformed (say, has a path or a bad
         port), rather than never matching anything.
     """
 
     def __init__(
-        self, app: IApplication, allowed: Iterable[str], allowMissing: bool = True
+        self,
+        app: IApplication,
+        allowed: Iterable[str],
+        allowMissing: bool = True,
+        sameHost: bool = False,
     ) -> None:
         super().__init__(app)
         if isinstance(allowed, str):
@@ -176,6 +186,7 @@ class OriginCheck(Decorator):
         self.allowed = [a.strip().lower() for a in allowed]
         self.patterns = [parsePattern(a) for a in self.allowed]
         self.allowMissing = allowMissing
+        self.sameHost = sameHost
 
     def isAllowed(self, origin: str) -> bool:
         """
@@ -203,6 +214,22 @@ class OriginCheck(Decorator):
         if origin is None:
             if not self.allowMissing:
                 raise HandshakeError(403, "An Origin header is required")
-        elif not self.isAllowed(origin):
+        elif not (
+            self.isAllowed(origin)
+            or (self.sameHost and isSameHost(origin, headers.get("host")))
+        ):
             raise HandshakeError(403, f"Origin not allowed: {origin}")
         return super().onRequest(conn, request)
+
+
+def isSameHost(origin: str, host: str | None) -> bool:
+    """
+    Is C{origin} (an Origin header) that of a page served at C{host} (the
+    request's Host header): an C{http} or C{https} origin with the same
+    host and port, a missing port being the origin scheme's default?
+    """
+    page = _parseOrigin(origin)
+    if page is None or host is None or page[0] not in ("http", "https"):
+        return False
+    server = _parseOrigin(f"{page[0]}://{host}")
+    return server is not None and server[1:] == page[1:]
