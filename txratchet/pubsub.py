@@ -41,6 +41,9 @@ from twisted.python.failure import Failure
 from txratchet.application import Application
 from txratchet.backplane import IBackplane, InProcessBackplane
 from txratchet.components.base import Decorator
+from txratchet.errors import InvalidTopic as InvalidTopic
+from txratchet.errors import MessageTooLarge as MessageTooLarge
+from txratchet.errors import TooManySubscriptions as TooManySubscriptions
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -62,24 +65,6 @@ _WARN_EVERY = 10.0
 #: C{None} (no one), topic names (a C{str} or a collection of them), or a
 #: C{(conn, topic) -> bool} callable.
 Permission = bool | None | str | Iterable[str] | Callable[[Any, str], bool]
-
-
-class InvalidTopic(ValueError):
-    """
-    A topic a peer or the application gave is not usable (see L{Hub}).
-    """
-
-
-class TooManySubscriptions(ValueError):
-    """
-    The connection already holds C{maxSubscriptions} topics.
-    """
-
-
-class MessageTooLarge(ValueError):
-    """
-    The message the hub would send exceeds its C{maxMessageSize}.
-    """
 
 
 def _deny(conn: Any, topic: str) -> bool:

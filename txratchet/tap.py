@@ -28,6 +28,7 @@ from twisted.web.server import Site
 from txratchet.backplane import IBackplane, RedisBackplane
 from txratchet.components import IpBlackList, OriginCheck
 from txratchet.components.origin import parsePattern
+from txratchet.errors import CannotServe as CannotServe
 from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
@@ -557,12 +558,6 @@ def _tls(options: Options, factory: Any) -> Any:
         key = f.read()
     contextFactory = PrivateCertificate.loadPEM(cert + b"\n" + key).options()
     return TLSMemoryBIOFactory(contextFactory, False, factory)
-
-
-class CannotServe(Exception):
-    """
-    A port cannot be listened on; the message says which and why.
-    """
 
 
 class _Listen(Service):

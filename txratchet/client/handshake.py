@@ -26,6 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
+from txratchet.errors import HandshakeFailed as HandshakeFailed
+from txratchet.errors import InvalidResponse as InvalidResponse
+from txratchet.errors import InvalidStatus as InvalidStatus
+from txratchet.errors import InvalidURL as InvalidURL
 from txratchet.websocket import deflate
 from txratchet.websocket.handshake import (
     HIXIE76,
@@ -85,53 +89,6 @@ _RESERVED_HEADERS = frozenset(
 
 #: Draft-76 section 4.1: the characters inserted into a key at random.
 _HIXIE_NOISE = [chr(c) for c in range(0x21, 0x30)] + [chr(c) for c in range(0x3A, 0x7F)]
-
-
-class InvalidURL(ValueError):
-    """
-    Not a C{ws://} or C{wss://} URL a client can connect to.
-    """
-
-
-class HandshakeFailed(Exception):
-    """
-    The server did not accept the upgrade, or answered it wrongly.
-
-    @ivar status: the response's HTTP status, or C{None} when no complete
-        status line arrived.
-    @ivar reason: what went wrong, for people.
-    @ivar headers: the response's headers (empty when none arrived).
-    @ivar body: the response body received (for a refusal), else C{b""}.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        status: int | None = None,
-        headers: Headers | None = None,
-        body: bytes = b"",
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.headers = headers if headers is not None else Headers()
-        self.body = body
-
-    def __str__(self) -> str:
-        return self.reason
-
-
-class InvalidStatus(HandshakeFailed):
-    """
-    The server answered with a status other than 101 (a 403, a 426 ...).
-    """
-
-
-class InvalidResponse(HandshakeFailed):
-    """
-    The answer breaks the protocol: a bad accept key, a subprotocol or an
-    extension that was not offered, a malformed or oversized head.
-    """
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from txratchet.client.handshake import (
     parseURL,
     swapped,
 )
+from txratchet.errors import HandshakeCancelled as HandshakeCancelled
+from txratchet.errors import HandshakeTimedOut as HandshakeTimedOut
 from txratchet.interfaces import IApplication
 from txratchet.websocket import deflate, hixie76, rfc6455
 from txratchet.websocket.handshake import HIXIE76, Headers
@@ -39,18 +41,6 @@ from txratchet.websocket.layer import (
 )
 
 log = Logger()
-
-
-class HandshakeTimedOut(HandshakeFailed):
-    """
-    The server did not answer the upgrade request in time.
-    """
-
-
-class HandshakeCancelled(HandshakeFailed):
-    """
-    The connection was closed on our side before the handshake completed.
-    """
 
 
 class ServerFrameReader(rfc6455.FrameReader):

@@ -67,8 +67,9 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from txratchet.components.base import RefusingDecorator
+from txratchet.errors import HandshakeError as HandshakeError
+from txratchet.errors import SessionStoreUnavailable as SessionStoreUnavailable
 from txratchet.interfaces import IApplication, IConnection
-from txratchet.websocket.handshake import HandshakeError
 
 log = Logger()
 
@@ -110,14 +111,6 @@ class ISharedSessionStore(ISessionStore):
         """
         Forget a session (log out).
         """
-
-
-class SessionStoreUnavailable(Exception):
-    """
-    A store raises (or fails its Deferred with) this to say it cannot look
-    sessions up right now and has already said why in the log: the
-    handshake gets 503 without a traceback per refused handshake.
-    """
 
 
 def newSessionId() -> str:

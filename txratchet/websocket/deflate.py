@@ -16,6 +16,10 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from txratchet.errors import CorruptMessage as CorruptMessage
+from txratchet.errors import MalformedExtensions as MalformedExtensions
+from txratchet.errors import MessageTooBig as MessageTooBig
+
 NAME = "permessage-deflate"
 
 #: The four octets every sender strips from a compressed message (7.2.1).
@@ -28,12 +32,6 @@ _TOKEN_CHARS = frozenset(
 
 
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
-
-
-class MalformedExtensions(ValueError):
-    """
-    A C{Sec-WebSocket-Extensions} header that does not parse (RFC 6455 9.1).
-    """
 
 
 def _token(text: str) -> str:
@@ -261,18 +259,6 @@ class PerMessageDeflate:
             if accepted is not None:
                 return accepted
         return None
-
-
-class MessageTooBig(Exception):
-    """
-    A compressed message inflates beyond the size limit.
-    """
-
-
-class CorruptMessage(Exception):
-    """
-    A compressed message is not valid DEFLATE data.
-    """
 
 
 class Deflater:

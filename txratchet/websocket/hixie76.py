@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from txratchet.errors import BinaryNotSupported as BinaryNotSupported
+
 CLOSE_FRAME = b"\xff\x00"
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-
-
-class BinaryNotSupported(TypeError):
-    """
-    Hixie-76 cannot carry binary messages; nothing was sent.
-    """
 
 
 def encodeText(text: str) -> bytes:
