@@ -7,6 +7,8 @@ layer hands the layer inside it a connection providing L{IConnection}.
 
 from __future__ import annotations
 
+from typing import Any, Protocol, runtime_checkable
+
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
 
@@ -66,4 +68,92 @@ class IApplication(Interface):
     def onError(conn: IConnection, failure: Failure) -> object:
         """
         A handler raised, or something the application asked for failed.
+        """
+
+
+@runtime_checkable
+class LowerConnection(Protocol):
+    """
+    What a protocol layer (L{txratchet.WebSocket}, L{txratchet.LineProtocol})
+    needs from the connection below it: the contract between layers.
+
+    L{txratchet.connection.TransportConnection} provides it over a Twisted
+    transport (TCP, TLS, UNIX); the twisted.web upgrade and the client
+    provide it too. A layer never probes for optional members: a lower
+    connection that cannot do something (half-close, say) still provides
+    the method and does the nearest thing (a full close).
+
+    Flow control: when the peer stops reading and the transport's buffer
+    fills, C{writePaused} turns true and C{bufferedWhilePaused} counts the
+    bytes written since, for the layer's send-buffer policy; the lower
+    connection stops reading from that peer meanwhile.
+    """
+
+    #: The peer's address (a Twisted C{IAddress}), or C{None}.
+    peer: Any
+    #: Our own address, or C{None}.
+    host: Any
+    #: The Twisted transport underneath, or C{None} (for TLS details and
+    #: socket options; write through L{send}).
+    transport: Any
+    #: Is the connection encrypted (TLS)?
+    secure: bool
+    #: Is the transport's write buffer over its limit?
+    writePaused: bool
+    #: Bytes written since C{writePaused} turned true.
+    bufferedWhilePaused: int
+
+    def send(self, message: bytes) -> None:
+        """
+        Write bytes (queued in order; nothing is lost before a close).
+        """
+
+    def cork(self) -> None:
+        """
+        Hold what is sent until L{uncork} (the answers to one read in one
+        write).
+        """
+
+    def uncork(self) -> None:
+        """
+        Write what was held since L{cork}, in order.
+        """
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """
+        End the connection once what was sent is flushed.
+        """
+
+    def closeWrite(self) -> None:
+        """
+        Shut our sending side once flushed (TCP half-close), still reading
+        until the peer closes; where there is no half-close, L{close}.
+        """
+
+    def abort(self) -> None:
+        """
+        Drop the connection now, discarding what is unsent.
+        """
+
+
+class IRequestHandler(Interface):
+    """
+    Optional hooks an application (or decorator) may define, besides the
+    four handlers of L{IApplication}. Layers look them up once, when the
+    application is wrapped.
+    """
+
+    subprotocols = Attribute(
+        "The WebSocket subprotocols the application speaks, in order of "
+        "preference (a sequence of str); the layer's C{subprotocols} "
+        "argument overrides it."
+    )
+
+    def onRequest(conn: IConnection, request: object) -> object:
+        """
+        The WebSocket opening handshake arrived and is valid: raise
+        L{txratchet.errors.HandshakeError} (or return a Deferred that fails
+        with one) to refuse it with that status; return C{None} or a
+        Deferred that fires to accept it. C{conn} already carries the
+        request's path, headers, cookies and the chosen subprotocol.
         """
