@@ -1,0 +1,587 @@
+"""
+Fast tests of the Twisted glue: the server and client WebSocket connections
+over an in-memory transport (L{StringTransport}) and a fake clock
+(L{task.Clock}), in milliseconds, through the public API only.
+
+Frames and handshakes are built and checked with the small independent
+helpers below (C{struct}, C{hashlib}, C{zlib}), never with txratchet's own
+codecs, so a bug shared by encoder and decoder cannot hide.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import zlib
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from txratchet import Application, Server, WebSocket
+from txratchet.errors import HandshakeError
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3's example key
+ADDRESS = IPv4Address("TCP", "127.0.0.1", 1234)
+
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+# -- Independent frame and handshake helpers ----------------------------------
+
+
+def acceptFor(key: str | bytes) -> str:
+    """
+    RFC 6455 4.2.2: base64(SHA-1(key + GUID)).
+    """
+    if isinstance(key, str):
+        key = key.encode("ascii")
+    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode("ascii")
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = b"\x37\xfa\x21\x3d",
+) -> bytes:
+    """
+    One RFC 6455 frame (5.2); masked (as a client sends) unless C{mask} is
+    C{None}.
+    """
+    first = (0x80 if fin else 0) | rsv | opcode
+    maskBit = 0x80 if mask is not None else 0
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, maskBit | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, maskBit | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, maskBit | 127, n)
+    if mask is None:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def closeFrame(code: int | None = 1000, reason: bytes = b"", **kw: Any) -> bytes:
+    payload = b"" if code is None else struct.pack("!H", code) + reason
+    return frame(CLOSE, payload, **kw)
+
+
+class Frame:
+    def __init__(self, fin: bool, rsv: int, opcode: int, masked: bool, payload: bytes) -> None:
+        self.fin = fin
+        self.rsv = rsv
+        self.opcode = opcode
+        self.masked = masked
+        self.payload = payload
+
+    @property
+    def closeCode(self) -> int | None:
+        assert self.opcode == CLOSE
+        return struct.unpack("!H", self.payload[:2])[0] if self.payload else None
+
+    @property
+    def closeReason(self) -> bytes:
+        return self.payload[2:]
+
+    def __repr__(self) -> str:
+        return f"<Frame fin={self.fin} rsv={self.rsv} op={self.opcode} {self.payload[:40]!r}>"
+
+
+def parseFrames(data: bytes) -> list[Frame]:
+    """
+    Parse whole frames (unmasking masked ones); trailing bytes are an error.
+    """
+    frames = []
+    pos = 0
+    while pos < len(data):
+        b0, b1 = data[pos], data[pos + 1]
+        n = b1 & 0x7F
+        pos += 2
+        if n == 126:
+            (n,) = struct.unpack("!H", data[pos : pos + 2])
+            pos += 2
+        elif n == 127:
+            (n,) = struct.unpack("!Q", data[pos : pos + 8])
+            pos += 8
+        masked = bool(b1 & 0x80)
+        if masked:
+            key = data[pos : pos + 4]
+            pos += 4
+        payload = data[pos : pos + n]
+        if len(payload) != n:
+            raise AssertionError(f"truncated frame: {data!r}")
+        pos += n
+        if masked:
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        frames.append(Frame(bool(b0 & 0x80), b0 & 0x70, b0 & 0x0F, masked, payload))
+    return frames
+
+
+def parseHead(data: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """
+    Split an HTTP head: (start line, {lower-case name: value}, the rest).
+    """
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError(f"no complete HTTP head in {data!r}")
+    lines = head.split(b"\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0], headers, rest
+
+
+def upgradeRequest(
+    path: str = "/chat", version: int | None = 13, key: str = KEY, extra: str = ""
+) -> bytes:
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: example.com",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+    ]
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    if version in (7, 8):
+        lines.append("Sec-WebSocket-Origin: http://example.com")
+    else:
+        lines.append("Origin: http://example.com")
+    text = "\r\n".join(lines) + "\r\n" + extra + "\r\n"
+    return text.encode("latin-1")
+
+
+#: The example keys of draft-hixie-thewebsocketprotocol-76, section 1.3.
+HIXIE_KEY1 = "4 @1  46546xW%0l 1 5"
+HIXIE_KEY2 = "12998 5 Y3 1  .P00"
+HIXIE_KEY3 = b"^n:ds[4U"
+
+
+def hixieAnswer(key1: str, key2: str, key3: bytes) -> bytes:
+    """
+    Hixie-76: MD5 of the two key numbers (digits / spaces) and key3.
+    """
+
+    def number(key: str) -> int:
+        digits = int("".join(c for c in key if c.isdigit()))
+        return digits // key.count(" ")
+
+    return hashlib.md5(struct.pack("!II", number(key1), number(key2)) + key3).digest()
+
+
+def hixieRequest(path: str = "/chat") -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\n"
+        "Host: example.com\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key2: {HIXIE_KEY2}\r\n"
+        "Upgrade: WebSocket\r\n"
+        f"Sec-WebSocket-Key1: {HIXIE_KEY1}\r\n"
+        "Origin: http://example.com\r\n"
+        "\r\n"
+    ).encode("latin-1") + HIXIE_KEY3
+
+
+# -- The in-memory transport and a recording application -----------------------
+
+
+class RecordingTransport(StringTransport):
+    """
+    A StringTransport that records each write, and how the connection was
+    ended: C{loseConnection} (after a flush), C{loseWriteConnection} (our
+    half-close) or C{abortConnection} (at once).
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(lenient=True, **kw)
+        self.writes: list[bytes] = []
+        self.ends: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writes.append(b"".join(data))
+        super().writeSequence(data)
+
+    def loseConnection(self) -> None:
+        self.ends.append("loseConnection")
+        super().loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        self.ends.append("loseWriteConnection")
+
+    def abortConnection(self) -> None:
+        self.ends.append("abortConnection")
+        self.disconnected = True
+        self.disconnecting = True
+
+    def take(self) -> bytes:
+        """
+        What was written since the last call.
+        """
+        data = self.value()
+        self.clear()
+        self.writes = []
+        return data
+
+    def frames(self) -> list[Frame]:
+        return parseFrames(self.take())
+
+
+class Recorder(Application):
+    """
+    Records every event; echoes messages when C{echo} is set.
+    """
+
+    def __init__(self, echo: bool = True) -> None:
+        self.echo = echo
+        self.events: list[tuple[Any, ...]] = []
+        self.conns: list[Any] = []
+
+    def onOpen(self, conn: Any) -> None:
+        self.conns.append(conn)
+        self.events.append(("open",))
+
+    def onMessage(self, conn: Any, message: str | bytes) -> None:
+        self.events.append(("message", message))
+        if self.echo:
+            conn.send(message)
+
+    def onClose(self, conn: Any) -> None:
+        self.events.append(("close", conn.closeCode, conn.wasClean, conn.closeReason))
+
+    def onError(self, conn: Any, failure: Failure) -> None:
+        self.events.append(("error", failure.value))
+
+    def messages(self) -> list[str | bytes]:
+        return [e[1] for e in self.events if e[0] == "message"]
+
+    def closes(self) -> list[tuple[Any, ...]]:
+        return [e[1:] for e in self.events if e[0] == "close"]
+
+
+def lost(proto: Any) -> None:
+    """
+    The transport reports the connection gone (as Twisted would).
+    """
+    proto.connectionLost(Failure(ConnectionDone()))
+
+
+class ServerCase(SynchronousTestCase):
+    """
+    One WebSocket layer over a fake clock; connections over in-memory
+    transports.
+    """
+
+    app: Recorder
+    layer: WebSocket
+    clock: task.Clock
+
+    def serve(self, app: Recorder | None = None, **options: Any) -> None:
+        self.clock = task.Clock()
+        self.app = app if app is not None else Recorder()
+        self.layer = WebSocket(self.app, clock=self.clock, **options)
+        self.factory = Server(self.layer)
+
+    def connect(self) -> tuple[Any, RecordingTransport]:
+        proto = self.factory.buildProtocol(ADDRESS)
+        transport = RecordingTransport()
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def opened(self, request: bytes | None = None) -> tuple[Any, RecordingTransport, Any]:
+        """
+        A connection past an RFC 6455 handshake: (protocol, transport, conn).
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(request or upgradeRequest())
+        status, _, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(rest, b"")
+        return proto, transport, self.app.conns[-1]
+
+
+# -- The server's opening handshake ---------------------------------------------
+
+
+class ServerHandshakeTests(ServerCase):
+    def setUp(self) -> None:
+        self.serve()
+
+    def test_rfc6455(self) -> None:
+        """
+        A version-13 request is answered 101 with the accept key of RFC 6455
+        4.2.2, and the application gets a connection describing it.
+        """
+        proto, transport = self.connect()
+        self.assertEqual(transport.value(), b"")
+        proto.dataReceived(upgradeRequest("/chat?room=a&room=b&x=1"))
+        status, headers, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(headers["upgrade"].lower(), "websocket")
+        self.assertEqual(headers["connection"].lower(), "upgrade")
+        self.assertEqual(headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        self.assertEqual(headers["sec-websocket-accept"], acceptFor(KEY))
+        self.assertNotIn("sec-websocket-extensions", headers)
+        self.assertEqual(rest, b"")
+        self.assertEqual(self.app.events, [("open",)])
+        conn = self.app.conns[0]
+        self.assertEqual(conn.protocol, "rfc6455")
+        self.assertEqual(conn.path, "/chat")
+        self.assertEqual(conn.params, {"room": ["a", "b"], "x": ["1"]})
+        self.assertIsNone(conn.subprotocol)
+        self.assertEqual(transport.ends, [])
+
+        proto.dataReceived(frame(TEXT, "héllo".encode()))
+        self.assertEqual(self.app.messages(), ["héllo"])
+        (echo,) = transport.frames()
+        self.assertEqual((echo.fin, echo.rsv, echo.opcode, echo.masked), (True, 0, TEXT, False))
+        self.assertEqual(echo.payload, "héllo".encode())
+
+    def test_requestInPieces(self) -> None:
+        """
+        A request (and a frame right behind it) arriving a byte at a time
+        gets the same answer once complete.
+        """
+        proto, transport = self.connect()
+        data = upgradeRequest() + frame(BINARY, b"\x00\xff")
+        for i in range(len(data)):
+            proto.dataReceived(data[i : i + 1])
+        status, headers, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(headers["sec-websocket-accept"], acceptFor(KEY))
+        self.assertEqual(parseFrames(rest)[0].payload, b"\x00\xff")
+        self.assertEqual(self.app.messages(), [b"\x00\xff"])
+
+    def test_frameInTheSameReadAsTheRequest(self) -> None:
+        """
+        Frames that arrive in the request's read are delivered after
+        onOpen.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest() + frame(TEXT, b"one") + frame(TEXT, b"two"))
+        self.assertEqual(self.app.events, [("open",), ("message", "one"), ("message", "two")])
+
+    def _hybi(self, version: int, family: str) -> None:
+        proto, transport = self.connect()
+        key = base64.b64encode(bytes(range(16))).decode()
+        proto.dataReceived(upgradeRequest(version=version, key=key))
+        status, headers, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(headers["sec-websocket-accept"], acceptFor(key))
+        self.assertEqual(self.app.conns[0].protocol, family)
+        proto.dataReceived(frame(TEXT, b"draft"))
+        self.assertEqual([f.payload for f in transport.frames()], [b"draft"])
+
+    def test_hybi08(self) -> None:
+        """
+        Sec-WebSocket-Version 8 (HyBi-08..12) is accepted, framed as RFC 6455.
+        """
+        self._hybi(8, "hybi-08")
+
+    def test_hybi07(self) -> None:
+        """
+        Sec-WebSocket-Version 7 (HyBi-07) is accepted, framed as RFC 6455.
+        """
+        self._hybi(7, "hybi-07")
+
+    def test_unsupportedVersion(self) -> None:
+        """
+        An unknown version gets 426 listing the versions spoken (RFC 6455
+        4.4), and the connection is closed.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(version=9))
+        status, headers, _ = parseHead(transport.take())
+        self.assertTrue(status.startswith(b"HTTP/1.1 426 "), status)
+        self.assertEqual(
+            [v.strip() for v in headers["sec-websocket-version"].split(",")], ["13", "8", "7"]
+        )
+        self.assertEqual(transport.ends, ["loseConnection"])
+        self.assertEqual(self.app.events, [])
+
+    def test_hixie76(self) -> None:
+        """
+        A Hixie-76 request gets the draft's 101 and the MD5 answer of its
+        keys; messages are 0x00 ... 0xFF frames.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(hixieRequest("/chat?a=1"))
+        status, headers, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 WebSocket Protocol Handshake")
+        self.assertEqual(headers["upgrade"], "WebSocket")
+        self.assertEqual(headers["connection"], "Upgrade")
+        self.assertEqual(headers["sec-websocket-origin"], "http://example.com")
+        self.assertEqual(headers["sec-websocket-location"], "ws://example.com/chat?a=1")
+        answer = hixieAnswer(HIXIE_KEY1, HIXIE_KEY2, HIXIE_KEY3)
+        self.assertEqual(answer, b"8jKS'y:G*Co,Wxa-")  # the draft's own example
+        self.assertEqual(rest, answer)
+        conn = self.app.conns[0]
+        self.assertEqual(conn.protocol, "hixie-76")
+        proto.dataReceived(b"\x00h\xc3\xa9\xff\x00two\xff")
+        self.assertEqual(self.app.messages(), ["hé", "two"])
+        self.assertEqual(transport.take(), b"\x00h\xc3\xa9\xff\x00two\xff")
+
+    def test_hixie76Close(self) -> None:
+        """
+        The Hixie-76 closing frame (0xFF 0x00) is answered in kind and the
+        server closes the connection.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(hixieRequest())
+        transport.take()
+        proto.dataReceived(b"\xff\x00")
+        self.assertEqual(transport.take(), b"\xff\x00")
+        self.assertEqual(transport.ends, ["loseConnection"])
+        lost(proto)
+        (close,) = self.app.closes()
+        self.assertTrue(close[1])  # wasClean
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A client that does not finish its request within handshakeTimeout
+        gets 408 and is disconnected; the application never hears of it.
+        """
+        self.serve(handshakeTimeout=3.0)
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest()[:30])
+        self.clock.advance(2.999)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+        self.clock.advance(0.001)
+        status, _, _ = parseHead(transport.take())
+        self.assertTrue(status.startswith(b"HTTP/1.1 408 "), status)
+        self.assertEqual(transport.ends, ["loseConnection"])
+        lost(proto)
+        self.assertEqual(self.app.events, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_handshakeTimeoutCancelled(self) -> None:
+        """
+        Once open, the handshake timer is gone.
+        """
+        self.serve(handshakeTimeout=3.0, closeTimeout=None)
+        proto, transport, conn = self.opened()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(10)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+
+    def test_plainHTTP(self) -> None:
+        """
+        A plain HTTP request (no upgrade) gets 400 and is closed.
+        """
+        proto, transport = self.connect()
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        status, headers, body = parseHead(transport.take())
+        self.assertTrue(status.startswith(b"HTTP/1.1 400 "), status)
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.assertEqual(transport.ends, ["loseConnection"])
+        self.assertEqual(self.app.events, [])
+
+    def test_refusedByOnRequest(self) -> None:
+        """
+        onRequest raising HandshakeError answers its status, reason and
+        headers; onOpen is never called.
+        """
+
+        class Refuser(Recorder):
+            def onRequest(self, conn: Any, request: Any) -> None:
+                self.events.append(("request", conn.path, request.headers.get("origin")))
+                raise HandshakeError(403, "Go away", [("X-Why", "origin")])
+
+        self.serve(Refuser())
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest())
+        status, headers, body = parseHead(transport.take())
+        self.assertTrue(status.startswith(b"HTTP/1.1 403 "), status)
+        self.assertEqual(headers["x-why"], "origin")
+        self.assertIn(b"Go away", body)
+        self.assertEqual(transport.ends, ["loseConnection"])
+        lost(proto)
+        self.assertEqual(self.app.events, [("request", "/chat", "http://example.com")])
+
+    def test_onRequestDeferred(self) -> None:
+        """
+        onRequest may decide later: frames sent meanwhile wait, and are read
+        after onOpen once it accepts; a later HandshakeError refuses.
+        """
+        decisions: list[Deferred[None]] = []
+
+        class Later(Recorder):
+            def onRequest(self, conn: Any, request: Any) -> Deferred[None]:
+                d: Deferred[None] = Deferred()
+                decisions.append(d)
+                return d
+
+        self.serve(Later())
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest() + frame(TEXT, b"early"))
+        self.assertEqual(transport.value(), b"")
+        decisions[0].callback(None)
+        status, _, rest = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual([f.payload for f in parseFrames(rest)], [b"early"])
+        self.assertEqual(self.app.events, [("open",), ("message", "early")])
+
+        proto2, transport2 = self.connect()
+        proto2.dataReceived(upgradeRequest())
+        decisions[1].errback(HandshakeError(401, "Who are you"))
+        status, _, _ = parseHead(transport2.take())
+        self.assertTrue(status.startswith(b"HTTP/1.1 401 "), status)
+        self.assertEqual(transport2.ends, ["loseConnection"])
+        self.assertEqual(len(self.app.conns), 1)
+
+    def test_noCompressionUnlessOffered(self) -> None:
+        """
+        permessage-deflate is agreed only when offered, and never with
+        compression=None.
+        """
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra=offer))
+        _, headers, _ = parseHead(transport.take())
+        self.assertTrue(headers["sec-websocket-extensions"].startswith("permessage-deflate"))
+
+        self.serve(compression=None)
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra=offer))
+        _, headers, _ = parseHead(transport.take())
+        self.assertNotIn("sec-websocket-extensions", headers)
+        self.assertIsNone(self.app.conns[0].compression)
+
+    def test_compressedMessages(self) -> None:
+        """
+        With permessage-deflate agreed, a compressed client message (RSV1)
+        is inflated, and a long answer is compressed so that plain zlib
+        inflates it (RFC 7692 7.2).
+        """
+        offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra=offer))
+        parseHead(transport.take())
+        text = "compress me " * 20
+        compressor = zlib.compressobj(wbits=-15)
+        data = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self.assertEqual(data[-4:], b"\x00\x00\xff\xff")
+        proto.dataReceived(frame(TEXT, data[:-4], rsv=0x40))
+        self.assertEqual(self.app.messages(), [text])
+        (answer,) = transport.frames()
+        self.assertEqual((answer.rsv, answer.opcode), (0x40, TEXT))
+        self.assertLess(len(answer.payload), len(text))
+        inflated = zlib.decompressobj(wbits=-15).decompress(answer.payload + b"\x00\x00\xff\xff")
+        self.assertEqual(inflated, text.encode())
