@@ -585,3 +585,245 @@ class ServerHandshakeTests(ServerCase):
         self.assertLess(len(answer.payload), len(text))
         inflated = zlib.decompressobj(wbits=-15).decompress(answer.payload + b"\x00\x00\xff\xff")
         self.assertEqual(inflated, text.encode())
+
+
+# -- The closing handshake, from both sides, and failing ------------------------
+
+
+class ServerCloseTests(ServerCase):
+    def setUp(self) -> None:
+        self.serve(closeTimeout=2.0)
+        self.proto, self.transport, self.conn = self.opened()
+
+    def test_applicationCloses(self) -> None:
+        """
+        close() sends a close frame and keeps the connection until the peer
+        answers; then the server closes TCP (RFC 6455 7.1.1) and the close
+        is clean, with the peer's code.
+        """
+        self.conn.close(4000, "bye")
+        self.assertEqual(self.transport.take(), b"\x88\x05\x0f\xa0bye")
+        self.assertEqual(self.transport.ends, [])
+        self.conn.send("too late")  # dropped: the connection is closing
+        self.assertEqual(self.transport.value(), b"")
+        self.proto.dataReceived(closeFrame(4000, b"ok"))
+        self.assertEqual(self.transport.value(), b"")  # no second close frame
+        self.assertEqual(self.transport.ends, ["loseConnection"])
+        lost(self.proto)
+        self.assertEqual(self.app.closes(), [(4000, True, "ok")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_applicationClosesInOnMessage(self) -> None:
+        """
+        A message answered and then closed in the same onMessage: the answer
+        precedes the close frame, in one write.
+        """
+
+        class Bye(Recorder):
+            def onMessage(self, conn: Any, message: str | bytes) -> None:
+                conn.send("last")
+                conn.close(1000)
+
+        self.serve(Bye())
+        proto, transport, conn = self.opened()
+        proto.dataReceived(frame(TEXT, b"hi") + frame(TEXT, b"ignored?"))
+        self.assertEqual(len(transport.writes), 1)
+        frames = parseFrames(transport.take())
+        self.assertEqual([(f.opcode, f.payload) for f in frames], [(TEXT, b"last"), (CLOSE, b"\x03\xe8")])
+
+    def test_peerCloses(self) -> None:
+        """
+        The peer's close frame is answered with its code, then the server
+        closes TCP; the code and reason are the peer's.
+        """
+        self.proto.dataReceived(closeFrame(1001, "going away".encode()))
+        (answer,) = self.transport.frames()
+        self.assertEqual((answer.opcode, answer.masked, answer.closeCode), (CLOSE, False, 1001))
+        self.assertEqual(self.transport.ends, ["loseConnection"])
+        lost(self.proto)
+        self.assertEqual(self.app.closes(), [(1001, True, "going away")])
+
+    def test_peerClosesWithoutCode(self) -> None:
+        """
+        An empty close frame is answered with an empty close frame (a 1005
+        must not be sent, RFC 6455 7.4.1).
+        """
+        self.proto.dataReceived(closeFrame(None))
+        self.assertEqual(self.transport.take(), b"\x88\x00")
+        self.assertEqual(self.transport.ends, ["loseConnection"])
+
+    def test_nothingAfterPeerClose(self) -> None:
+        """
+        Frames behind the peer's close frame are not delivered.
+        """
+        self.proto.dataReceived(closeFrame(1000) + frame(TEXT, b"after"))
+        self.assertEqual(self.app.messages(), [])
+        self.assertEqual([f.opcode for f in self.transport.frames()], [CLOSE])
+
+    def test_closeTimeout(self) -> None:
+        """
+        A peer that never answers our close frame is aborted after
+        closeTimeout; the close is not clean (1006).
+        """
+        self.conn.close()
+        self.assertEqual(self.transport.take(), b"\x88\x02\x03\xe8")
+        self.clock.advance(1.999)
+        self.assertEqual(self.transport.ends, [])
+        self.clock.advance(0.001)
+        self.assertEqual(self.transport.ends, ["abortConnection"])
+        lost(self.proto)
+        self.assertEqual(self.app.closes(), [(1006, False, "")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closeTimeoutAfterAnswer(self) -> None:
+        """
+        After answering the peer's close, a connection whose flush never
+        ends (the peer stopped reading) is aborted after closeTimeout.
+        """
+        self.proto.dataReceived(closeFrame(1000))
+        self.assertEqual(self.transport.ends, ["loseConnection"])
+        self.clock.advance(2.0)
+        self.assertEqual(self.transport.ends, ["loseConnection", "abortConnection"])
+        lost(self.proto)
+        self.assertEqual(self.app.closes(), [(1000, True, "")])
+
+    def test_noCloseTimeout(self) -> None:
+        """
+        closeTimeout=None: nothing is aborted, however long the peer waits.
+        """
+        self.serve(closeTimeout=None)
+        proto, transport, conn = self.opened()
+        conn.close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(transport.ends, [])
+
+    def test_lostWithoutClose(self) -> None:
+        """
+        A connection that just drops is closed abnormally: 1006, not clean.
+        """
+        lost(self.proto)
+        self.assertEqual(self.app.closes(), [(1006, False, "")])
+
+    def test_pingAnswered(self) -> None:
+        """
+        A ping gets a pong with the same payload; a pong gets nothing.
+        """
+        self.proto.dataReceived(frame(PING, b"are you there") + frame(PONG, b"unsolicited"))
+        (pong,) = self.transport.frames()
+        self.assertEqual((pong.opcode, pong.masked, pong.payload), (PONG, False, b"are you there"))
+        self.assertEqual(self.app.messages(), [])
+
+    def test_fragmentedMessage(self) -> None:
+        """
+        A message in three fragments, a ping between them, is one message.
+        """
+        self.proto.dataReceived(
+            frame(TEXT, b"one ", fin=False)
+            + frame(PING, b"p")
+            + frame(CONT, b"two ", fin=False)
+            + frame(CONT, b"three")
+        )
+        self.assertEqual(self.app.messages(), ["one two three"])
+        frames = self.transport.frames()
+        self.assertEqual([(f.opcode, f.payload) for f in frames], [(PONG, b"p"), (TEXT, b"one two three")])
+
+
+class FailTests(ServerCase):
+    """
+    A peer breaking the protocol: the connection is failed (RFC 6455
+    7.1.7) with the right code, the close frame is flushed and our side of
+    TCP shut (half-close), and nothing more from the peer is processed.
+    """
+
+    def fails(self, data: bytes, code: int, **options: Any) -> Frame:
+        self.serve(closeTimeout=2.0, **options)
+        proto, transport, conn = self.opened()
+        proto.dataReceived(data)
+        frames = transport.frames()
+        self.assertEqual([f.opcode for f in frames], [CLOSE], frames)
+        self.assertEqual(frames[0].closeCode, code)
+        self.assertFalse(frames[0].masked)
+        self.assertEqual(transport.ends, ["loseWriteConnection"])
+        self.assertFalse(transport.disconnecting)
+        # The peer's answer and anything else are read and thrown away.
+        proto.dataReceived(frame(TEXT, b"more") + closeFrame(code))
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.app.messages(), [])
+        # The peer closing its side ends it; closeCode is ours.
+        lost(proto)
+        self.assertEqual(self.app.closes()[0][:2], (code, False))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        return frames[0]
+
+    def test_unmasked(self) -> None:
+        self.fails(frame(TEXT, b"plain", mask=None), 1002)
+
+    def test_reservedBits(self) -> None:
+        self.fails(frame(TEXT, b"x", rsv=0x20), 1002)
+
+    def test_unknownOpcode(self) -> None:
+        self.fails(frame(0x3, b"x"), 1002)
+
+    def test_fragmentedControlFrame(self) -> None:
+        self.fails(frame(PING, b"x", fin=False), 1002)
+
+    def test_longControlFrame(self) -> None:
+        self.fails(frame(PING, b"x" * 126), 1002)
+
+    def test_continuationWithoutStart(self) -> None:
+        self.fails(frame(CONT, b"x"), 1002)
+
+    def test_invalidCloseCode(self) -> None:
+        self.fails(closeFrame(1005), 1002)
+
+    def test_invalidUTF8(self) -> None:
+        self.fails(frame(TEXT, b"ok \xff"), 1007)
+
+    def test_invalidUTF8AcrossFragments(self) -> None:
+        self.fails(frame(TEXT, b"\xe2\x82", fin=False) + frame(CONT, b"\x28"), 1007)
+
+    def test_invalidUTF8CloseReason(self) -> None:
+        self.fails(closeFrame(1000, b"\xc3"), 1007)
+
+    def test_tooBig(self) -> None:
+        self.fails(frame(BINARY, b"x" * 101), 1009, maxMessageSize=100)
+
+    def test_tooBigFragments(self) -> None:
+        self.fails(
+            frame(TEXT, b"x" * 60, fin=False) + frame(CONT, b"x" * 60), 1009, maxMessageSize=100
+        )
+
+    def test_tooBigHeaderAlone(self) -> None:
+        """
+        A frame announcing too large a payload fails from its header.
+        """
+        self.fails(frame(BINARY, b"x" * 70000)[:14], 1009, maxMessageSize=65536)
+
+    def test_failTimeout(self) -> None:
+        """
+        A peer that never closes its side after a failure is aborted after
+        closeTimeout.
+        """
+        self.serve(closeTimeout=2.0)
+        proto, transport, conn = self.opened()
+        proto.dataReceived(frame(TEXT, b"\xff"))
+        self.assertEqual(transport.ends, ["loseWriteConnection"])
+        self.clock.advance(2.0)
+        self.assertEqual(transport.ends, ["loseWriteConnection", "abortConnection"])
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(1007, False, conn.closeReason)])
+
+    def test_halfCloseWithoutLoseWriteConnection(self) -> None:
+        """
+        Over a transport that cannot half-close, failing closes it.
+        """
+        self.serve()
+        proto = self.factory.buildProtocol(ADDRESS)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(upgradeRequest())
+        transport.clear()
+        proto.dataReceived(frame(TEXT, b"x", mask=None))
+        (close,) = parseFrames(transport.value())
+        self.assertEqual(close.closeCode, 1002)
+        self.assertTrue(transport.disconnecting)
