@@ -18,7 +18,8 @@ from txratchet.connection import Connection, TransportConnection
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.line import LineProtocol
 from txratchet.server import Server
-from txratchet.websocket import BinaryNotSupported, WebSocket, WebSocketConnection
+from txratchet.errors import BinaryNotSupported
+from txratchet.wsserver import WebSocket, WebSocketConnection
 
 __version__ = "0.1.0"
 

@@ -9,9 +9,13 @@ C{0xFF 0x00}. The protocol has no binary messages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from txratchet.errors import BinaryNotSupported as BinaryNotSupported
+from txratchet.websocket.events import CloseReceived, FrameEvent
+from txratchet.websocket.events import Failed as Failed
+
+PROTOCOL_ERROR = 1002
+INVALID_PAYLOAD = 1007
+MESSAGE_TOO_BIG = 1009
 
 CLOSE_FRAME = b"\xff\x00"
 
@@ -25,23 +29,14 @@ def encodeText(text: str) -> bytes:
     return b"\x00" + text.encode("utf-8") + b"\xff"
 
 
-@dataclass(slots=True)
-class ClosingFrame:
+def ClosingFrame() -> CloseReceived:
     """
-    The peer sent C{0xFF 0x00}: it starts or answers the closing handshake.
+    The event for the closing frame C{0xFF 0x00}: a close without a code.
     """
+    return CloseReceived(None, "")
 
 
-@dataclass(slots=True)
-class Failed:
-    """
-    The peer broke the protocol (or a limit); close the connection.
-    """
-
-    reason: str
-
-
-Event = str | ClosingFrame | Failed
+Event = FrameEvent
 
 
 # Reader states.
@@ -54,7 +49,7 @@ _TEXT = 3  # inside a sentinel-delimited frame, until 0xFF
 class FrameReader:
     """
     Incremental reader of Hixie-76 frames: L{receive} returns C{str}
-    messages, a L{ClosingFrame} or a final L{Failed}.
+    messages, a L{CloseReceived} (without a code) or a final L{Failed}.
 
     Only the payload of the text frame in progress is buffered, and never
     more than C{maxMessageSize} bytes of it: an oversized frame fails as
@@ -99,7 +94,7 @@ class FrameReader:
                 piece = end if stop < 0 else stop
                 if self._frameType == 0x00:
                     if len(self._buffer) + (piece - pos) > self.maxMessageSize:
-                        events.append(Failed("Message larger than the limit"))
+                        events.append(Failed(MESSAGE_TOO_BIG, "Message larger than the limit"))
                         self._fail()
                         break
                     self._buffer += data[pos:piece]
@@ -114,7 +109,7 @@ class FrameReader:
                     try:
                         events.append(raw.decode("utf-8"))
                     except UnicodeDecodeError:
-                        events.append(Failed("Invalid UTF-8 in a text frame"))
+                        events.append(Failed(INVALID_PAYLOAD, "Invalid UTF-8 in a text frame"))
                         self._fail()
                         break
                 continue
@@ -124,13 +119,13 @@ class FrameReader:
                 pos += 1
                 length = self._length = (self._length << 7) | (b & 0x7F)
                 if length > self.maxMessageSize:
-                    events.append(Failed("Frame larger than the message limit"))
+                    events.append(Failed(MESSAGE_TOO_BIG, "Frame larger than the message limit"))
                     self._fail()
                     break
                 if b & 0x80:
                     continue
                 if self._frameType == 0xFF and length == 0:
-                    events.append(ClosingFrame())
+                    events.append(CloseReceived(None, ""))
                     self._fail()
                     break
                 self._skip = length
@@ -162,3 +157,67 @@ class FrameReader:
         """
         self._done = True
         self._buffer = bytearray()
+
+
+class Codec:
+    """
+    Hixie-76 framing behind the interface every family's codec has (see
+    L{txratchet.websocket.protocol.Codec}): text only, no ping, a closing
+    frame without a code. Frames are the same both ways and for every
+    connection: the last one is kept for broadcasts.
+    """
+
+    hasCloseCodes = False
+    hasPing = False
+    hasBinary = False
+
+    __slots__ = ("_lastFrame", "_lastMessage")
+
+    def __init__(self) -> None:
+        self._lastMessage: object = None
+        self._lastFrame: tuple[bytes, bytes] = (b"", b"")
+
+    def reader(
+        self, maxMessageSize: int, maxFrameSize: int | None, inflater: object
+    ) -> FrameReader:
+        """
+        A reader of what the peer sends (the draft has no frame size of
+        its own, nor compression).
+        """
+        return FrameReader(maxMessageSize)
+
+    def frame(self, message: str | bytes) -> tuple[bytes, bytes]:
+        """
+        One text frame, as (frame, C{b""}).
+
+        @raise BinaryNotSupported: for C{bytes}.
+        """
+        if message is self._lastMessage:
+            return self._lastFrame
+        if message.__class__ is not str:
+            raise BinaryNotSupported("Hixie-76 connections cannot carry binary messages")
+        frame = (encodeText(message), b"")  # type: ignore[arg-type]
+        self._lastMessage = message
+        self._lastFrame = frame
+        return frame
+
+    def frameBytes(self, opcode: int, payload: bytes, rsv: int = 0) -> tuple[bytes, bytes]:
+        """
+        Not a thing in Hixie-76 (no opcodes, no compression).
+        """
+        raise BinaryNotSupported("Hixie-76 has no frames but text")
+
+    def control(self, opcode: int, payload: bytes) -> bytes:
+        """
+        Hixie-76 has no control frames but the closing one: nothing.
+        """
+        return b""
+
+    def close(self, code: int | None, reason: str) -> bytes:
+        """
+        The closing frame (the draft carries no code or reason).
+        """
+        return CLOSE_FRAME
+
+
+CODEC = Codec()

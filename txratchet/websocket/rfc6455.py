@@ -16,10 +16,14 @@ import importlib
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 from txratchet.websocket import deflate
+from txratchet.websocket.events import CloseReceived as CloseReceived
+from txratchet.websocket.events import Failed as Failed
+from txratchet.websocket.events import FrameEvent
+from txratchet.websocket.events import Ping as Ping
+from txratchet.websocket.events import Pong as Pong
 
 CONTINUATION = 0x0
 TEXT = 0x1
@@ -179,46 +183,7 @@ def closePayload(code: int | None = NORMAL_CLOSURE, reason: str = "") -> bytes:
     return struct.pack(">H", code) + raw
 
 
-@dataclass(slots=True)
-class Ping:
-    """
-    A ping arrived; answer with a pong carrying the same payload.
-    """
-
-    payload: bytes
-
-
-@dataclass(slots=True)
-class Pong:
-    """
-    A pong arrived.
-    """
-
-    payload: bytes
-
-
-@dataclass(slots=True)
-class CloseReceived:
-    """
-    The peer sent a valid close frame; C{code} is C{None} when it had no
-    payload.
-    """
-
-    code: int | None
-    reason: str
-
-
-@dataclass(slots=True)
-class Failed:
-    """
-    The peer broke the protocol: fail the connection with C{code}.
-    """
-
-    code: int
-    reason: str
-
-
-Event = str | bytes | Ping | Pong | CloseReceived | Failed
+Event = FrameEvent
 
 
 class FrameReader:
@@ -625,3 +590,107 @@ class FrameReader:
         except UnicodeDecodeError:
             return Failed(INVALID_PAYLOAD, "Invalid UTF-8 in the close reason")
         return CloseReceived(code, reason)
+
+
+#: The headers of unfragmented, unmasked small frames, by payload length.
+_TEXT_HEADERS = [frameHeader(TEXT, n) for n in range(126)]
+_BINARY_HEADERS = [frameHeader(BINARY, n) for n in range(126)]
+
+
+class Codec:
+    """
+    RFC 6455 framing (and HyBi-07/08, whose frames are the same) for one
+    side, behind the interface every family's codec has (see
+    L{txratchet.websocket.protocol.Codec}).
+
+    A server's frames are unmasked, so the same bytes can go to every
+    connection: L{frame} keeps the last message it framed and frames a
+    broadcast once. A client masks every frame with a fresh key.
+    """
+
+    hasCloseCodes = True
+    hasPing = True
+    hasBinary = True
+
+    __slots__ = ("_lastFrame", "_lastMessage", "masks")
+
+    def __init__(self, masks: bool) -> None:
+        self.masks = masks
+        self._lastMessage: object = None
+        self._lastFrame: tuple[bytes, bytes] = (b"", b"")
+
+    def reader(
+        self,
+        maxMessageSize: int,
+        maxFrameSize: int | None,
+        inflater: deflate.Inflater | None,
+    ) -> FrameReader:
+        """
+        A reader of what the peer sends: a server requires masked frames, a
+        client refuses them (RFC 6455 5.1).
+        """
+        return FrameReader(
+            maxMessageSize,
+            requireMask=not self.masks,
+            rejectMask=self.masks,
+            maxFrameSize=maxFrameSize,
+            inflater=inflater,
+        )
+
+    def frame(self, message: str | bytes) -> tuple[bytes, bytes]:
+        """
+        A whole message in one frame, as (header, payload): the payload is
+        not copied into the header, so large ones are written without a
+        join.
+        """
+        if self.masks:
+            if message.__class__ is str:
+                return self.frameBytes(TEXT, message.encode("utf-8"))  # type: ignore[union-attr]
+            return self.frameBytes(BINARY, message)  # type: ignore[arg-type]
+        if message is self._lastMessage:
+            return self._lastFrame
+        if message.__class__ is str:
+            payload = message.encode("utf-8")  # type: ignore[union-attr]
+            headers = _TEXT_HEADERS
+            opcode = TEXT
+        else:
+            payload = message  # type: ignore[assignment]
+            headers = _BINARY_HEADERS
+            opcode = BINARY
+        n = len(payload)
+        frame = (headers[n] if n < 126 else frameHeader(opcode, n), payload)
+        self._lastMessage = message
+        self._lastFrame = frame
+        return frame
+
+    def frameBytes(self, opcode: int, payload: bytes, rsv: int = 0) -> tuple[bytes, bytes]:
+        """
+        One whole frame of C{opcode} (masked by a client), as (header,
+        payload).
+        """
+        header = frameHeader(opcode, len(payload), True, rsv)
+        if not self.masks:
+            return header, payload
+        key = os.urandom(4)
+        if len(payload) < 4096:
+            return header[:1] + bytes((header[1] | 0x80,)) + header[2:] + key + mask(payload, key), b""
+        return header[:1] + bytes((header[1] | 0x80,)) + header[2:] + key, mask(payload, key)
+
+    def control(self, opcode: int, payload: bytes) -> bytes:
+        """
+        A control frame (close, ping, pong), whole.
+        """
+        header, rest = self.frameBytes(opcode, payload)
+        return header + rest
+
+    def close(self, code: int | None, reason: str) -> bytes:
+        """
+        A close frame with C{code} (none when C{None}) and C{reason}.
+        """
+        return self.control(CLOSE, closePayload(code, reason))
+
+
+#: The codecs of each side (a server's caches the last frame: shared, a
+#: broadcast is framed once whichever connection frames it first).
+SERVER_CODEC = Codec(masks=False)
+CLIENT_CODEC = Codec(masks=True)
