@@ -30,7 +30,13 @@
  *   latency     echo with 1 connection and 1 message in flight: p50/p99.
  *   broadcast   --receivers R: R receivers and one sender that keeps at
  *               most --window messages outstanding (measured by
- *               deliveries); deliveries per second at the receivers.
+ *               deliveries; 1: the next message once the previous one
+ *               reached every receiver); deliveries per second at the
+ *               receivers, and p50/p99 delivery latency (from the send to
+ *               each receiver's arrival: every message starts with its
+ *               sequence number in 16 hex digits, so each receiver knows
+ *               which send it got and checks that none was lost,
+ *               duplicated or reordered).
  *   handshakes  --conns concurrent slots: connect, handshake, send a close
  *               frame, wait for the server's close frame and its TCP close.
  *   idle        --conns N connections opened (handshake done), then held
@@ -368,6 +374,8 @@ typedef struct {
     uint64_t *ts; /* send times of in-flight messages (ring) */
     int ts_head, ts_count;
     int ready;    /* counts as open for the setup phase (idle + deflate: its echo is back) */
+    /* broadcast receiver: the sequence number of the message arriving, the last one received */
+    uint64_t bc_seq_in, bc_last_seq;
     /* --json: the messages sent and not yet echoed (ring of mq_cap slots) */
     uint8_t *mq;
     uint32_t *mqlen;
@@ -404,6 +412,13 @@ static size_t nsamples;
 static int broadcast_probe_done;
 static uint64_t bc_base_sent, bc_base_deliv, bc_last_deliv_t;
 static int receivers_seen;
+/* broadcast: send times by sequence number (a ring), the next number */
+#define BC_SEQ_DIGITS 16
+#define BC_RING (1u << 20)
+static uint64_t *bc_sent_t;
+static uint64_t bc_next_seq;
+static uint64_t c_bc_gaps, c_bc_unsampled;
+static uint8_t *bc_msg; /* the sender's message: sequence number, then the pattern */
 static int pending_reads[65536];
 static int npending_reads;
 static int busy_poll = 0;
@@ -602,7 +617,17 @@ static size_t pmd_compress(conn_t *c, const uint8_t *p, size_t n) {
 static void queue_message(conn_t *c) {
     const uint8_t *msg = pattern;
     size_t len = cfg.size;
-    if (c->mq) {
+    if (c->role == ROLE_SENDER) {
+        /* the sequence number first, so receivers can tell which send arrived */
+        static const char hex[] = "0123456789abcdef";
+        uint64_t seq = bc_next_seq++;
+        for (int k = BC_SEQ_DIGITS - 1; k >= 0; k--) {
+            bc_msg[k] = (uint8_t)hex[seq & 15];
+            seq >>= 4;
+        }
+        bc_sent_t[(bc_next_seq - 1) & (BC_RING - 1)] = now_ns();
+        msg = bc_msg;
+    } else if (c->mq) {
         if (c->mq_count >= c->mq_cap) die("internal: more messages in flight than the ring holds");
         int slot = (c->mq_head + c->mq_count) % c->mq_cap;
         uint8_t *m = c->mq + (size_t)slot * mq_slot;
@@ -784,6 +809,7 @@ static int conn_open(conn_t *c) {
     c->ts_head = c->ts_count = 0;
     c->mq_head = c->mq_count = 0;
     c->ready = 0;
+    c->bc_seq_in = 0;
     pmd_free(c);
     c->pmd = 0;
     conn_reset_parser(c);
@@ -870,9 +896,31 @@ static void on_message(conn_t *c) {
             start_close(c); /* the last echo is back: close */
         }
     } else if (c->role == ROLE_RECEIVER) {
+        uint64_t seq = c->bc_seq_in;
+        c->bc_seq_in = 0;
+        if (seq >= bc_next_seq) {
+            c_mismatch++;
+            return conn_fail(c, "a sequence number that was never sent");
+        }
+        /* a receiver joins at any message (the probes), then gets every one in order */
+        if (c->msgs > 1 && seq != c->bc_last_seq + 1) {
+            c_bc_gaps++;
+            note_error("conn %ld: message %llu after %llu (lost, duplicated or reordered)", (long)(c - conns),
+                       (unsigned long long)seq, (unsigned long long)c->bc_last_seq);
+        }
+        c->bc_last_seq = seq;
         if (c->msgs == 1) receivers_seen++;
         c_deliveries++;
-        bc_last_deliv_t = now_ns();
+        t = now_ns();
+        bc_last_deliv_t = t;
+        if (measuring && samples) {
+            if (bc_next_seq - seq > BC_RING) {
+                c_bc_unsampled++; /* its send time was overwritten in the ring */
+            } else if (nsamples < (size_t)cfg.max_samples) {
+                uint64_t d = t - bc_sent_t[seq & (BC_RING - 1)];
+                samples[nsamples++] = d > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)d;
+            }
+        }
     } else if (c->role == ROLE_IDLE && cfg.deflate && !c->ready && c->inflight == 1) {
         c->inflight--;
         c->ready = 1;
@@ -1121,7 +1169,36 @@ static const uint8_t *expected(conn_t *c, size_t *len) {
     return c->mq + (size_t)c->mq_head * mq_slot;
 }
 
+/* A broadcast receiver's piece of a message: the sender's sequence number
+ * (hex digits), then the pattern. */
+static int check_broadcast(conn_t *c, const uint8_t *d, size_t n) {
+    if (c->msglen + n > cfg.size) {
+        c_mismatch++;
+        conn_fail(c, "message longer than sent");
+        return -1;
+    }
+    size_t i = 0;
+    for (; i < n && c->msglen + i < BC_SEQ_DIGITS; i++) {
+        uint8_t b = d[i];
+        int v = b >= '0' && b <= '9' ? b - '0' : b >= 'a' && b <= 'f' ? b - 'a' + 10 : -1;
+        if (v < 0) {
+            c_mismatch++;
+            conn_fail(c, "message does not start with the sender's sequence number");
+            return -1;
+        }
+        c->bc_seq_in = c->bc_seq_in << 4 | (uint64_t)v;
+    }
+    if (i < n && memcmp(d + i, pattern + c->msglen + i, n - i) != 0) {
+        c_mismatch++;
+        conn_fail(c, "message content differs from what was sent");
+        return -1;
+    }
+    c->msglen += n;
+    return 0;
+}
+
 static int check_payload(conn_t *c, const uint8_t *d, size_t n) {
+    if (c->role == ROLE_RECEIVER) return check_broadcast(c, d, n);
     size_t elen;
     const uint8_t *e = expected(c, &elen);
     if (!e) {
@@ -1788,6 +1865,9 @@ int main(int argc, char **argv) {
         die("the handshake scenario speaks RFC 6455 or HyBi-08");
     if (cfg.deflate && cfg.proto != P_RFC6455 && cfg.proto != P_HYBI08)
         die("--deflate needs --proto rfc6455 or hybi08");
+    if (cfg.scenario == S_BROADCAST && cfg.size < BC_SEQ_DIGITS)
+        die("broadcast messages carry a %d-digit sequence number: --size must be at least that", BC_SEQ_DIGITS);
+    if (cfg.scenario == S_BROADCAST && (cfg.receivers < 1 || cfg.receivers > 59999)) usage();
     if (cfg.json && cfg.scenario != S_ECHO && cfg.scenario != S_LATENCY && cfg.scenario != S_IDLE)
         die("--json is for the echo, latency and idle scenarios");
 
@@ -1834,7 +1914,13 @@ int main(int argc, char **argv) {
             if (!c->mq || !c->mqlen) die("out of memory");
         }
     }
-    if (echo) {
+    if (cfg.scenario == S_BROADCAST) {
+        bc_sent_t = calloc(BC_RING, sizeof(uint64_t));
+        bc_msg = malloc(cfg.size);
+        if (!bc_sent_t || !bc_msg) die("out of memory");
+        memcpy(bc_msg, pattern, cfg.size);
+    }
+    if (echo || cfg.scenario == S_BROADCAST) {
         samples = malloc(sizeof(uint32_t) * (size_t)cfg.max_samples);
         if (!samples) die("out of memory");
     }
@@ -2049,6 +2135,7 @@ int main(int argc, char **argv) {
     int ok = !strcmp(end_reason, "duration") || !strcmp(end_reason, "probe ok") ||
              (cfg.scenario == S_IDLE && !strcmp(end_reason, "signal"));
     if (cfg.scenario == S_IDLE && !ready_printed) ok = 0;
+    if (c_bc_gaps) ok = 0; /* a receiver missed a message: the delivery count is wrong */
     double count = 0;
     const char *unit = "";
     switch (cfg.scenario) {
@@ -2074,7 +2161,10 @@ int main(int argc, char **argv) {
            (unsigned long long)c_pings, (unsigned long long)c_closed_clean,
            (unsigned long long)c_close_problems, (unsigned long long)c_close_timeouts, close_s,
            t_run_start ? (double)(t_run_start - t0) / 1e9 : -1.0, probes);
-    if (cfg.scenario == S_BROADCAST) printf(", \"receivers\": %d, \"window\": %d", cfg.receivers, cfg.window);
+    if (cfg.scenario == S_BROADCAST)
+        printf(", \"receivers\": %d, \"window\": %d, \"sent\": %llu, \"order_errors\": %llu, \"unsampled\": %llu",
+               cfg.receivers, cfg.window, (unsigned long long)bc_next_seq, (unsigned long long)c_bc_gaps,
+               (unsigned long long)c_bc_unsampled);
     if (cfg.json && c_sent_msgs)
         printf(", \"json\": true, \"avg_msg_bytes\": %.1f",
                (double)c_msg_bytes_out / (double)c_sent_msgs);

@@ -25,6 +25,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from txratchet import Application, Server, WebSocket
+from txratchet.client import (
+    Client,
+    HandshakeTimedOut,
+    InvalidResponse,
+    InvalidStatus,
+    WebSocketClient,
+)
 from txratchet.errors import HandshakeError
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -372,7 +379,7 @@ class ServerHandshakeTests(ServerCase):
         Frames that arrive in the request's read are delivered after
         onOpen.
         """
-        proto, transport = self.connect()
+        proto, _transport = self.connect()
         proto.dataReceived(upgradeRequest() + frame(TEXT, b"one") + frame(TEXT, b"two"))
         self.assertEqual(self.app.events, [("open",), ("message", "one"), ("message", "two")])
 
@@ -380,7 +387,7 @@ class ServerHandshakeTests(ServerCase):
         proto, transport = self.connect()
         key = base64.b64encode(bytes(range(16))).decode()
         proto.dataReceived(upgradeRequest(version=version, key=key))
-        status, headers, rest = parseHead(transport.take())
+        status, headers, _rest = parseHead(transport.take())
         self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
         self.assertEqual(headers["sec-websocket-accept"], acceptFor(key))
         self.assertEqual(self.app.conns[0].protocol, family)
@@ -475,7 +482,7 @@ class ServerHandshakeTests(ServerCase):
         Once open, the handshake timer is gone.
         """
         self.serve(handshakeTimeout=3.0, closeTimeout=None)
-        proto, transport, conn = self.opened()
+        _proto, transport, _conn = self.opened()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10)
         self.assertEqual(transport.value(), b"")
@@ -625,18 +632,20 @@ class ServerCloseTests(ServerCase):
                 conn.close(1000)
 
         self.serve(Bye())
-        proto, transport, conn = self.opened()
+        proto, transport, _conn = self.opened()
         proto.dataReceived(frame(TEXT, b"hi") + frame(TEXT, b"ignored?"))
         self.assertEqual(len(transport.writes), 1)
         frames = parseFrames(transport.take())
-        self.assertEqual([(f.opcode, f.payload) for f in frames], [(TEXT, b"last"), (CLOSE, b"\x03\xe8")])
+        self.assertEqual(
+            [(f.opcode, f.payload) for f in frames], [(TEXT, b"last"), (CLOSE, b"\x03\xe8")]
+        )
 
     def test_peerCloses(self) -> None:
         """
         The peer's close frame is answered with its code, then the server
         closes TCP; the code and reason are the peer's.
         """
-        self.proto.dataReceived(closeFrame(1001, "going away".encode()))
+        self.proto.dataReceived(closeFrame(1001, b"going away"))
         (answer,) = self.transport.frames()
         self.assertEqual((answer.opcode, answer.masked, answer.closeCode), (CLOSE, False, 1001))
         self.assertEqual(self.transport.ends, ["loseConnection"])
@@ -692,7 +701,7 @@ class ServerCloseTests(ServerCase):
         closeTimeout=None: nothing is aborted, however long the peer waits.
         """
         self.serve(closeTimeout=None)
-        proto, transport, conn = self.opened()
+        _proto, transport, conn = self.opened()
         conn.close()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(transport.ends, [])
@@ -725,7 +734,9 @@ class ServerCloseTests(ServerCase):
         )
         self.assertEqual(self.app.messages(), ["one two three"])
         frames = self.transport.frames()
-        self.assertEqual([(f.opcode, f.payload) for f in frames], [(PONG, b"p"), (TEXT, b"one two three")])
+        self.assertEqual(
+            [(f.opcode, f.payload) for f in frames], [(PONG, b"p"), (TEXT, b"one two three")]
+        )
 
 
 class FailTests(ServerCase):
@@ -737,7 +748,7 @@ class FailTests(ServerCase):
 
     def fails(self, data: bytes, code: int, **options: Any) -> Frame:
         self.serve(closeTimeout=2.0, **options)
-        proto, transport, conn = self.opened()
+        proto, transport, _conn = self.opened()
         proto.dataReceived(data)
         frames = transport.frames()
         self.assertEqual([f.opcode for f in frames], [CLOSE], frames)
@@ -827,3 +838,230 @@ class FailTests(ServerCase):
         (close,) = parseFrames(transport.value())
         self.assertEqual(close.closeCode, 1002)
         self.assertTrue(transport.disconnecting)
+
+
+# -- The client side -------------------------------------------------------------
+
+
+def switchingProtocols(key: str, extra: str = "") -> bytes:
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {acceptFor(key)}\r\n" + extra + "\r\n"
+    ).encode("latin-1")
+
+
+class ClientCase(SynchronousTestCase):
+    def connectClient(
+        self, url: str = "ws://example.com/chat", **options: Any
+    ) -> tuple[Any, RecordingTransport, Any]:
+        """
+        A client connection over an in-memory transport, its request sent:
+        (protocol, transport, the client's WebSocket connection).
+        """
+        self.clock = task.Clock()
+        self.app = Recorder(echo=False)
+        self.layer = WebSocketClient(self.app, url, clock=self.clock, **options)
+        proto = Client(self.layer).buildProtocol(IPv4Address("TCP", "192.0.2.1", 80))
+        transport = RecordingTransport()
+        proto.makeConnection(transport)
+        (ws,) = self.layer.connections
+        return proto, transport, ws
+
+    def openClient(self, **options: Any) -> tuple[Any, RecordingTransport, Any]:
+        options.setdefault("closeTimeout", 2.0)
+        options.setdefault("compression", None)
+        proto, transport, ws = self.connectClient(**options)
+        _, headers, _ = parseHead(transport.take())
+        proto.dataReceived(switchingProtocols(headers["sec-websocket-key"]))
+        self.assertEqual(self.app.events, [("open",)])
+        return proto, transport, ws
+
+
+class ClientTests(ClientCase):
+    def test_request(self) -> None:
+        """
+        The client writes an RFC 6455 upgrade request for the URL, with a
+        fresh 16-byte key per connection and the default deflate offer.
+        """
+        _proto, transport, _ = self.connectClient("ws://example.com:8080/chat?room=1")
+        start, headers, rest = parseHead(transport.take())
+        self.assertEqual(start, b"GET /chat?room=1 HTTP/1.1")
+        self.assertEqual(headers["host"], "example.com:8080")
+        self.assertEqual(headers["upgrade"].lower(), "websocket")
+        self.assertEqual(headers["connection"].lower(), "upgrade")
+        self.assertEqual(headers["sec-websocket-version"], "13")
+        self.assertEqual(len(base64.b64decode(headers["sec-websocket-key"], validate=True)), 16)
+        self.assertTrue(headers["sec-websocket-extensions"].startswith("permessage-deflate"))
+        self.assertEqual(rest, b"")
+        self.assertEqual(self.app.events, [])
+
+        proto2 = Client(self.layer).buildProtocol(ADDRESS)
+        transport2 = RecordingTransport()
+        proto2.makeConnection(transport2)
+        _, headers2, _ = parseHead(transport2.take())
+        self.assertNotEqual(headers2["sec-websocket-key"], headers["sec-websocket-key"])
+
+    def test_opens(self) -> None:
+        """
+        A valid 101 opens the connection: onOpen, whenOpen fires, frames
+        right behind the answer are delivered, and what the client sends
+        is masked.
+        """
+        proto, transport, ws = self.connectClient(compression=None)
+        opened = ws.whenOpen()
+        self.assertNoResult(opened)
+        _, headers, _ = parseHead(transport.take())
+        self.assertNotIn("sec-websocket-extensions", headers)
+        proto.dataReceived(
+            switchingProtocols(headers["sec-websocket-key"]) + frame(TEXT, b"welcome", mask=None)
+        )
+        self.assertIs(self.successResultOf(opened), ws)
+        self.assertEqual(self.app.events, [("open",), ("message", "welcome")])
+        self.assertIs(self.app.conns[0], ws)
+        self.assertEqual(ws.protocol, "rfc6455")
+        self.assertEqual(ws.path, "/chat")
+        ws.send("hello")
+        ws.send(b"\x00\x01")
+        frames = transport.frames()
+        self.assertEqual(
+            [(f.opcode, f.masked, f.payload) for f in frames],
+            [(TEXT, True, b"hello"), (BINARY, True, b"\x00\x01")],
+        )
+
+    def test_pingAnswered(self) -> None:
+        """
+        The server's ping gets a masked pong with its payload.
+        """
+        proto, transport, _ = self.openClient()
+        proto.dataReceived(frame(PING, b"beat", mask=None))
+        (pong,) = transport.frames()
+        self.assertEqual((pong.opcode, pong.masked, pong.payload), (PONG, True, b"beat"))
+
+    def test_badAccept(self) -> None:
+        """
+        A 101 with the wrong accept key fails the handshake
+        (InvalidResponse); the application never hears of the connection.
+        """
+        proto, transport, ws = self.connectClient(compression=None)
+        opened = ws.whenOpen()
+        transport.take()
+        proto.dataReceived(switchingProtocols(KEY))
+        self.assertTrue(transport.disconnecting)
+        lost(proto)
+        self.failureResultOf(opened, InvalidResponse)
+        self.assertEqual(self.app.events, [])
+
+    def test_refused(self) -> None:
+        """
+        A 403 fails the handshake with InvalidStatus, carrying the status
+        and the body.
+        """
+        proto, transport, ws = self.connectClient()
+        opened = ws.whenOpen()
+        proto.dataReceived(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nno")
+        self.assertFalse(transport.disconnecting)  # the body is not all there yet
+        proto.dataReceived(b"pe")
+        self.assertTrue(transport.disconnecting)
+        lost(proto)
+        error = self.failureResultOf(opened, InvalidStatus).value
+        self.assertEqual((error.status, error.body), (403, b"nope"))
+        self.assertEqual(self.app.events, [])
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A server that does not answer within handshakeTimeout: the
+        connection is aborted and the handshake fails with
+        HandshakeTimedOut.
+        """
+        proto, transport, ws = self.connectClient(handshakeTimeout=3.0)
+        opened = ws.whenOpen()
+        proto.dataReceived(b"HTTP/1.1 101 Switching")
+        self.clock.advance(2.999)
+        self.assertEqual(transport.ends, [])
+        self.clock.advance(0.001)
+        self.assertEqual(transport.ends, ["abortConnection"])
+        lost(proto)
+        self.failureResultOf(opened, HandshakeTimedOut)
+        self.assertEqual(self.app.events, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_serverCloses(self) -> None:
+        """
+        The server's close is answered (masked, same code) and the client
+        waits for the server to close TCP (RFC 6455 7.1.1).
+        """
+        proto, transport, _ = self.openClient()
+        proto.dataReceived(closeFrame(4001, b"done", mask=None))
+        (answer,) = transport.frames()
+        self.assertEqual((answer.opcode, answer.masked, answer.closeCode), (CLOSE, True, 4001))
+        self.assertEqual(transport.ends, [])
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(4001, True, "done")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_serverNeverClosesTCP(self) -> None:
+        """
+        A server that leaves TCP open after the closing handshake is
+        dropped after closeTimeout.
+        """
+        proto, transport, _ = self.openClient()
+        proto.dataReceived(closeFrame(1000, mask=None))
+        transport.take()
+        self.clock.advance(1.999)
+        self.assertEqual(transport.ends, [])
+        self.clock.advance(0.001)
+        self.assertEqual(transport.ends, ["abortConnection"])
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(1000, True, "")])
+
+    def test_clientCloses(self) -> None:
+        """
+        close() sends a masked close frame; the server's answer completes
+        the handshake, and the client still leaves TCP to the server.
+        """
+        proto, transport, ws = self.openClient()
+        ws.close(4000, "bye")
+        (close,) = transport.frames()
+        self.assertEqual((close.opcode, close.masked, close.payload), (CLOSE, True, b"\x0f\xa0bye"))
+        proto.dataReceived(closeFrame(4000, b"ok", mask=None))
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(4000, True, "ok")])
+
+    def test_clientCloseUnanswered(self) -> None:
+        """
+        A server that never answers the client's close is dropped after
+        closeTimeout.
+        """
+        proto, transport, ws = self.openClient()
+        ws.close()
+        self.clock.advance(2.0)
+        self.assertEqual(transport.ends, ["abortConnection"])
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(1006, False, "")])
+
+    def test_maskedServerFrame(self) -> None:
+        """
+        A masked frame from the server fails the connection with 1002 (RFC
+        6455 5.1); the message is not delivered.
+        """
+        proto, transport, _ = self.openClient()
+        proto.dataReceived(frame(TEXT, b"masked"))
+        (close,) = transport.frames()
+        self.assertEqual((close.opcode, close.masked, close.closeCode), (CLOSE, True, 1002))
+        self.assertEqual(self.app.messages(), [])
+        self.assertIn(transport.ends, (["loseWriteConnection"], ["loseConnection"]))
+        lost(proto)
+        self.assertEqual(self.app.closes()[0][:2], (1002, False))
+
+    def test_keepalive(self) -> None:
+        """
+        The client's keepalive pings are masked, too.
+        """
+        _proto, transport, _ = self.openClient(pingInterval=5.0)
+        self.clock.advance(5.0)
+        (ping,) = transport.frames()
+        self.assertEqual((ping.opcode, ping.masked), (PING, True))

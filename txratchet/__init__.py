@@ -10,17 +10,28 @@ C{onError}, wrap it in the protocol layers you want and serve it::
     endpoints.serverFromString(reactor, "tcp:8080").listen(
         Server(WebSocket(Chat()))
     )
+
+C{__all__} is what applications import; the rest lives in its own
+module: decorators in L{txratchet.components}, publish/subscribe in
+L{txratchet.pubsub}, clients in L{txratchet.client}, twisted.web
+integration in L{txratchet.web}, and every exception, under
+L{TxratchetError}, in L{txratchet.errors}.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from txratchet.application import Application
-from txratchet.commands import CloseConnection, Command, Composite, SendMessage, execute
-from txratchet.connection import Connection, TransportConnection
+from txratchet.commands import CloseConnection, Command, Composite, SendMessage
+from txratchet.errors import BinaryNotSupported, HandshakeError, TxratchetError
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.line import LineProtocol
 from txratchet.server import Server
-from txratchet.errors import BinaryNotSupported
+from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.wsserver import WebSocket, WebSocketConnection
 
+#: The version; setup.py declares the same (tests/test_api.py checks).
 __version__ = "0.1.0"
 
 __all__ = [
@@ -29,14 +40,40 @@ __all__ = [
     "CloseConnection",
     "Command",
     "Composite",
-    "Connection",
+    "HandshakeError",
     "IApplication",
     "IConnection",
     "LineProtocol",
+    "PerMessageDeflate",
     "SendMessage",
     "Server",
-    "TransportConnection",
+    "TxratchetError",
     "WebSocket",
     "WebSocketConnection",
-    "execute",
 ]
+
+#: Plumbing this package used to export, by where it lives now.
+_MOVED = {
+    "Connection": "txratchet.connection",
+    "TransportConnection": "txratchet.connection",
+    "execute": "txratchet.commands",
+}
+
+
+if not TYPE_CHECKING:  # for type checkers, the old names are simply gone
+
+    def __getattr__(name: str) -> object:
+        # Module attribute lookup (PEP 562): only names not defined above
+        # get here, so this costs the public ones nothing.
+        module = _MOVED.get(name)
+        if module is None:
+            raise AttributeError(f"module 'txratchet' has no attribute {name!r}")
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"txratchet.{name} is plumbing, not public API: import it from {module}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)

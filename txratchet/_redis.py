@@ -25,15 +25,20 @@ from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txratchet.errors import TxratchetError
+
 log = Logger()
 
 #: Channels per SUBSCRIBE when subscribing again after a reconnection.
 BATCH = 100
 
 
-class NotConnected(txredisapi.ConnectionError):  # type: ignore[misc]
+class NotConnected(TxratchetError, txredisapi.ConnectionError):  # type: ignore[misc]
     """
     Redis is not connected right now: the command was not sent.
+
+    Defined here, not in L{txratchet.errors}: it is also txredisapi's
+    C{ConnectionError}, and txredisapi is an optional dependency.
     """
 
 
