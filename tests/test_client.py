@@ -181,15 +181,31 @@ class EchoServerApp(Collector):
 
 class _CountingConn:
     """
-    Wraps the bottom connection to count the bytes the server writes.
+    Wraps the bottom connection to count the bytes the server writes; it
+    provides the whole L{txratchet.interfaces.LowerConnection} contract.
     """
 
     def __init__(self, conn: Any, tap: Tap) -> None:
         self._conn = conn
         self._tap = tap
         self.peer = conn.peer
+        self.host = conn.host
         self.transport = conn.transport
         self.secure = conn.secure
+
+    @property
+    def writePaused(self) -> bool:
+        return bool(self._conn.writePaused)
+
+    @property
+    def bufferedWhilePaused(self) -> int:
+        return int(self._conn.bufferedWhilePaused)
+
+    def cork(self) -> None:
+        self._conn.cork()
+
+    def uncork(self) -> None:
+        self._conn.uncork()
 
     def send(self, data: bytes) -> None:
         self._tap.sent += len(data)

@@ -24,7 +24,7 @@ from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection
 from txratchet.websocket import rfc6455
-from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping
+from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
 from txratchet.websocket.protocol import CLOSED, CLOSING, CONNECTING, OPEN, State, WebSocketProtocol
 
 log = Logger()
@@ -265,6 +265,8 @@ class BaseWebSocketConnection(Connection):
                 pong = proto.pong(event.payload)  # type: ignore[union-attr]
                 if pong:
                     self._send(pong)
+            elif cls is Pong:
+                pass  # anything received proves liveness; nothing else to do
             elif cls is CloseReceived:
                 self._closeReceived(event)  # type: ignore[arg-type]
                 return
@@ -294,15 +296,13 @@ class BaseWebSocketConnection(Connection):
         answer, closeNow = self._proto.closeReceived(event)
         if answer:
             self._send(answer)
+        # Whoever started the close, the connection ends within closeTimeout
+        # of that start (a timer already running is kept).
         self._armCloseTimer()
-        if closeNow:
+        if closeNow or not self._layer.closeTimeout:
+            # RFC 6455 7.1.1: the server closes TCP; a client waits for it
+            # (unless nothing would ever end the wait).
             self._outer.close()
-        elif not self._layer.closeTimeout:
-            self._outer.close()  # nobody would ever end it otherwise
-        else:
-            # RFC 6455 7.1.1: the client waits for the server to close TCP,
-            # and drops the connection itself after closeTimeout.
-            self._startTimer(self._layer.closeTimeout, self._closeTimedOut)
 
     def _fail(self, code: int, reason: str) -> None:
         """

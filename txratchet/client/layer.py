@@ -23,9 +23,10 @@ from zope.interface import implementer
 from txratchet.errors import HandshakeCancelled, HandshakeFailed, HandshakeTimedOut
 from txratchet.interfaces import IApplication, LowerConnection
 from txratchet.websocket import rfc6455
-from txratchet.websocket.deflate import DEFAULT_OFFER, DeflateOffer
+from txratchet.client.handshake import DEFAULT_OFFER, DeflateOffer  # TEMP
 from txratchet.websocket.events import Opened
-from txratchet.websocket.handshake import URL, ClientHandshake, Request, Response, parseURL
+from txratchet.client.handshake import URL, ClientHandshake, Response, parseURL  # TEMP
+from txratchet.websocket.handshake import Request
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLIENT, CONNECTING, WebSocketProtocol
 from txratchet.wsbase import BaseWebSocketConnection, WebSocketLayer
@@ -178,9 +179,14 @@ class ClientConnection(BaseWebSocketConnection):
     def _opened(self, event: Opened) -> None:
         self._outer.opened()
         self._becomeOpen()
-        waiters, self._openWaiters = self._openWaiters, []
-        for d in waiters:
-            d.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self._openWaiters and self._proto.response is not None:
+            # Once the frames that came with the response were delivered.
+            waiters, self._openWaiters = self._openWaiters, []
+            for d in waiters:
+                d.callback(self)
 
     def connectionLost(self) -> None:
         proto = self._proto

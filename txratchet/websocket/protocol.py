@@ -28,16 +28,17 @@ from typing import Protocol
 from txratchet.errors import HandshakeError, HandshakeFailed, MalformedExtensions
 from txratchet.websocket import deflate, hixie76, rfc6455
 from txratchet.websocket.events import CloseReceived, Event, FrameEvent, Opened, RequestReceived
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from txratchet.client.handshake import ClientHandshake, Response  # TEMP
 from txratchet.websocket.handshake import (
     HIXIE76,
     HYBI07,
     HYBI08,
     RFC6455,
     Accepted,
-    ClientHandshake,
     Request,
     RequestParser,
-    Response,
     errorResponse,
     negotiate,
 )
@@ -415,7 +416,7 @@ class WebSocketProtocol:
         params = self.compression
         self._open(
             accepted.family,
-            params.agreement("server") if params is not None and config is not None else None,
+            params if params is not None and config is not None else None,  # TEMP
             config,
         )
         return accepted.response
@@ -470,8 +471,8 @@ class WebSocketProtocol:
         agreement = None
         if agreed is not None and offer is not None:
             self.compression = agreed
-            agreement = agreed.agreement("client")
-        self._open(response.family, agreement, offer)
+            from txratchet.client.handshake import swapped; agreement = swapped(agreed); config = offer.compressorConfig()  # TEMP
+        self._open(response.family, agreement, config if agreement else None)  # TEMP
         events: list[Event] = [Opened(response)]
         leftover = handshake.leftover
         if leftover and self._reader is not None:
@@ -594,7 +595,10 @@ class WebSocketProtocol:
         if self.state is OPEN and codec is not None:
             answer = codec.close(event.code, "")
         if not self.failed:
-            self.closeCode = event.code
+            code = event.code
+            if code is None and codec is not None and codec.hasCloseCodes:
+                code = rfc6455.NO_STATUS_RECEIVED  # RFC 6455 7.1.5
+            self.closeCode = code
             self.closeReason = event.reason
             self.wasClean = True
         self.state = CLOSING
