@@ -574,6 +574,25 @@ class ServerHandshakeTests(ServerCase):
         self.assertEqual(transport2.ends, ["loseConnection"])
         self.assertEqual(len(self.app.conns), 1)
 
+    def test_subprotocol(self) -> None:
+        """
+        A subprotocol both sides speak is agreed; none in common is no
+        Sec-WebSocket-Protocol header, and still a 101.
+        """
+        self.serve(subprotocols=["chat"])
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra="Sec-WebSocket-Protocol: other, chat\r\n"))
+        _, headers, _ = parseHead(transport.take())
+        self.assertEqual(headers["sec-websocket-protocol"], "chat")
+        self.assertEqual(self.app.conns[0].subprotocol, "chat")
+
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra="Sec-WebSocket-Protocol: other\r\n"))
+        status, headers, _ = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertNotIn("sec-websocket-protocol", headers)
+        self.assertIsNone(self.app.conns[1].subprotocol)
+
     def test_noCompressionUnlessOffered(self) -> None:
         """
         permessage-deflate is agreed only when offered, and never with
@@ -950,6 +969,59 @@ class ClientTests(ClientCase):
             [(f.opcode, f.masked, f.payload) for f in frames],
             [(TEXT, True, b"hello"), (BINARY, True, b"\x00\x01")],
         )
+
+    def test_hybi08(self) -> None:
+        """
+        version=8 asks for HyBi-08 and opens on its 101.
+        """
+        proto, transport, ws = self.connectClient(version=8, compression=None)
+        _, headers, _ = parseHead(transport.take())
+        self.assertEqual(headers["sec-websocket-version"], "8")
+        proto.dataReceived(switchingProtocols(headers["sec-websocket-key"]))
+        self.assertEqual(ws.protocol, "hybi-08")
+        ws.send("x")
+        (sent,) = transport.frames()
+        self.assertEqual((sent.masked, sent.payload), (True, b"x"))
+
+    def test_hixie76(self) -> None:
+        """
+        A Hixie-76 client sends two keys and eight bytes, and opens on the
+        MD5 answer computed from them; messages are 0x00 ... 0xFF frames.
+        """
+        proto, transport, ws = self.connectClient(version="hixie-76")
+        start, headers, key3 = parseHead(transport.take())
+        self.assertEqual(start, b"GET /chat HTTP/1.1")
+        self.assertEqual(headers["upgrade"], "WebSocket")
+        self.assertEqual(len(key3), 8)
+        answer = hixieAnswer(headers["sec-websocket-key1"], headers["sec-websocket-key2"], key3)
+        proto.dataReceived(
+            b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            b"Upgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Origin: " + headers["origin"].encode() + b"\r\n"
+            b"Sec-WebSocket-Location: ws://example.com/chat\r\n"
+            b"\r\n" + answer + b"\x00hi\xff"
+        )
+        self.assertEqual(self.app.events, [("open",), ("message", "hi")])
+        self.assertEqual(ws.protocol, "hixie-76")
+        ws.send("h\xe9")
+        self.assertEqual(transport.take(), b"\x00h\xc3\xa9\xff")
+
+    def test_hixie76WrongAnswer(self) -> None:
+        proto, transport, ws = self.connectClient(version="hixie-76")
+        opened = ws.whenOpen()
+        _, headers, _ = parseHead(transport.take())
+        proto.dataReceived(
+            b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            b"Upgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Origin: " + headers["origin"].encode() + b"\r\n"
+            b"Sec-WebSocket-Location: ws://example.com/chat\r\n"
+            b"\r\n" + b"0123456789abcdef"
+        )
+        lost(proto)
+        self.failureResultOf(opened, InvalidResponse)
+        self.assertEqual(self.app.events, [])
 
     def test_pingAnswered(self) -> None:
         """
