@@ -1423,8 +1423,17 @@ class SendBufferTests(ServerCase):
     """
 
     def stopReading(self, transport: RecordingTransport) -> None:
-        transport.producer.pauseProducing()
+        """
+        The transport's buffer is full: it pauses its producer (the
+        connection txratchet registered), which stops reading.
+        """
+        self.assertIsNotNone(transport.producer)
+        transport.producer.pauseProducing()  # type: ignore[union-attr]
         self.assertEqual(transport.producerState, "paused")
+
+    def readAgain(self, transport: RecordingTransport) -> None:
+        transport.producer.resumeProducing()  # type: ignore[union-attr]
+        self.assertEqual(transport.producerState, "producing")
 
     def test_close(self) -> None:
         """
@@ -1457,8 +1466,7 @@ class SendBufferTests(ServerCase):
         conn.send("dropped 2")
         self.assertEqual(transport.value(), b"")
         self.assertEqual(transport.ends, [])
-        transport.producer.resumeProducing()
-        self.assertEqual(transport.producerState, "producing")
+        self.readAgain(transport)
         conn.send("sent")
         self.assertEqual([f.payload for f in transport.frames()], [b"sent"])
 
@@ -1505,7 +1513,7 @@ class SendBufferTests(ServerCase):
         _, transport, conn = self.opened()
         self.stopReading(transport)
         conn.send(b"a" * 150)
-        transport.producer.resumeProducing()
+        self.readAgain(transport)
         self.stopReading(transport)
         conn.send("fine")
         self.assertEqual([f.payload for f in transport.frames()], [b"a" * 150, b"fine"])
