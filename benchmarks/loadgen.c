@@ -1500,14 +1500,19 @@ static void on_connected(conn_t *c) {
     }
 }
 
-/* Read until EAGAIN, at most 64 reads; leftovers are revisited. */
-static void do_read(conn_t *c) {
+/* Read until EAGAIN, at most 64 reads; leftovers are revisited. A read
+ * shorter than the buffer took everything the socket had: data arriving
+ * later raises a new edge, so there is no need to pay a recv() that fails
+ * with EAGAIN, unless the peer's FIN or an error came with this event
+ * (`hup`), which raises no further edge. */
+static void do_read(conn_t *c, int hup) {
     c->rd_pending = 0;
     for (int k = 0; k < 64; k++) {
         if (c->fd < 0 || c->state == C_DEAD || c->state == C_FREE) return;
         ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
         if (r > 0) {
             feed(c, rbuf, (size_t)r);
+            if ((size_t)r < sizeof rbuf && !hup) return;
             continue;
         }
         if (r == 0) {
@@ -1539,7 +1544,7 @@ static void handle_event(conn_t *c, uint32_t ev) {
         if (c->state != C_HANDSHAKE) return;
     }
     if ((ev & EPOLLOUT) && c->wblocked) flush_out(c);
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) do_read(c);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) do_read(c, (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
     if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
 }
 
@@ -1557,7 +1562,7 @@ static int poll_once(int timeout_ms) {
         npending_reads = 0;
         for (int i = 0; i < cnt; i++) {
             conn_t *c = &conns[tmp[i]];
-            if (c->rd_pending) do_read(c);
+            if (c->rd_pending) do_read(c, 1);
             if (c->fd >= 0 && c->outlen > c->outoff && !c->wblocked) flush_out(c);
         }
     }

@@ -236,3 +236,71 @@ class ErrorHierarchyTests(SynchronousTestCase):
         # An allow-list entry for a class that is gone is stale.
         for where in DEFINED_ELSEWHERE:
             self.assertIn(where, seen)
+
+
+class DeclaredHooksTests(SynchronousTestCase):
+    """
+    The optional hooks (L{txratchet.interfaces.IRequestHandler},
+    L{txratchet.interfaces.IReconnectHandler}) are found once, when an
+    application is wrapped, and decorators forward them explicitly.
+    """
+
+    def test_hooksOf(self) -> None:
+        from txratchet import Application
+        from txratchet.interfaces import Hooks, hooksOf
+
+        class Plain(Application):
+            pass
+
+        class Full(Application):
+            subprotocols = ["chat.v2", "chat.v1"]
+
+            def onRequest(self, conn: object, request: object) -> object:
+                return "request"
+
+            def onReconnect(self, conn: object) -> object:
+                return "again"
+
+        self.assertEqual(hooksOf(Plain()), Hooks(None, (), None))
+        full = Full()
+        hooks = hooksOf(full)
+        self.assertEqual(hooks.subprotocols, ("chat.v2", "chat.v1"))
+        self.assertEqual(hooks.onRequest, full.onRequest)
+        self.assertEqual(hooks.onReconnect, full.onReconnect)
+
+    def test_decoratorForwards(self) -> None:
+        from zope.interface.verify import verifyObject
+
+        from txratchet import Application
+        from txratchet.components import Decorator, OriginCheck
+        from txratchet.interfaces import IApplication, IReconnectHandler, IRequestHandler
+        from txratchet.websocket.handshake import Headers, Request
+
+        calls = []
+
+        class Full(Application):
+            subprotocols = ("chat",)
+
+            def onRequest(self, conn: object, request: object) -> object:
+                calls.append(("request", conn, request))
+                return "accepted"
+
+            def onReconnect(self, conn: object) -> object:
+                calls.append(("reconnect", conn))
+                return "again"
+
+        # Two layers deep, through a decorator that overrides onRequest.
+        outer = Decorator(OriginCheck(Full(), ["example.com"]))
+        for interface in (IApplication, IRequestHandler, IReconnectHandler):
+            self.assertTrue(verifyObject(interface, outer))
+        self.assertEqual(outer.subprotocols, ("chat",))
+        self.assertEqual(outer.onReconnect("conn"), "again")  # type: ignore[arg-type]
+        request = Request("GET", "/", "HTTP/1.1", Headers([("Origin", "http://example.com")]))
+        self.assertEqual(outer.onRequest("conn", request), "accepted")  # type: ignore[arg-type]
+        self.assertEqual(calls, [("reconnect", "conn"), ("request", "conn", request)])
+
+        # Around an application without hooks: there, and doing nothing.
+        bare = Decorator(Application())
+        self.assertEqual(tuple(bare.subprotocols), ())
+        self.assertIsNone(bare.onRequest("conn", "request"))  # type: ignore[arg-type]
+        self.assertIsNone(bare.onReconnect("conn"))  # type: ignore[arg-type]

@@ -40,6 +40,10 @@ ADDRESS = IPv4Address("TCP", "127.0.0.1", 1234)
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
+#: About a millisecond, exact in binary floating point: deadlines checked
+#: "a tick before" and "at" add up exactly (0.001 steps would not).
+TICK = 2.0**-10
+
 
 # -- Independent frame and handshake helpers ----------------------------------
 
@@ -281,6 +285,23 @@ class Recorder(Application):
         return [e[1:] for e in self.events if e[0] == "close"]
 
 
+def advance(clock: task.Clock, seconds: float) -> None:
+    """
+    Move C{clock} on by C{seconds}, stopping at each call due on the way, as
+    a reactor would: C{Clock.advance} alone runs them all at the end time,
+    so a timer re-armed by one of them would start late.
+    """
+    end = clock.seconds() + seconds
+    for _ in range(10000):
+        due = [c.getTime() for c in clock.getDelayedCalls() if c.getTime() <= end]
+        if not due:
+            break
+        clock.advance(max(0.0, min(due) - clock.seconds()))
+    else:
+        raise AssertionError("timers keep re-arming without time passing")
+    clock.advance(end - clock.seconds())
+
+
 def lost(proto: Any) -> None:
     """
     The transport reports the connection gone (as Twisted would).
@@ -466,10 +487,10 @@ class ServerHandshakeTests(ServerCase):
         self.serve(handshakeTimeout=3.0)
         proto, transport = self.connect()
         proto.dataReceived(upgradeRequest()[:30])
-        self.clock.advance(2.999)
+        advance(self.clock, 3 - TICK)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(transport.ends, [])
-        self.clock.advance(0.001)
+        advance(self.clock, TICK)
         status, _, _ = parseHead(transport.take())
         self.assertTrue(status.startswith(b"HTTP/1.1 408 "), status)
         self.assertEqual(transport.ends, ["loseConnection"])
@@ -484,7 +505,7 @@ class ServerHandshakeTests(ServerCase):
         self.serve(handshakeTimeout=3.0, closeTimeout=None)
         _proto, transport, _conn = self.opened()
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.clock.advance(10)
+        advance(self.clock, 10)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(transport.ends, [])
 
@@ -552,6 +573,25 @@ class ServerHandshakeTests(ServerCase):
         self.assertTrue(status.startswith(b"HTTP/1.1 401 "), status)
         self.assertEqual(transport2.ends, ["loseConnection"])
         self.assertEqual(len(self.app.conns), 1)
+
+    def test_subprotocol(self) -> None:
+        """
+        A subprotocol both sides speak is agreed; none in common is no
+        Sec-WebSocket-Protocol header, and still a 101.
+        """
+        self.serve(subprotocols=["chat"])
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra="Sec-WebSocket-Protocol: other, chat\r\n"))
+        _, headers, _ = parseHead(transport.take())
+        self.assertEqual(headers["sec-websocket-protocol"], "chat")
+        self.assertEqual(self.app.conns[0].subprotocol, "chat")
+
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest(extra="Sec-WebSocket-Protocol: other\r\n"))
+        status, headers, _ = parseHead(transport.take())
+        self.assertEqual(status, b"HTTP/1.1 101 Switching Protocols")
+        self.assertNotIn("sec-websocket-protocol", headers)
+        self.assertIsNone(self.app.conns[1].subprotocol)
 
     def test_noCompressionUnlessOffered(self) -> None:
         """
@@ -676,9 +716,9 @@ class ServerCloseTests(ServerCase):
         """
         self.conn.close()
         self.assertEqual(self.transport.take(), b"\x88\x02\x03\xe8")
-        self.clock.advance(1.999)
+        advance(self.clock, 2 - TICK)
         self.assertEqual(self.transport.ends, [])
-        self.clock.advance(0.001)
+        advance(self.clock, TICK)
         self.assertEqual(self.transport.ends, ["abortConnection"])
         lost(self.proto)
         self.assertEqual(self.app.closes(), [(1006, False, "")])
@@ -691,7 +731,7 @@ class ServerCloseTests(ServerCase):
         """
         self.proto.dataReceived(closeFrame(1000))
         self.assertEqual(self.transport.ends, ["loseConnection"])
-        self.clock.advance(2.0)
+        advance(self.clock, 2.0)
         self.assertEqual(self.transport.ends, ["loseConnection", "abortConnection"])
         lost(self.proto)
         self.assertEqual(self.app.closes(), [(1000, True, "")])
@@ -819,7 +859,7 @@ class FailTests(ServerCase):
         proto, transport, conn = self.opened()
         proto.dataReceived(frame(TEXT, b"\xff"))
         self.assertEqual(transport.ends, ["loseWriteConnection"])
-        self.clock.advance(2.0)
+        advance(self.clock, 2.0)
         self.assertEqual(transport.ends, ["loseWriteConnection", "abortConnection"])
         lost(proto)
         self.assertEqual(self.app.closes(), [(1007, False, conn.closeReason)])
@@ -930,6 +970,59 @@ class ClientTests(ClientCase):
             [(TEXT, True, b"hello"), (BINARY, True, b"\x00\x01")],
         )
 
+    def test_hybi08(self) -> None:
+        """
+        version=8 asks for HyBi-08 and opens on its 101.
+        """
+        proto, transport, ws = self.connectClient(version=8, compression=None)
+        _, headers, _ = parseHead(transport.take())
+        self.assertEqual(headers["sec-websocket-version"], "8")
+        proto.dataReceived(switchingProtocols(headers["sec-websocket-key"]))
+        self.assertEqual(ws.protocol, "hybi-08")
+        ws.send("x")
+        (sent,) = transport.frames()
+        self.assertEqual((sent.masked, sent.payload), (True, b"x"))
+
+    def test_hixie76(self) -> None:
+        """
+        A Hixie-76 client sends two keys and eight bytes, and opens on the
+        MD5 answer computed from them; messages are 0x00 ... 0xFF frames.
+        """
+        proto, transport, ws = self.connectClient(version="hixie-76")
+        start, headers, key3 = parseHead(transport.take())
+        self.assertEqual(start, b"GET /chat HTTP/1.1")
+        self.assertEqual(headers["upgrade"], "WebSocket")
+        self.assertEqual(len(key3), 8)
+        answer = hixieAnswer(headers["sec-websocket-key1"], headers["sec-websocket-key2"], key3)
+        proto.dataReceived(
+            b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            b"Upgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Origin: " + headers["origin"].encode() + b"\r\n"
+            b"Sec-WebSocket-Location: ws://example.com/chat\r\n"
+            b"\r\n" + answer + b"\x00hi\xff"
+        )
+        self.assertEqual(self.app.events, [("open",), ("message", "hi")])
+        self.assertEqual(ws.protocol, "hixie-76")
+        ws.send("h\xe9")
+        self.assertEqual(transport.take(), b"\x00h\xc3\xa9\xff")
+
+    def test_hixie76WrongAnswer(self) -> None:
+        proto, transport, ws = self.connectClient(version="hixie-76")
+        opened = ws.whenOpen()
+        _, headers, _ = parseHead(transport.take())
+        proto.dataReceived(
+            b"HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            b"Upgrade: WebSocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Origin: " + headers["origin"].encode() + b"\r\n"
+            b"Sec-WebSocket-Location: ws://example.com/chat\r\n"
+            b"\r\n" + b"0123456789abcdef"
+        )
+        lost(proto)
+        self.failureResultOf(opened, InvalidResponse)
+        self.assertEqual(self.app.events, [])
+
     def test_pingAnswered(self) -> None:
         """
         The server's ping gets a masked pong with its payload.
@@ -978,9 +1071,9 @@ class ClientTests(ClientCase):
         proto, transport, ws = self.connectClient(handshakeTimeout=3.0)
         opened = ws.whenOpen()
         proto.dataReceived(b"HTTP/1.1 101 Switching")
-        self.clock.advance(2.999)
+        advance(self.clock, 3 - TICK)
         self.assertEqual(transport.ends, [])
-        self.clock.advance(0.001)
+        advance(self.clock, TICK)
         self.assertEqual(transport.ends, ["abortConnection"])
         lost(proto)
         self.failureResultOf(opened, HandshakeTimedOut)
@@ -1009,9 +1102,9 @@ class ClientTests(ClientCase):
         proto, transport, _ = self.openClient()
         proto.dataReceived(closeFrame(1000, mask=None))
         transport.take()
-        self.clock.advance(1.999)
+        advance(self.clock, 2 - TICK)
         self.assertEqual(transport.ends, [])
-        self.clock.advance(0.001)
+        advance(self.clock, TICK)
         self.assertEqual(transport.ends, ["abortConnection"])
         lost(proto)
         self.assertEqual(self.app.closes(), [(1000, True, "")])
@@ -1038,7 +1131,7 @@ class ClientTests(ClientCase):
         """
         proto, transport, ws = self.openClient()
         ws.close()
-        self.clock.advance(2.0)
+        advance(self.clock, 2.0)
         self.assertEqual(transport.ends, ["abortConnection"])
         lost(proto)
         self.assertEqual(self.app.closes(), [(1006, False, "")])
@@ -1062,6 +1155,537 @@ class ClientTests(ClientCase):
         The client's keepalive pings are masked, too.
         """
         _proto, transport, _ = self.openClient(pingInterval=5.0)
-        self.clock.advance(5.0)
+        advance(self.clock, 5.0)
         (ping,) = transport.frames()
         self.assertEqual((ping.opcode, ping.masked), (PING, True))
+
+
+# -- Keepalive and idle timeout ---------------------------------------------------
+
+
+class KeepaliveTests(ServerCase):
+    def test_pingAfterSilence(self) -> None:
+        """
+        After pingInterval without receiving anything, the server pings; a
+        pong keeps the connection, and the next ping comes after another
+        interval of silence.
+        """
+        self.serve(pingInterval=10.0, pingTimeout=5.0, closeTimeout=2.0)
+        proto, transport, _ = self.opened()
+        advance(self.clock, 10 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        (ping,) = transport.frames()
+        self.assertEqual((ping.opcode, ping.masked, ping.fin), (PING, False, True))
+        advance(self.clock, 2.0)
+        proto.dataReceived(frame(PONG, ping.payload))  # at 12 s
+        advance(self.clock, 10 - TICK)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+        advance(self.clock, TICK)  # 22 s: 10 s after the pong
+        self.assertEqual([f.opcode for f in transport.frames()], [PING])
+
+    def test_anyDataAnswers(self) -> None:
+        """
+        Any frame received after the ping proves the peer alive.
+        """
+        self.serve(pingInterval=10.0, pingTimeout=5.0)
+        proto, transport, _ = self.opened()
+        advance(self.clock, 10.0)
+        self.assertEqual([f.opcode for f in transport.frames()], [PING])
+        advance(self.clock, 1.0)
+        proto.dataReceived(frame(TEXT, b"still here"))
+        transport.take()
+        advance(self.clock, 4.0)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+
+    def test_dataPostponesPing(self) -> None:
+        """
+        The interval counts from the last thing received.
+        """
+        self.serve(pingInterval=10.0)
+        proto, transport, _ = self.opened()
+        advance(self.clock, 6.0)
+        proto.dataReceived(frame(BINARY, b"x"))
+        transport.take()
+        advance(self.clock, 10 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        self.assertEqual([f.opcode for f in transport.frames()], [PING])
+
+    def test_pingTimeout(self) -> None:
+        """
+        No answer within pingTimeout: close with 1011, then abort after
+        closeTimeout.
+        """
+        self.serve(pingInterval=10.0, pingTimeout=5.0, closeTimeout=2.0)
+        proto, transport, _ = self.opened()
+        advance(self.clock, 10.0)
+        transport.take()
+        advance(self.clock, 5 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        (close,) = transport.frames()
+        self.assertEqual((close.opcode, close.closeCode), (CLOSE, 1011))
+        advance(self.clock, 2.0)
+        self.assertEqual(transport.ends, ["abortConnection"])
+        lost(proto)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_pingTimeoutDefaultsToInterval(self) -> None:
+        self.serve(pingInterval=10.0)
+        _, transport, _ = self.opened()
+        advance(self.clock, 10.0)
+        transport.take()
+        advance(self.clock, 10 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        self.assertEqual([f.closeCode for f in transport.frames()], [1011])
+
+    def test_idleTimeout(self) -> None:
+        """
+        A connection that receives nothing for idleTimeout is closed with
+        1000 "Idle timeout"; receiving restarts the count.
+        """
+        self.serve(idleTimeout=30.0)
+        proto, transport, _ = self.opened()
+        advance(self.clock, 20.0)
+        proto.dataReceived(frame(TEXT, b"hi"))
+        transport.take()
+        advance(self.clock, 30 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        (close,) = transport.frames()
+        self.assertEqual((close.closeCode, close.closeReason), (1000, b"Idle timeout"))
+        proto.dataReceived(closeFrame(1000))
+        self.assertEqual(transport.ends, ["loseConnection"])
+
+    def test_sendingDoesNotCountAsActivity(self) -> None:
+        """
+        What the server sends does not keep a connection from being idle.
+        """
+        self.serve(idleTimeout=5.0)
+        _, transport, conn = self.opened()
+        for _ in range(4):
+            advance(self.clock, 1.0)
+            conn.send("tick")
+        advance(self.clock, 1.0)
+        self.assertEqual([f.opcode for f in transport.frames()][-1], CLOSE)
+
+    def test_hixie76NoPing(self) -> None:
+        """
+        Hixie-76 has no ping: pingInterval sends nothing there.
+        """
+        self.serve(pingInterval=1.0)
+        proto, transport = self.connect()
+        proto.dataReceived(hixieRequest())
+        transport.take()
+        advance(self.clock, 10.0)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+
+    def test_hixie76IdleTimeout(self) -> None:
+        """
+        The idle timeout closes Hixie-76 connections with its closing frame.
+        """
+        self.serve(idleTimeout=5.0)
+        proto, transport = self.connect()
+        proto.dataReceived(hixieRequest())
+        transport.take()
+        advance(self.clock, 5.0)
+        self.assertEqual(transport.take(), b"\xff\x00")
+
+    def test_timersCancelledWhenLost(self) -> None:
+        self.serve(pingInterval=10.0, idleTimeout=30.0, messageTimeout=5.0)
+        proto, _, _ = self.opened()
+        proto.dataReceived(frame(TEXT, b"part", fin=False))
+        self.assertNotEqual(self.clock.getDelayedCalls(), [])
+        lost(proto)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+# -- Incomplete messages: messageTimeout and maxIncompleteBytes -------------------
+
+
+class IncompleteMessageTests(ServerCase):
+    def assertFailed(self, transport: RecordingTransport, code: int) -> None:
+        frames = transport.frames()
+        self.assertEqual([(f.opcode, f.closeCode) for f in frames], [(CLOSE, code)])
+        self.assertEqual(transport.ends, ["loseWriteConnection"])
+
+    def test_messageTimeoutFragments(self) -> None:
+        """
+        A message whose first fragment came but not its last is failed with
+        1008 after messageTimeout.
+        """
+        self.serve(messageTimeout=5.0)
+        proto, transport, _ = self.opened()
+        proto.dataReceived(frame(TEXT, b"start", fin=False))
+        advance(self.clock, 2.0)
+        proto.dataReceived(frame(CONT, b" more", fin=False))  # still not done
+        advance(self.clock, 3 - TICK)
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        self.assertFailed(transport, 1008)
+        lost(proto)
+        self.assertEqual(self.app.closes()[0][:2], (1008, False))
+        self.assertEqual(self.app.messages(), [])
+
+    def test_messageTimeoutPartialFrame(self) -> None:
+        """
+        The same for a single frame that arrives in part.
+        """
+        self.serve(messageTimeout=5.0)
+        proto, transport, _ = self.opened()
+        proto.dataReceived(frame(BINARY, b"x" * 50)[:20])
+        advance(self.clock, 5.0)
+        self.assertFailed(transport, 1008)
+
+    def test_messageCompletedInTime(self) -> None:
+        """
+        A message completed within messageTimeout is delivered and its
+        timer is gone.
+        """
+        self.serve(messageTimeout=5.0)
+        proto, transport, _ = self.opened()
+        data = frame(BINARY, b"y" * 50)
+        proto.dataReceived(data[:20])
+        advance(self.clock, 4.0)
+        proto.dataReceived(data[20:])
+        self.assertEqual(self.app.messages(), [b"y" * 50])
+        transport.take()
+        advance(self.clock, 10.0)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_messageTimeoutPerMessage(self) -> None:
+        """
+        A message that starts in the read that completes the previous one
+        is timed from that read.
+        """
+        self.serve(messageTimeout=5.0)
+        proto, transport, _ = self.opened()
+        proto.dataReceived(frame(TEXT, b"a", fin=False))
+        advance(self.clock, 4.0)
+        proto.dataReceived(frame(CONT, b"b") + frame(TEXT, b"c", fin=False))
+        self.assertEqual(self.app.messages(), ["ab"])
+        transport.take()
+        advance(self.clock, 5 - TICK)  # 9 s: 5 s since "c" began
+        self.assertEqual(transport.value(), b"")
+        advance(self.clock, TICK)
+        self.assertFailed(transport, 1008)
+
+    def test_maxIncompleteBytes(self) -> None:
+        """
+        The bytes incomplete messages hold are bounded across the layer's
+        connections: the one that would pass maxIncompleteBytes is failed
+        with 1013; the others carry on, and a lost one frees its share.
+        """
+        self.serve(maxMessageSize=100, maxIncompleteBytes=100, messageTimeout=None)
+        proto1, transport1, _ = self.opened()
+        proto2, transport2, _ = self.opened()
+        proto1.dataReceived(frame(BINARY, b"1" * 60, fin=False))
+        self.assertEqual(transport1.value(), b"")
+        proto2.dataReceived(frame(BINARY, b"2" * 60, fin=False))
+        self.assertFailed(transport2, 1013)
+        self.assertEqual(transport1.value(), b"")
+        proto1.dataReceived(frame(CONT, b"1" * 40))
+        self.assertEqual(self.app.messages(), [b"1" * 100])
+        lost(proto2)
+
+        proto3, transport3, _ = self.opened()
+        proto1.dataReceived(frame(BINARY, b"1" * 60, fin=False))
+        lost(proto1)
+        proto3.dataReceived(frame(BINARY, b"3" * 90, fin=False))
+        self.assertEqual(transport3.value(), b"")
+        self.assertEqual(transport3.ends, [])
+
+    def test_maxIncompleteBytesTooSmall(self) -> None:
+        """
+        A budget smaller than one message could never let it arrive.
+        """
+        self.assertRaises(
+            ValueError, WebSocket, Recorder(), maxMessageSize=100, maxIncompleteBytes=99
+        )
+
+
+# -- Send-buffer policy --------------------------------------------------------------
+
+
+class SendBufferTests(ServerCase):
+    """
+    A peer that stops reading: the transport pauses its producer (the
+    connection below the WebSocket), the server stops reading from that
+    peer, and once more than maxSendBuffer bytes are queued for it the
+    sendBufferPolicy applies.
+    """
+
+    def stopReading(self, transport: RecordingTransport) -> None:
+        """
+        The transport's buffer is full: it pauses its producer (the
+        connection txratchet registered), which stops reading.
+        """
+        self.assertIsNotNone(transport.producer)
+        transport.producer.pauseProducing()  # type: ignore[union-attr]
+        self.assertEqual(transport.producerState, "paused")
+
+    def readAgain(self, transport: RecordingTransport) -> None:
+        transport.producer.resumeProducing()  # type: ignore[union-attr]
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_close(self) -> None:
+        """
+        "close": the connection is aborted, with closeCode 1008.
+        """
+        self.serve(maxSendBuffer=100, sendBufferPolicy="close")
+        proto, transport, conn = self.opened()
+        self.stopReading(transport)
+        conn.send(b"a" * 150)
+        self.assertEqual(transport.frames()[0].payload, b"a" * 150)
+        conn.send(b"b")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, ["abortConnection"])
+        self.assertEqual(conn.closeCode, 1008)
+        conn.send(b"c")
+        self.assertEqual(transport.value(), b"")
+        lost(proto)
+        self.assertEqual(self.app.closes(), [(1008, False, "Send buffer overflow")])
+
+    def test_drop(self) -> None:
+        """
+        "drop": messages are discarded until the peer reads again.
+        """
+        self.serve(maxSendBuffer=100, sendBufferPolicy="drop")
+        _, transport, conn = self.opened()
+        self.stopReading(transport)
+        conn.send(b"a" * 150)
+        transport.take()
+        conn.send("dropped 1")
+        conn.send("dropped 2")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.ends, [])
+        self.readAgain(transport)
+        conn.send("sent")
+        self.assertEqual([f.payload for f in transport.frames()], [b"sent"])
+
+    def test_callable(self) -> None:
+        """
+        A callable decides per message, given (conn, message): True drops.
+        """
+        calls: list[tuple[Any, Any]] = []
+
+        def policy(conn: Any, message: str | bytes) -> bool:
+            calls.append((conn, message))
+            return message == "drop me"
+
+        self.serve(maxSendBuffer=100, sendBufferPolicy=policy)
+        _, transport, conn = self.opened()
+        conn.send("before")
+        self.stopReading(transport)
+        conn.send("small")
+        conn.send(b"a" * 150)
+        self.assertEqual(calls, [])
+        transport.take()
+        conn.send("drop me")
+        conn.send("keep me")
+        self.assertEqual(calls, [(conn, "drop me"), (conn, "keep me")])
+        self.assertEqual([f.payload for f in transport.frames()], [b"keep me"])
+        self.assertEqual(transport.ends, [])
+
+    def test_noBackPressureNoLimit(self) -> None:
+        """
+        Without back-pressure, any amount goes out.
+        """
+        self.serve(maxSendBuffer=100)
+        _, transport, conn = self.opened()
+        for _ in range(5):
+            conn.send(b"z" * 150)
+        self.assertEqual(len(transport.frames()), 5)
+        self.assertEqual(transport.ends, [])
+
+    def test_resumeResetsCount(self) -> None:
+        """
+        What was queued before the peer read again no longer counts.
+        """
+        self.serve(maxSendBuffer=100)
+        _, transport, conn = self.opened()
+        self.stopReading(transport)
+        conn.send(b"a" * 150)
+        self.readAgain(transport)
+        self.stopReading(transport)
+        conn.send("fine")
+        self.assertEqual([f.payload for f in transport.frames()], [b"a" * 150, b"fine"])
+        self.assertEqual(transport.ends, [])
+
+    def test_invalidPolicy(self) -> None:
+        self.assertRaises(ValueError, WebSocket, Recorder(), sendBufferPolicy="ignore")
+
+
+# -- Cork, partial reads, frame sizes --------------------------------------------------
+
+
+class WriteTests(ServerCase):
+    def setUp(self) -> None:
+        self.serve()
+        self.proto, self.transport, self.conn = self.opened()
+
+    def test_answersOfOneReadInOneWrite(self) -> None:
+        """
+        Several messages in one read: the answers leave in order, in one
+        transport write.
+        """
+        self.proto.dataReceived(frame(TEXT, b"1") + frame(BINARY, b"2") + frame(TEXT, b"3"))
+        self.assertEqual(len(self.transport.writes), 1)
+        frames = parseFrames(self.transport.writes[0])
+        self.assertEqual(
+            [(f.opcode, f.payload) for f in frames], [(TEXT, b"1"), (BINARY, b"2"), (TEXT, b"3")]
+        )
+
+    def test_pongsAndAnswersInOrder(self) -> None:
+        self.proto.dataReceived(frame(TEXT, b"a") + frame(PING, b"p") + frame(TEXT, b"b"))
+        self.assertEqual(len(self.transport.writes), 1)
+        frames = parseFrames(self.transport.writes[0])
+        self.assertEqual([f.opcode for f in frames], [TEXT, PONG, TEXT])
+
+    def test_sendOutsideAReadIsWrittenAtOnce(self) -> None:
+        """
+        A message sent outside a read (from a timer, another connection's
+        message) is not held back.
+        """
+        self.clock.callLater(1.0, self.conn.send, "tick")
+        advance(self.clock, 1.0)
+        self.assertEqual(len(self.transport.writes), 1)
+        self.assertEqual(parseFrames(self.transport.writes[0])[0].payload, b"tick")
+
+    def test_frameInPieces(self) -> None:
+        """
+        A frame split anywhere (even inside its header and mask) is one
+        message once complete.
+        """
+        data = frame(TEXT, b"x" * 300)  # 16-bit length header
+        pieces = [data[:1], data[1:3], data[3:7], data[7:100], data[100:]]
+        for piece in pieces[:-1]:
+            self.proto.dataReceived(piece)
+            self.assertEqual(self.app.messages(), [])
+        self.proto.dataReceived(pieces[-1])
+        self.assertEqual(self.app.messages(), ["x" * 300])
+        self.assertEqual(len(self.transport.writes), 1)
+
+    def test_frameAndAHalf(self) -> None:
+        """
+        A read with one frame and part of the next: the first is answered
+        at once, the second when it is complete.
+        """
+        data = frame(TEXT, b"first") + frame(TEXT, b"second")
+        self.proto.dataReceived(data[:15])
+        self.assertEqual([f.payload for f in self.transport.frames()], [b"first"])
+        self.proto.dataReceived(data[15:])
+        self.assertEqual([f.payload for f in self.transport.frames()], [b"second"])
+
+    def test_payloadLengths(self) -> None:
+        """
+        The server's frames use the shortest length encoding (RFC 6455
+        5.2): 7 bits up to 125, 16 bits up to 65535, then 64 bits.
+        """
+        for size, lengthByte, headerSize in [
+            (125, 125, 2),
+            (126, 126, 4),
+            (65535, 126, 4),
+            (65536, 127, 10),
+            (70000, 127, 10),
+        ]:
+            self.conn.send(b"q" * size)
+            data = self.transport.take()
+            self.assertEqual(data[0], 0x82)
+            self.assertEqual(data[1], lengthByte)
+            self.assertEqual(len(data), headerSize + size)
+            self.assertEqual(parseFrames(data)[0].payload, b"q" * size)
+
+    def test_broadcastSameBytes(self) -> None:
+        """
+        One message sent to several connections gives each the same frame.
+        """
+        _, transport2, conn2 = self.opened()
+        message = "to everyone"
+        for c in (self.conn, conn2):
+            c.send(message)
+        self.assertEqual(self.transport.value(), transport2.value())
+        self.assertEqual(parseFrames(transport2.value())[0].payload, b"to everyone")
+
+    def test_sendTypes(self) -> None:
+        """
+        str is text, bytes-like is binary; anything else is a TypeError and
+        sends nothing.
+        """
+        self.conn.send(bytearray(b"ba"))
+        self.conn.send(memoryview(b"mv"))
+        self.assertRaises(TypeError, self.conn.send, 5)
+        self.assertEqual(
+            [(f.opcode, f.payload) for f in self.transport.frames()],
+            [(BINARY, b"ba"), (BINARY, b"mv")],
+        )
+
+
+# -- Graceful shutdown ------------------------------------------------------------------
+
+
+class ShutdownTests(ServerCase):
+    def test_shutdown(self) -> None:
+        """
+        shutdown() sends 1001 to every peer, and fires once all are gone:
+        those that answer close normally, the rest are aborted after
+        closeTimeout.
+        """
+        self.serve(closeTimeout=3.0)
+        proto1, transport1, _ = self.opened()
+        proto2, transport2, _ = self.opened()
+        proto3, transport3 = self.connect()
+        proto3.dataReceived(hixieRequest())
+        transport3.take()
+        proto4, transport4 = self.connect()  # still in its handshake
+
+        done = self.layer.shutdown()
+        self.assertNoResult(done)
+        for transport in (transport1, transport2):
+            (close,) = transport.frames()
+            self.assertEqual((close.closeCode, close.closeReason), (1001, b"Server shutting down"))
+        self.assertEqual(transport3.take(), b"\xff\x00")
+        self.assertEqual(transport4.value(), b"")
+        self.assertEqual(transport4.ends, ["loseConnection"])
+        lost(proto4)
+
+        proto1.dataReceived(closeFrame(1001))
+        self.assertEqual(transport1.ends, ["loseConnection"])
+        lost(proto1)
+        proto3.dataReceived(b"\xff\x00")
+        lost(proto3)
+        self.assertNoResult(done)
+
+        advance(self.clock, 3.0)
+        self.assertEqual(set(transport2.ends), {"abortConnection"})
+        self.assertNoResult(done)
+        lost(proto2)
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(self.layer.connections, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_shutdownAllAnswer(self) -> None:
+        """
+        With every peer answering, shutdown fires without waiting.
+        """
+        self.serve(closeTimeout=3.0)
+        opened = [self.opened() for _ in range(3)]
+        done = self.layer.shutdown(4002, "maintenance")
+        for proto, transport, _ in opened:
+            (close,) = transport.frames()
+            self.assertEqual((close.closeCode, close.closeReason), (4002, b"maintenance"))
+            proto.dataReceived(closeFrame(4002))
+            lost(proto)
+        self.successResultOf(done)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_shutdownNothingOpen(self) -> None:
+        self.serve()
+        self.successResultOf(self.layer.shutdown())

@@ -249,8 +249,10 @@ class OneMessageOneLineTests(ServerTestCase):
     def test_delimiterAndTypes(self):
         sent = []
 
-        class Outer:
+        class Outer:  # what the line layer uses of a LowerConnection
             peer = None
+            writePaused = False
+            bufferedWhilePaused = 0
 
             def send(self, data):
                 sent.append(data)

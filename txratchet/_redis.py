@@ -395,6 +395,8 @@ def isConnected(connection: Any) -> bool | None:
     the like) have a live connection right now? C{None} when it cannot
     tell (another kind of handler).
     """
+    # txredisapi's handlers vary in shape and keep their pool private: the
+    # guarded lookups are the boundary with it.
     factory = getattr(connection, "_factory", None)
     pool = getattr(factory, "pool", None)
     if pool is None:

@@ -6,11 +6,12 @@ decorating layer wraps the connection below it.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
+    IConsumer,
     IDelayedCall,
     IPushProducer,
     IReactorTime,
@@ -21,8 +22,9 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txratchet._twisted import throughSocket, writable
 from txratchet.commands import execute
-from txratchet.interfaces import IApplication, IConnection
+from txratchet.interfaces import IApplication, IConnection, LowerConnection
 
 log = Logger()
 
@@ -149,17 +151,47 @@ class Connection:
         execute(result)
 
 
+# What a transport can do besides ITransport, found once per connection.
+# Producer and consumer by the interfaces Twisted's transports declare
+# (TLS wrappers declare those of the transport under them); half-close and
+# abort by the methods, which ITransport does not declare and transports
+# have without ITCPTransport (test transports, standard I/O).
+_CONSUMER = 1  # IConsumer: takes us as its streaming producer
+_PRODUCER = 2  # IPushProducer: can stop and resume reading
+_HALF_CLOSE = 4  # loseWriteConnection, and not TLS
+_ABORT = 8  # abortConnection
+
+
+def _abilities(transport: ITransport, secure: bool) -> int:
+    abilities = 0
+    if IConsumer.providedBy(transport):
+        abilities |= _CONSUMER
+    if IPushProducer.providedBy(transport):
+        abilities |= _PRODUCER
+    if not secure and callable(getattr(transport, "loseWriteConnection", None)):
+        abilities |= _HALF_CLOSE
+    if callable(getattr(transport, "abortConnection", None)):
+        abilities |= _ABORT
+    return abilities
+
+
 @implementer(IPushProducer)
 class TransportConnection(Connection):
     """
-    The connection at the bottom of the stack: C{send} writes bytes to the
-    Twisted transport, C{close} loses the connection once the written bytes
-    are flushed.
+    The connection at the bottom of the stack, over a Twisted transport: a
+    L{LowerConnection} (every member of it, none optional). C{send} writes
+    bytes, C{close} loses the connection once the written bytes are
+    flushed.
 
     It is the transport's streaming producer: when the peer stops reading
     and the transport's buffer fills, it stops reading from that peer (so an
     echo flood cannot grow memory) and counts what is written meanwhile in
     L{bufferedWhilePaused}, for the layers above to enforce their limits.
+
+    Writes go to the socket at once when Twisted has nothing queued for it
+    (write-through, plain TCP and UNIX sockets only; see
+    L{txratchet._twisted}); otherwise, and over TLS, through the
+    transport's C{write}, which queues them for the next reactor turn.
 
     @ivar transport: the Twisted transport.
     @ivar peer: the peer's address.
@@ -167,10 +199,12 @@ class TransportConnection(Connection):
     @ivar secure: is the transport TLS?
     @ivar writePaused: is the transport's write buffer over its limit?
     @ivar bufferedWhilePaused: bytes written since it went over.
+    @ivar closed: did we start closing, or is the connection gone?
     """
 
     protocol = "tcp"
     __slots__ = (
+        "_abilities",
         "_corked",
         "_socket",
         "_throughNext",
@@ -183,6 +217,13 @@ class TransportConnection(Connection):
         "writePaused",
     )
 
+    transport: Any
+    host: Any
+    secure: bool
+    writePaused: bool
+    bufferedWhilePaused: int
+    closed: bool
+
     def __init__(self, app: IApplication, transport: ITransport) -> None:
         super().__init__(app)
         self.transport = transport
@@ -193,18 +234,15 @@ class TransportConnection(Connection):
         self.writePaused = False
         self.bufferedWhilePaused = 0
         self._corked: list[bytes] | None = None
-        # Write-through (see _writeThrough) on plain TCP only: TLS and other
-        # transports keep Twisted's own path. It starts after the first
-        # answer: a one-off answer such as a handshake's is cheaper queued.
+        self._abilities = _abilities(transport, self.secure)
+        # Write-through (see _writeThrough) on plain sockets only: TLS and
+        # other transports keep Twisted's own path. It starts after the
+        # first answer: a one-off answer such as a handshake's is cheaper
+        # queued.
         self._socket: socket.socket | None = None
-        self._throughNext = (
-            isinstance(transport, tcp.Connection)
-            and not self.secure
-            and not getattr(transport, "TLS", False)
-        )
-        register = getattr(transport, "registerProducer", None)
-        if register is not None:
-            register(self, True)
+        self._throughNext = not self.secure
+        if self._abilities & _CONSUMER:
+            cast(IConsumer, transport).registerProducer(self, True)
 
     def send(self, message: str | bytes) -> None:
         """
@@ -265,7 +303,7 @@ class TransportConnection(Connection):
         or failed send falls back to the transport, which reports the
         error itself.
         """
-        t: Any = self.transport
+        t = self.transport
         sock = self._socket
         gather = False
         if len(parts) == 1:
@@ -277,16 +315,8 @@ class TransportConnection(Connection):
             data = b"".join(parts)
         if sock is None and self._throughNext:
             self._throughNext = False
-            if not getattr(t, "TLS", False):  # TLS may have started since
-                self._socket = t.socket
-        if (
-            sock is None
-            or t._tempDataBuffer
-            or t.offset != len(t.dataBuffer)
-            or not t.connected
-            or t.disconnecting
-            or t._writeDisconnected
-        ):
+            self._socket = throughSocket(t)  # TLS may have started since
+        if sock is None or not writable(t):
             if gather:
                 t.writeSequence(parts)
             else:
@@ -319,9 +349,7 @@ class TransportConnection(Connection):
         self.closed = True
         # A paused streaming producer would keep a disconnecting transport
         # from ever finishing: let go of it first.
-        unregister = getattr(self.transport, "unregisterProducer", None)
-        if unregister is not None:
-            unregister()
+        self._unregister()
         self.transport.loseConnection()
 
     def closeWrite(self) -> None:
@@ -329,40 +357,37 @@ class TransportConnection(Connection):
         Shut our sending side once what was written is flushed (TCP FIN),
         but keep reading, so the peer's unread bytes do not make the
         kernel answer with a reset that could destroy our last message.
-        The peer closing its side ends the connection. Over TLS, which has
-        no half-close here, this is L{close}.
+        The peer closing its side ends the connection. Over TLS, or a
+        transport without half-close, this is L{close}.
         """
         if self.closed:
             return
-        self._flushQueued()
-        loseWrite = getattr(self.transport, "loseWriteConnection", None)
-        if self.secure or loseWrite is None:
+        if not self._abilities & _HALF_CLOSE:
             self.close()
             return
+        self._flushQueued()
         self.closed = True
-        unregister = getattr(self.transport, "unregisterProducer", None)
-        if unregister is not None:
-            unregister()
-        loseWrite()
-        resume = getattr(self.transport, "resumeProducing", None)
-        if resume is not None:
-            resume()  # drain the peer even if back-pressure had paused us
+        self._unregister()
+        self.transport.loseWriteConnection()
+        if self._abilities & _PRODUCER:
+            self.transport.resumeProducing()  # drain the peer even if back-pressure had paused us
+
+    def _unregister(self) -> None:
+        if self._abilities & _CONSUMER:
+            self.transport.unregisterProducer()
 
     # IPushProducer, driven by the transport's write buffer.
 
     def pauseProducing(self) -> None:
         self.writePaused = True
-        pause = getattr(self.transport, "pauseProducing", None)
-        if pause is not None:
-            pause()
+        if self._abilities & _PRODUCER:
+            self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
         self.writePaused = False
         self.bufferedWhilePaused = 0
-        if not self.closed:
-            resume = getattr(self.transport, "resumeProducing", None)
-            if resume is not None:
-                resume()
+        if not self.closed and self._abilities & _PRODUCER:
+            self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
         self.closed = True
@@ -373,10 +398,9 @@ class TransportConnection(Connection):
         """
         self._corked = None
         self.closed = True
-        abort = getattr(self.transport, "abortConnection", None)
-        if abort is not None:
-            abort()
-        else:  # pragma: no cover - every Twisted stream transport has it
+        if self._abilities & _ABORT:
+            self.transport.abortConnection()
+        else:
             self.transport.loseConnection()
 
     def __repr__(self) -> str:
@@ -398,7 +422,7 @@ class Drain:
     #: Seconds allowed, after aborting, for the aborts to be reported.
     grace = 1.0
 
-    def __init__(self, connections: dict[Any, Any], clock: IReactorTime) -> None:
+    def __init__(self, connections: Mapping[LowerConnection, object], clock: IReactorTime) -> None:
         self._connections = connections
         self._clock = clock
         self._waiting: list[Deferred[None]] = []
@@ -440,11 +464,7 @@ class Drain:
             "Shutdown: aborting {count} connection(s) still open", count=len(self._connections)
         )
         for conn in list(self._connections):
-            abort = getattr(conn, "abort", None)
-            if abort is not None:
-                abort()
-            else:
-                conn.close()
+            conn.abort()
         if self._connections:
             self._deadline = self._clock.callLater(self.grace, self._giveUp)
         else:

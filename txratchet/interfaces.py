@@ -7,10 +7,14 @@ layer hands the layer inside it a connection providing L{IConnection}.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from txratchet.websocket.handshake import Request
 
 
 class IConnection(Interface):
@@ -149,7 +153,7 @@ class IRequestHandler(Interface):
         "argument overrides it."
     )
 
-    def onRequest(conn: IConnection, request: object) -> object:
+    def onRequest(conn: IConnection, request: Request) -> object:
         """
         The WebSocket opening handshake arrived and is valid: raise
         L{txratchet.errors.HandshakeError} (or return a Deferred that fails
@@ -157,3 +161,45 @@ class IRequestHandler(Interface):
         Deferred that fires to accept it. C{conn} already carries the
         request's path, headers, cookies and the chosen subprotocol.
         """
+
+
+class IReconnectHandler(Interface):
+    """
+    The optional hook of a client application that
+    L{txratchet.client.WebSocketClientService} keeps connected.
+    """
+
+    def onReconnect(conn: IConnection) -> object:
+        """
+        A connection other than the first opened (C{onOpen} ran for it
+        too): what to redo after a reconnection. May return commands.
+        """
+
+
+class Hooks(NamedTuple):
+    """
+    An application's optional hooks (L{IRequestHandler},
+    L{IReconnectHandler}) as L{hooksOf} found them: C{None} (or no
+    subprotocols) for those it does not define.
+    """
+
+    onRequest: Callable[[IConnection, Request], object] | None
+    subprotocols: tuple[str, ...]
+    onReconnect: Callable[[IConnection], object] | None
+
+
+def hooksOf(app: IApplication) -> Hooks:
+    """
+    Look up C{app}'s optional hooks, once, when a layer or a decorator
+    wraps it.
+
+    The one place txratchet looks members up by name: an application is
+    the user's object, which defines these hooks or not (a
+    L{txratchet.components.Decorator} always does, forwarding to the
+    application it wraps).
+    """
+    return Hooks(
+        getattr(app, "onRequest", None),
+        tuple(getattr(app, "subprotocols", None) or ()),
+        getattr(app, "onReconnect", None),
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage
-from txratchet.interfaces import IApplication, IConnection
+from txratchet.interfaces import IApplication, IConnection, LowerConnection
 
 log = Logger()
 
@@ -82,12 +82,11 @@ class LineConnection(Connection):
 
     protocol = "line"
 
-    def __init__(self, layer: LineProtocol, outer: Any) -> None:
+    def __init__(self, layer: LineProtocol, outer: LowerConnection) -> None:
         super().__init__(layer.app)
         self._layer = layer
         self._outer = outer
-        self._flow = hasattr(outer, "writePaused")
-        self.peer = getattr(outer, "peer", None)
+        self.peer = outer.peer
         self._buffer = b""
         self._dropping = False
         self._timer: IDelayedCall | None = None
@@ -119,8 +118,7 @@ class LineConnection(Connection):
             data = data.replace(layer.delimiter, layer._escapedDelimiter)
         outer = self._outer
         if (
-            self._flow
-            and outer.writePaused
+            outer.writePaused
             and outer.bufferedWhilePaused > layer.maxSendBuffer
             and self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message)
         ):
@@ -157,11 +155,7 @@ class LineConnection(Connection):
         Drop the connection now, discarding what is queued.
         """
         self.closed = True
-        abort = getattr(self._outer, "abort", None)
-        if abort is not None:
-            abort()
-        else:
-            self._outer.close()
+        self._outer.abort()
 
     def _closeTimedOut(self) -> None:
         self._timer = None
@@ -242,7 +236,7 @@ class LineProtocol:
         delimiter: bytes = b"\n",
         maxLineLength: int = 65536,
         maxSendBuffer: int = 16 * 1024 * 1024,
-        sendBufferPolicy: str | Callable[[LineConnection, Any], bool] = "close",
+        sendBufferPolicy: str | Callable[[LineConnection, str | bytes], bool] = "close",
         closeTimeout: float | None = 5.0,
         clock: IReactorTime | None = None,
     ) -> None:
@@ -265,7 +259,7 @@ class LineProtocol:
 
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
-        self._connections: dict[Any, LineConnection] = {}
+        self._connections: dict[LowerConnection, LineConnection] = {}
         self._drain = Drain(self._connections, self.clock)
 
     def shutdown(self, reason: str = "Server shutting down") -> Deferred[None]:
@@ -281,7 +275,10 @@ class LineProtocol:
         return self._drain.wait(self.closeTimeout or None)
 
     def onOpen(self, conn: IConnection) -> None:
-        line = self._connections[conn] = LineConnection(self, conn)
+        # The connection below a protocol layer provides LowerConnection
+        # (IApplication's signature names what applications get).
+        lower = cast(LowerConnection, conn)
+        line = self._connections[lower] = LineConnection(self, lower)
         try:
             result = self.app.onOpen(line)
         except Exception:
@@ -290,14 +287,14 @@ class LineProtocol:
             execute(result, line)
 
     def onMessage(self, conn: IConnection, message: str | bytes) -> None:
-        line = self._connections.get(conn)
+        line = self._connections.get(cast(LowerConnection, conn))
         if line is not None:
             if isinstance(message, str):
                 message = message.encode("utf-8")
             line.dataReceived(message)
 
     def onClose(self, conn: IConnection) -> None:
-        line = self._connections.pop(conn, None)
+        line = self._connections.pop(cast(LowerConnection, conn), None)
         self._drain.check()
         if line is None:
             return

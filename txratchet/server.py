@@ -10,7 +10,7 @@ L{txratchet.line.LineProtocol}) turn those bytes into messages.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,20 +27,29 @@ class ServerProtocol(Protocol):
     One TCP (or TLS, or UNIX) connection, fed to the application.
     """
 
+    #: The connection handed to the application, from C{connectionMade} on.
     conn: TransportConnection
+    #: Is C{conn} there? (A protocol can be lost before it is made.)
+    _made = False
 
     def __init__(self, app: IApplication) -> None:
         self.app = app
 
     def connectionMade(self) -> None:
         # Small messages go out at once (no Nagle delay), as peers expect.
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if setNoDelay is not None:
+        if ITCPTransport.providedBy(self.transport):
             try:
-                setNoDelay(True)
+                self.transport.setTcpNoDelay(True)
             except OSError:
-                pass
-        self.conn = TransportConnection(self.app, self.transport)  # type: ignore[arg-type]
+                pass  # a UNIX socket, which is a TCP transport to Twisted
+        self._open(TransportConnection(self.app, self.transport))  # type: ignore[arg-type]
+
+    def _open(self, conn: TransportConnection) -> None:
+        """
+        Hand C{conn}, the connection just made, to the application.
+        """
+        self.conn = conn
+        self._made = True
         try:
             result = self.app.onOpen(self.conn)
         except Exception:
@@ -63,9 +72,9 @@ class ServerProtocol(Protocol):
             conn.uncork()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        conn = getattr(self, "conn", None)
-        if conn is None:
+        if not self._made:
             return
+        conn = self.conn
         conn.closed = True
         try:
             result = self.app.onClose(conn)

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall
-from twisted.protocols.policies import ProtocolWrapper
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -33,6 +32,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import DirectoryLister, File
 from zope.interface import implementer
 
+from txratchet._twisted import switchProtocol, takeUnreadBytes
 from txratchet.interfaces import IApplication
 from txratchet.server import ServerProtocol
 from txratchet.websocket.handshake import (
@@ -86,21 +86,15 @@ class WebSocketResource:
             return b"This resource is a WebSocket endpoint: send an upgrade request.\n"
         # Bytes twisted.web received after the request head (Hixie-76's
         # key3, or the first frames) were not consumed: take them along.
-        leftover = b"".join(getattr(channel, "_dataBuffer", [])) + getattr(channel, "_buffer", b"")
-        channel._dataBuffer = []
-        channel._buffer = b""
+        leftover = takeUnreadBytes(channel)
         # Take the transport away from twisted.web.
         transport.unregisterProducer()
         channel.transport = None
         protocol = ServerProtocol(self.app)
-        if isinstance(transport, ProtocolWrapper):  # TLS
-            transport.wrappedProtocol = protocol
-        else:
-            transport.protocol = protocol
+        switchProtocol(transport, channel, protocol)
         protocol.makeConnection(transport)
-        resume = getattr(transport, "resumeProducing", None)
-        if resume is not None:
-            resume()
+        if IPushProducer.providedBy(transport):
+            transport.resumeProducing()  # twisted.web may have paused reading
         protocol.dataReceived(_rawHead(request) + leftover)
         return NOT_DONE_YET
 

@@ -46,9 +46,11 @@ log = Logger()
 
 class ClientTransportConnection(TransportConnection):
     """
-    The bottom connection of a client: remembers why it was lost (a
-    failed TLS verification, say), for the handshake to report, and does
-    not stop reading before the WebSocket is open.
+    The bottom connection of a client: a L{LowerConnection} like the
+    server's, plus two members the client layer uses: L{lostReason}, why
+    it was lost (a failed TLS verification, say), for the handshake to
+    report; and L{opened}, as it does not stop reading before the
+    WebSocket is open.
 
     Over TLS the request is written before the TLS handshake is done; TLS
     buffers it and pauses its producer, which would stop reading the
@@ -56,6 +58,7 @@ class ClientTransportConnection(TransportConnection):
     Until L{opened}, back-pressure only marks the writes paused.
     """
 
+    #: Why the connection was lost, once it is (C{None} before).
     lostReason: Failure | None = None
     _opening = True
     _readingPaused = False
@@ -94,23 +97,16 @@ class ClientProtocol(ServerProtocol):
     """
 
     websocket: ClientConnection | None = None
+    conn: ClientTransportConnection
 
     def connectionMade(self) -> None:
-        self.conn = ClientTransportConnection(self.app, self.transport)  # type: ignore[arg-type]
-        try:
-            result = self.app.onOpen(self.conn)
-        except Exception:
-            self.conn.reportError(Failure())
-        else:
-            execute(result, self.conn)
-        finder = getattr(self.app, "connectionFor", None)
-        if finder is not None:
-            self.websocket = finder(self.conn)
+        self._open(ClientTransportConnection(self.app, self.transport))  # type: ignore[arg-type]
+        if isinstance(self.app, WebSocketClient):
+            self.websocket = self.app.connectionFor(self.conn)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        conn = getattr(self, "conn", None)
-        if isinstance(conn, ClientTransportConnection):
-            conn.lostReason = reason
+        if self._made:
+            self.conn.lostReason = reason
         super().connectionLost(reason)
 
     @property

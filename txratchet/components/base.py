@@ -5,36 +5,55 @@ L{Decorator}: the base of application decorators.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txratchet.interfaces import IApplication, IConnection
+from txratchet.interfaces import (
+    IApplication,
+    IConnection,
+    IReconnectHandler,
+    IRequestHandler,
+    hooksOf,
+)
+
+if TYPE_CHECKING:
+    from txratchet.websocket.handshake import Request
 
 
-@implementer(IApplication)
+@implementer(IApplication, IRequestHandler, IReconnectHandler)
 class Decorator:
     """
-    Passes every event, and the optional C{onRequest} hook, to the wrapped
-    application; subclasses override what they change.
+    Passes every event, and the optional hooks (C{onRequest},
+    C{subprotocols}, C{onReconnect}), to the wrapped application;
+    subclasses override what they change.
 
     C{onRequest(conn, request)} is called by the WebSocket layer after a
     valid upgrade request and before it is answered: raise (or fail the
-    returned Deferred with) a L{txratchet.websocket.handshake.HandshakeError}
-    to refuse it with an HTTP status, or return a Deferred to answer later.
+    returned Deferred with) a L{txratchet.errors.HandshakeError} to refuse
+    it with an HTTP status, or return a Deferred to answer later.
+
+    The wrapped application's optional hooks are looked up once, here (see
+    L{txratchet.interfaces.hooksOf}); a decorator defines them all, doing
+    nothing where the application has none.
     """
 
     def __init__(self, app: IApplication) -> None:
         self.app = app
+        self._hooks = hooksOf(app)
 
     @property
     def subprotocols(self) -> Sequence[str]:
-        return getattr(self.app, "subprotocols", ())  # type: ignore[no-any-return]
+        return self._hooks.subprotocols
 
-    def onRequest(self, conn: Any, request: Any) -> object:
-        hook = getattr(self.app, "onRequest", None)
+    def onRequest(self, conn: IConnection, request: Request) -> object:
+        hook = self._hooks.onRequest
         return hook(conn, request) if hook is not None else None
+
+    def onReconnect(self, conn: IConnection) -> object:
+        hook = self._hooks.onReconnect
+        return hook(conn) if hook is not None else None
 
     def onOpen(self, conn: IConnection) -> object:
         return self.app.onOpen(conn)
@@ -58,7 +77,7 @@ class RefusingDecorator(Decorator):
 
     def __init__(self, app: IApplication) -> None:
         super().__init__(app)
-        self._refused: set[Any] = set()
+        self._refused: set[IConnection] = set()
 
     def refuse(self, conn: IConnection, code: int, reason: str) -> None:
         """

@@ -5,14 +5,18 @@ L{IpBlackList}: refuse connections from blocked addresses and networks.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 
 from txratchet.components.base import RefusingDecorator
+from txratchet.errors import HandshakeError
 from txratchet.interfaces import IApplication, IConnection
 from txratchet.proxy import Network, inNetworks, parseNetwork
-from txratchet.websocket.handshake import HandshakeError
+
+if TYPE_CHECKING:
+    from txratchet.websocket.handshake import Request
 
 log = Logger()
 
@@ -60,10 +64,12 @@ class IpBlackList(RefusingDecorator):
         """
         return inNetworks(host, self._networks)
 
-    def _blocked(self, conn: Any) -> bool:
-        return self.isBlocked(getattr(getattr(conn, "peer", None), "host", "") or "")
+    def _blocked(self, conn: IConnection) -> bool:
+        peer = conn.peer
+        # A UNIX socket's peer (or none) has no IP address to block.
+        return isinstance(peer, (IPv4Address, IPv6Address)) and self.isBlocked(peer.host)
 
-    def onRequest(self, conn: Any, request: Any) -> object:
+    def onRequest(self, conn: IConnection, request: Request) -> object:
         if self._blocked(conn):
             raise HandshakeError(403, "Address blocked")
         return super().onRequest(conn, request)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from txratchet.components.base import Decorator
-from txratchet.interfaces import IApplication
-from txratchet.websocket.handshake import HandshakeError
+from txratchet.errors import HandshakeError
+from txratchet.interfaces import IApplication, IConnection
+
+if TYPE_CHECKING:
+    from txratchet.websocket.handshake import Request
 
 #: The port an origin without one means, by scheme.
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -208,7 +211,7 @@ class OriginCheck(Decorator):
                 return True
         return False
 
-    def onRequest(self, conn: Any, request: Any) -> object:
+    def onRequest(self, conn: IConnection, request: Request) -> object:
         headers = request.headers
         origin = headers.get("origin") or headers.get("sec-websocket-origin")
         if origin is None:

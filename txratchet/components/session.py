@@ -58,8 +58,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, TimeoutError, fail, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -70,6 +71,11 @@ from txratchet.components.base import RefusingDecorator
 from txratchet.errors import HandshakeError as HandshakeError
 from txratchet.errors import SessionStoreUnavailable as SessionStoreUnavailable
 from txratchet.interfaces import IApplication, IConnection
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from txratchet.websocket.handshake import Request
 
 log = Logger()
 
@@ -120,8 +126,6 @@ def newSessionId() -> str:
     return secrets.token_urlsafe(32)
 
 
-_MISSING = object()
-
 
 class SessionProvider(RefusingDecorator):
     """
@@ -145,11 +149,11 @@ class SessionProvider(RefusingDecorator):
     def __init__(
         self,
         app: IApplication,
-        store: Any,
+        store: ISessionStore,
         cookieName: str | Sequence[str] | None = None,
         required: bool = True,
         timeout: float = 5.0,
-        clock: Any = None,
+        clock: IReactorTime | None = None,
     ) -> None:
         super().__init__(app)
         self.store = store
@@ -164,13 +168,16 @@ class SessionProvider(RefusingDecorator):
         self.timeout = timeout
         if clock is None:
             from twisted.internet import reactor as clock
-        self.clock = clock
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        # Connections whose session onRequest decided, until they open:
+        # those that never went through a WebSocket handshake are not in it.
+        self._decided: weakref.WeakSet[IConnection] = weakref.WeakSet()
 
-    def sessionIds(self, conn: Any) -> list[str]:
+    def sessionIds(self, request: Request) -> list[str]:
         """
-        The candidate session ids the connection's cookies carry.
+        The candidate session ids the request's cookies carry.
         """
-        cookies = getattr(conn, "cookies", None) or {}
+        cookies = request.cookies
         return [
             cookies[name]
             for name in self.cookieNames
@@ -185,8 +192,8 @@ class SessionProvider(RefusingDecorator):
         d.addCallback(lambda session: self._load(rest) if session is None else session)
         return d
 
-    def onRequest(self, conn: Any, request: Any) -> object:
-        ids = self.sessionIds(conn)
+    def onRequest(self, conn: IConnection, request: Request) -> object:
+        ids = self.sessionIds(request)
         if not ids:
             return self._decide(conn, request, None)
         d = self._load(ids)
@@ -204,16 +211,22 @@ class SessionProvider(RefusingDecorator):
             log.failure("The session store failed", failure)
         raise HandshakeError(503, "Session store unavailable")
 
-    def _decide(self, conn: Any, request: Any, session: Any) -> object:
+    def _decide(self, conn: IConnection, request: Request, session: object) -> object:
         if session is None and self.required:
             raise HandshakeError(403, "A valid session is required")
-        conn.session = session
+        # conn.session is what this decorator adds to the connections it
+        # passes on (the application's per-connection state, not a member
+        # of the connection's class).
+        conn.session = session  # type: ignore[attr-defined]
+        self._decided.add(conn)
         return super().onRequest(conn, request)
 
     # Connections that never went through onRequest (no WebSocket handshake).
 
     def onOpen(self, conn: IConnection) -> object:
-        if getattr(conn, "session", _MISSING) is _MISSING:
+        if conn in self._decided:
+            self._decided.discard(conn)
+        else:
             conn.session = None  # type: ignore[attr-defined]
             if self.required:
                 log.info("Refused {peer}: no session", peer=conn.peer)
@@ -444,6 +457,8 @@ class RedisSessionStore:
                 connectTimeout=5,
                 replyTimeout=5,
             )
+            # txredisapi's first connection attempt (private, hence the
+            # guard: without it, lookups do not wait for that attempt).
             first = getattr(getattr(connection, "_factory", None), "deferred", None)
             if first is not None:
                 self._starting = True
@@ -488,11 +503,13 @@ class RedisSessionStore:
             )
         return fail(SessionStoreUnavailable(f"{self.address} is not connected"))
 
-    def _command(self, method: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+    def _command(self, command: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        """
+        Run C{command} (a txredisapi call) once Redis is usable.
+        """
+
         def send() -> Deferred[Any]:
-            d: Deferred[Any] = getattr(self.redis, method)(*args, **kwargs)
-            d.addCallback(self._up)
-            return d
+            return command().addCallback(self._up)
 
         waiting = self._usable()
         if waiting is None:
@@ -507,18 +524,19 @@ class RedisSessionStore:
         return result
 
     def load(self, sessionId: str) -> Deferred[Any]:
-        d = self._command("get", self.key(sessionId))
+        d = self._command(lambda: self.redis.get(self.key(sessionId)))
         d.addCallback(_decode)
         return d
 
     def save(self, sessionId: str, data: dict[str, Any], ttl: float | None = None) -> Deferred[None]:
         expire = None if ttl is None else max(1, int(ttl))
-        d = self._command("set", self.key(sessionId), json.dumps(data), expire=expire)
+        text = json.dumps(data)
+        d = self._command(lambda: self.redis.set(self.key(sessionId), text, expire=expire))
         d.addCallback(lambda _: None)
         return d
 
     def delete(self, sessionId: str) -> Deferred[None]:
-        d = self._command("delete", self.key(sessionId))
+        d = self._command(lambda: self.redis.delete(self.key(sessionId)))
         d.addCallback(lambda _: None)
         return d
 
