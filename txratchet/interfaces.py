@@ -140,6 +140,24 @@ class LowerConnection(Protocol):
         """
 
 
+
+@runtime_checkable
+class ClientLowerConnection(LowerConnection, Protocol):
+    """
+    What the client WebSocket layer needs from the connection below it,
+    besides L{LowerConnection}.
+    """
+
+    #: Why the connection was lost (a failed TLS verification, say), for
+    #: the handshake to report; C{None} while connected.
+    lostReason: Failure | None
+
+    def opened(self) -> None:
+        """
+        The WebSocket is open: from now on back-pressure stops reading
+        (before, it must not: TLS still needs to read to send the request).
+        """
+
 class IRequestHandler(Interface):
     """
     Optional hooks an application (or decorator) may define, besides the

@@ -34,9 +34,9 @@ from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
 from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter, WebSocketSite
-from txratchet.wsserver import WebSocket
 from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
+from txratchet.wsserver import WebSocket
 
 log = Logger()
 

@@ -13,7 +13,7 @@ add each side's opening handshake.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,7 +25,7 @@ from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
-from txratchet.websocket.protocol import CLOSED, CLOSING, CONNECTING, OPEN, State, WebSocketProtocol
+from txratchet.websocket.protocol import CLOSED, CONNECTING, OPEN, State, WebSocketProtocol
 
 log = Logger()
 
@@ -86,8 +86,8 @@ class BaseWebSocketConnection(Connection):
 
     # -- What the protocol knows -------------------------------------------------
 
-    @property  # type: ignore[override]
-    def protocol(self) -> str:
+    @property
+    def protocol(self) -> str:  # type: ignore[override]
         """
         The protocol family: C{'hixie-76'}, C{'hybi-07'}, C{'hybi-08'} or
         C{'rfc6455'} once the handshake chose it, C{''} before.
@@ -271,7 +271,8 @@ class BaseWebSocketConnection(Connection):
                 self._closeReceived(event)  # type: ignore[arg-type]
                 return
             elif cls is Failed:
-                self._fail(event.code, event.reason)  # type: ignore[union-attr]
+                failed: Failed = event  # type: ignore[assignment]
+                self._fail(failed.code, failed.reason)
                 return
             elif cls is Opened:
                 self._opened(event)  # type: ignore[arg-type]
@@ -561,7 +562,7 @@ class WebSocketLayer(Generic[ConnectionT]):
 
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
-        self.connectionsByLower: dict[IConnection, ConnectionT] = {}
+        self.connectionsByLower: dict[LowerConnection, ConnectionT] = {}
         self._drain = Drain(self.connectionsByLower, self.clock)
 
     def _protocolOptions(self) -> dict[str, Any]:
@@ -583,7 +584,7 @@ class WebSocketLayer(Generic[ConnectionT]):
         """
         return list(self.connectionsByLower.values())
 
-    def connectionFor(self, lower: IConnection) -> ConnectionT | None:
+    def connectionFor(self, lower: LowerConnection) -> ConnectionT | None:
         """
         The WebSocket connection running over C{lower} (the connection the
         layer below handed us), if any.
@@ -612,17 +613,18 @@ class WebSocketLayer(Generic[ConnectionT]):
     # IApplication, as seen by the layer below.
 
     def onOpen(self, conn: IConnection) -> None:
-        self.connectionsByLower[conn] = self._newConnection(conn)  # type: ignore[arg-type]
+        lower = cast(LowerConnection, conn)  # what a layer below hands on
+        self.connectionsByLower[lower] = self._newConnection(lower)
 
     def onMessage(self, conn: IConnection, message: str | bytes) -> None:
-        ws = self.connectionsByLower.get(conn)
+        ws = self.connectionsByLower.get(conn)  # type: ignore[call-overload]
         if ws is not None:
             if isinstance(message, str):
                 message = message.encode("utf-8")
             ws.dataReceived(message)
 
     def onClose(self, conn: IConnection) -> None:
-        ws = self.connectionsByLower.pop(conn, None)
+        ws = self.connectionsByLower.pop(conn, None)  # type: ignore[call-overload]
         if ws is not None:
             ws.connectionLost()
         self._drain.check()

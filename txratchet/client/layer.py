@@ -20,12 +20,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from txratchet.client.handshake import (  # TEMP  # TEMP
+    DEFAULT_OFFER,
+    URL,
+    ClientHandshake,
+    DeflateOffer,
+    Response,
+    parseURL,
+)
 from txratchet.errors import HandshakeCancelled, HandshakeFailed, HandshakeTimedOut
-from txratchet.interfaces import IApplication, LowerConnection
+from txratchet.interfaces import ClientLowerConnection, IApplication, LowerConnection
 from txratchet.websocket import rfc6455
-from txratchet.client.handshake import DEFAULT_OFFER, DeflateOffer  # TEMP
 from txratchet.websocket.events import Opened
-from txratchet.client.handshake import URL, ClientHandshake, Response, parseURL  # TEMP
 from txratchet.websocket.handshake import Request
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLIENT, CONNECTING, WebSocketProtocol
@@ -56,7 +62,9 @@ class ClientConnection(BaseWebSocketConnection):
 
     _layer: WebSocketClient
 
-    def __init__(self, layer: WebSocketClient, lower: LowerConnection) -> None:
+    _outer: ClientLowerConnection
+
+    def __init__(self, layer: WebSocketClient, lower: ClientLowerConnection) -> None:
         handshake = layer.newHandshake()
         super().__init__(
             layer, lower, WebSocketProtocol(CLIENT, handshake=handshake, **layer._protocolOptions())
@@ -315,6 +323,10 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
         )
 
     def _newConnection(self, lower: LowerConnection) -> ClientConnection:
+        if not isinstance(lower, ClientLowerConnection):
+            raise TypeError(
+                f"WebSocketClient runs over a client connection (txratchet.client.Client), not {lower!r}"
+            )
         return ClientConnection(self, lower)
 
 

@@ -196,7 +196,7 @@ class Codec:
             return self._lastFrame
         if message.__class__ is not str:
             raise BinaryNotSupported("Hixie-76 connections cannot carry binary messages")
-        frame = (encodeText(message), b"")  # type: ignore[arg-type]
+        frame = (encodeText(message), b"")
         self._lastMessage = message
         self._lastFrame = frame
         return frame

@@ -23,12 +23,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from txratchet.errors import HandshakeError, HandshakeFailed, MalformedExtensions
 from txratchet.websocket import deflate, hixie76, rfc6455
 from txratchet.websocket.events import CloseReceived, Event, FrameEvent, Opened, RequestReceived
-from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from txratchet.client.handshake import ClientHandshake, Response  # TEMP
 from txratchet.websocket.handshake import (

@@ -645,12 +645,12 @@ class Codec:
         """
         if self.masks:
             if message.__class__ is str:
-                return self.frameBytes(TEXT, message.encode("utf-8"))  # type: ignore[union-attr]
+                return self.frameBytes(TEXT, message.encode("utf-8"))
             return self.frameBytes(BINARY, message)  # type: ignore[arg-type]
         if message is self._lastMessage:
             return self._lastFrame
         if message.__class__ is str:
-            payload = message.encode("utf-8")  # type: ignore[union-attr]
+            payload = message.encode("utf-8")
             headers = _TEXT_HEADERS
             opcode = TEXT
         else:
