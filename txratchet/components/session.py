@@ -73,7 +73,9 @@ from txratchet.errors import SessionStoreUnavailable as SessionStoreUnavailable
 from txratchet.interfaces import IApplication, IConnection
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
+    from twisted.internet.interfaces import IReactorThreads, IReactorTime
+    from twisted.web.server import Site
+    from zope.interface.interface import InterfaceClass
 
     from txratchet.websocket.handshake import Request
 
@@ -254,8 +256,8 @@ class TwistedWebSessions:
 
     def __init__(
         self,
-        site: Any,
-        interface: Any = None,
+        site: Site,
+        interface: InterfaceClass | None = None,
         cookieNames: Sequence[str] = ("TWISTED_SECURE_SESSION", "TWISTED_SESSION"),
     ) -> None:
         self.site = site
@@ -348,7 +350,7 @@ class SQLiteSessionStore:
         path: str,
         cookieName: str = "session_id",
         table: str = "txratchet_sessions",
-        reactor: Any = None,
+        reactor: IReactorThreads | None = None,
     ) -> None:
         from twisted.enterprise import adbapi
 
