@@ -516,7 +516,7 @@ class Hub(Decorator):
     def _reply(self, conn: IConnection, answer: dict[str, object]) -> None:
         conn.send(_compactJSON(answer))
 
-    def _wireRequest(self, conn: IConnection, request: dict[str, Any]) -> None:
+    def _wireRequest(self, conn: IConnection, request: dict[str, Any]) -> None:  # JSON from a peer
         kind = request["type"]
         topic = request.get("topic")
         problem = self.topicProblem(topic)

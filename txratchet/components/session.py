@@ -96,7 +96,8 @@ class ISessionStore(Interface):
 
     def load(sessionId: str) -> Deferred[Any]:
         """
-        Look a session up, without creating one.
+        Look a session up, without creating one (Any: a session is
+        whatever the store keeps, for the application to use).
 
         @param sessionId: the cookie's value.
         @return: a Deferred that fires with the session (a C{dict} for the
@@ -370,7 +371,7 @@ class SQLiteSessionStore:
             cp_reactor=reactor,
         )
 
-    def _prepare(self, connection: Any) -> None:
+    def _prepare(self, connection: Any) -> None:  # a DB-API connection
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} "
             "(id TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL)"
@@ -564,6 +565,9 @@ def flaskSessionInterface(store: Any, reactor: Any = None) -> Any:
     The cookie is the store's first cookie name; sessions expire after
     Flask's C{PERMANENT_SESSION_LIFETIME}.
     """
+    # Flask is an optional dependency, untyped here: its objects are Any;
+    # so are the store and the reactor this Flask-side code hands to
+    # blockingCallFromThread (an ISharedSessionStore, the reactor).
     from flask.sessions import SecureCookieSession, SessionInterface
     from twisted.internet.threads import blockingCallFromThread
 
