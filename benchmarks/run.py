@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """
-Benchmark txratchet against Autobahn|Python, websockets and raw Twisted TCP.
+Benchmark txratchet against Autobahn|Python, websockets, picows and raw Twisted TCP.
 
-    python benchmarks/run.py            # full run (3 rounds, ~15-20 minutes)
+    python benchmarks/run.py            # full run (3 rounds, ~25 minutes)
     python benchmarks/run.py --quick    # smoke run (1 round, short durations)
+    python benchmarks/run.py --scenarios issue --baseline REF --out DIR   # the issue's table, A/B
 
 Compiles benchmarks/loadgen.c into benchmarks/build/, then for every scenario
 runs rounds interleaved across servers (round 1: every server, round 2: every
@@ -11,8 +12,11 @@ server, ...). Each (scenario, server, round) gets a fresh server process pinned
 to core 0 while the load generator runs on core 1. Writes
 benchmarks/results/results.md, results.json and results.png.
 
-The servers run under the interpreter that runs this script, with the
-repository root on PYTHONPATH (so the working tree's txratchet is measured).
+txratchet runs the way users run it: `twistd -n txratchet --app
+examples.echo.Echo` (echo scenarios) or `examples.chat.Chat` (fan-out), the
+README's examples, under the interpreter that runs this script, with the
+repository root first on PYTHONPATH (so the working tree's txratchet and
+examples are measured; the runner checks which files get imported).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -46,29 +51,44 @@ LOADGEN = os.path.join(BUILD, "loadgen")
 SERVER_CORE = "0"
 LOADGEN_CORE = "1"
 
-# name -> (script, loadgen protocol, extra environment of the server)
-SERVERS = {
-    "txratchet": ("txratchet_server.py", "rfc6455", {}),
+# name -> how the server runs: "run" is "twistd" (txratchet as users run it: `twistd -n txratchet
+# --app <TWISTD_APPS[app]>`) or a script in servers/; "proto" the load generator's protocol; "env" extra
+# environment; "tree" (a --baseline) the checkout put first on PYTHONPATH; "module" a package the
+# server needs (the server is skipped, and the report says so, when it is not installed).
+SERVERS: dict[str, dict] = {
+    "txratchet": {"run": "twistd", "proto": "rfc6455"},
     # without the optional compiled masking helper (websockets.speedups)
-    "txratchet-pure": ("txratchet_server.py", "rfc6455", {"TXRATCHET_PURE_PYTHON": "1"}),
-    "txratchet-hybi08": ("txratchet_server.py", "hybi08", {}),
-    "txratchet-hixie76": ("txratchet_server.py", "hixie76", {}),
-    "autobahn": ("autobahn_server.py", "rfc6455", {}),
-    "websockets": ("websockets_server.py", "rfc6455", {}),
-    "raw-tcp": ("raw_tcp_server.py", "raw", {}),
+    "txratchet-pure": {"run": "twistd", "proto": "rfc6455", "env": {"TXRATCHET_PURE_PYTHON": "1"}},
+    "txratchet-hybi08": {"run": "twistd", "proto": "hybi08"},
+    "txratchet-hixie76": {"run": "twistd", "proto": "hixie76"},
+    # the hand-written server of servers/txratchet_server.py (direct conn.send fan-out); only on request
+    "txratchet-script": {"run": "txratchet_server.py", "proto": "rfc6455"},
+    "autobahn": {"run": "autobahn_server.py", "proto": "rfc6455", "module": "autobahn"},
+    "websockets": {"run": "websockets_server.py", "proto": "rfc6455", "module": "websockets"},
+    "picows": {"run": "picows_server.py", "proto": "rfc6455", "module": "picows"},
+    "raw-tcp": {"run": "raw_tcp_server.py", "proto": "raw"},
 }
+# The README's examples that `twistd txratchet --app` serves for each kind of scenario.
+TWISTD_APPS = {"echo": "examples.echo.Echo", "broadcast": "examples.chat.Chat"}
+# Servers no scenario lists: `--servers NAME` adds them wherever "txratchet" runs.
+OPT_IN = ["txratchet-script"]
 BASELINE = "autobahn"
 NOISE_LIMIT = 0.3  # cores of other processes' CPU above which a run is repeated
 
-WS = ["txratchet", "autobahn", "websockets"]
+WS = ["txratchet", "autobahn", "websockets", "picows"]
+# servers with permessage-deflate (picows has none)
+WS_DEFLATE = ["txratchet", "autobahn", "websockets"]
+# The rows of issue 13's table ("--scenarios issue").
+ISSUE = ["fanout-w1", "fanout-w10", "handshakes", "echo", "loadgen-check", "latency", "large", "idle"]
 
 
-def scenarios(quick: bool, window: int = 10) -> list[dict]:
+def scenarios(quick: bool) -> list[dict]:
     """
     The scenarios. "args" go to the load generator (True: a bare flag);
     "server_args" (optional) to every server script of the scenario.
     """
     warm, dur = (0.5, 1.5) if quick else (1.0, 5.0)
+    receivers = 200 if quick else 1000
     timing = {"warmup": warm, "duration": dur}
     idle_conns = 2000 if quick else 10000
     return [
@@ -77,7 +97,7 @@ def scenarios(quick: bool, window: int = 10) -> list[dict]:
             "title": "Small echo (100 conns x 10 in flight, 32 B text)",
             "app": "echo",
             "servers": ["raw-tcp", "txratchet", "txratchet-pure", "txratchet-hybi08", "txratchet-hixie76",
-                        "autobahn", "websockets"],
+                        "autobahn", "websockets", "picows"],
             "args": {"scenario": "echo", "conns": 100, "inflight": 10, "size": 32, **timing},
             "metrics": [("rate", "round trips/s", "higher")],
         },
@@ -104,24 +124,25 @@ def scenarios(quick: bool, window: int = 10) -> list[dict]:
             "name": "large",
             "title": "Large echo (10 conns x 4 in flight, 64 KiB text)",
             "app": "echo",
-            "servers": ["raw-tcp", "txratchet", "txratchet-pure", "autobahn", "websockets"],
+            "servers": ["raw-tcp", "txratchet", "txratchet-pure", "autobahn", "websockets", "picows"],
             "args": {"scenario": "echo", "conns": 10, "inflight": 4, "size": 65536, **timing},
             "metrics": [("rate", "messages/s", "higher")],
         },
-        {
-            "name": "broadcast",
-            "title": f"Broadcast ({200 if quick else 1000} receivers, 64 B, {window} messages outstanding)",
-            "app": "broadcast",
-            "servers": WS,
-            "args": {
-                "scenario": "broadcast",
-                "receivers": 200 if quick else 1000,
-                "window": window,
-                "size": 64,
-                **timing,
-            },
-            "metrics": [("rate", "deliveries/s", "higher")],
-        },
+        *[
+            {
+                # The Ratchet use case: the README's Chat relays each message to every other connection.
+                "name": f"fanout-w{window}",
+                "title": f"Fan-out: README Chat, {receivers} receivers, 64 B, "
+                         + ("next message once the previous reached everyone" if window == 1
+                            else f"{window} messages outstanding"),
+                "app": "broadcast",
+                "servers": WS,
+                "args": {"scenario": "broadcast", "receivers": receivers, "window": window, "size": 64, **timing},
+                "metrics": [("rate", "deliveries/s", "higher"), ("p50_us", "p50 delivery µs", "lower"),
+                            ("p99_us", "p99 delivery µs", "lower")],
+            }
+            for window in (1, 10)
+        ],
         {
             "name": "handshakes",
             "title": "Handshakes (50 concurrent: connect, handshake, close handshake)",
@@ -142,7 +163,7 @@ def scenarios(quick: bool, window: int = 10) -> list[dict]:
             "name": "compressed",
             "title": "Small JSON echo with permessage-deflate (100 conns x 10 in flight, ~200 B JSON text)",
             "app": "echo",
-            "servers": WS,
+            "servers": WS_DEFLATE,
             "server_args": ["--compression"],
             "args": {"scenario": "echo", "conns": 100, "inflight": 10, "size": 200, "json": True,
                      "deflate": True, **timing},
@@ -153,7 +174,7 @@ def scenarios(quick: bool, window: int = 10) -> list[dict]:
             "title": f"Idle memory with permessage-deflate ({idle_conns} open connections, one compressed "
                      "echo each)",
             "app": "echo",
-            "servers": WS,
+            "servers": WS_DEFLATE,
             "server_args": ["--compression"],
             "args": {"scenario": "idle", "conns": idle_conns, "size": 200, "json": True, "deflate": True,
                      "duration": 60},
@@ -258,17 +279,17 @@ def scan_log(path: str) -> list[str]:
     lines = []
     with open(path, errors="replace") as f:
         for line in f:
-            if line.startswith("listening on "):
+            if line.startswith(("listening on ", "$ ")):
                 continue
             if PROBLEM_RE.search(line):
                 lines.append(line.rstrip())
     return lines
 
 
-def txratchet_fingerprint() -> str:
+def txratchet_fingerprint(tree: str = ROOT) -> str:
     """A hash of txratchet's source as it is now (others may edit it while we run)."""
     h = hashlib.sha1()
-    top = os.path.join(ROOT, "txratchet")
+    top = os.path.join(tree, "txratchet")
     for dirpath, dirs, files in os.walk(top):
         dirs.sort()
         for f in sorted(files):
@@ -286,23 +307,76 @@ def txratchet_fingerprint() -> str:
 # ---------------------------------------------------------------- one run
 
 
-def start_server(name: str, app: str, port: int, logpath: str, extra: list[str] = ()) -> subprocess.Popen:
-    script, _, server_env = SERVERS[name]
-    script = os.path.join(HERE, "servers", script)
+def twistd_cmd() -> list[str]:
+    """twistd of the interpreter running this script (its console script, as users start it)."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.isfile(script):
+        return [sys.executable, script]
+    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+def server_env(name: str) -> tuple[dict, str]:
+    """The server's environment and working directory: its checkout first on PYTHONPATH."""
+    spec = SERVERS[name]
     env = dict(os.environ)
     env.pop("TXRATCHET_PURE_PYTHON", None)  # only the variants that ask for it
-    tree = server_env.get("TXRATCHET_TREE", ROOT)  # a --baseline variant measures another checkout
-    env.update({k: v for k, v in server_env.items() if k != "TXRATCHET_TREE"})
+    env.update(spec.get("env", {}))
+    tree = spec.get("tree", ROOT)  # a --baseline variant measures another checkout
     env["PYTHONPATH"] = tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
-    cmd = ["taskset", "-c", SERVER_CORE, sys.executable, script, "--port", str(port), "--app", app, *extra]
+    return env, tree
+
+
+def server_cmd(name: str, app: str, port: int, extra: list[str] = ()) -> list[str]:
+    spec = SERVERS[name]
+    if spec["run"] == "twistd":
+        # As the README runs it. No pid file (other twistd processes may run in the same directory);
+        # --compression needs nothing: permessage-deflate is on by default, and without it the load
+        # generator offers none, so none is negotiated.
+        return [*twistd_cmd(), "-n", "--pidfile=", "txratchet", "--app", TWISTD_APPS[app],
+                "--port", f"tcp:{port}:interface=127.0.0.1"]
+    script = os.path.join(HERE, "servers", spec["run"])
+    return [sys.executable, script, "--port", str(port), "--app", app, *extra]
+
+
+def start_server(name: str, app: str, port: int, logpath: str, extra: list[str] = ()) -> subprocess.Popen:
+    env, tree = server_env(name)
+    cmd = ["taskset", "-c", SERVER_CORE, *server_cmd(name, app, port, extra)]
     logf = open(logpath, "w")
     try:
+        logf.write("$ " + " ".join(cmd) + "\n")
+        logf.flush()
         return subprocess.Popen(
-            cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=raise_nofile, cwd=ROOT
+            cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=raise_nofile, cwd=tree
         )
     finally:
         logf.close()
+
+
+def check_imports(name: str) -> dict:
+    """
+    What a twistd server of NAME imports, under its own environment: txratchet and the
+    examples must come from its checkout (not the installed copy), and which masking code runs.
+    """
+    env, tree = server_env(name)
+    code = ("import json, txratchet, examples.echo, examples.chat\n"
+            "try:\n"
+            "    from txratchet.websocket import rfc6455\n"
+            "    acc = getattr(rfc6455, '_accelerated', 'unknown')\n"
+            "except ImportError:\n"
+            "    acc = 'unknown'\n"
+            "print(json.dumps({'txratchet': txratchet.__file__, 'examples': examples.chat.__file__,\n"
+            "  'masking': acc if acc == 'unknown' else ('compiled helper' if acc else 'pure Python')}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, text=True,
+                         timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name}: cannot import txratchet and the examples from {tree}: {out.stderr[-400:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("txratchet", "examples"):
+        if not os.path.realpath(got[key]).startswith(os.path.realpath(tree) + os.sep):
+            raise RuntimeError(f"{name}: {key} is imported from {got[key]}, not from {tree}")
+    got["tree"] = tree
+    return got
 
 
 def wait_ready(srv: subprocess.Popen, port: int, proto: str, timeout: float = 20.0, deflate: bool = False) -> None:
@@ -404,11 +478,11 @@ def run_idle(cmd: list[str], srv: subprocess.Popen, base_rss: int, n: int) -> di
 
 
 def run_one(scn: dict, name: str, rnd: int, quiet: QuietBudget) -> dict:
-    proto = SERVERS[name][1]
+    proto = SERVERS[name]["proto"]
     port = free_port()
     logpath = os.path.join(LOGS, f"{scn['name']}-{name}-r{rnd}.log")
     rec: dict = {"scenario": scn["name"], "server": name, "round": rnd, "log": os.path.relpath(logpath, ROOT),
-                 "txratchet_tree": txratchet_fingerprint()}
+                 "txratchet_tree": txratchet_fingerprint(SERVERS[name].get("tree", ROOT))}
     srv = start_server(name, scn["app"], port, logpath, scn.get("server_args", []))
     try:
         wait_ready(srv, port, proto, deflate=bool(scn["args"].get("deflate")))
@@ -499,6 +573,77 @@ def summarize(runs: list[dict], scns: list[dict]) -> list[dict]:
     return rows
 
 
+# Issue 13's table: (scenario, metrics shown in one cell as "a / b", what the numbers are).
+ISSUE_ROWS = [
+    ("fanout-w1", ("rate",), "deliveries/s"),
+    ("fanout-w1", ("p50_us", "p99_us"), "delivery latency p50 / p99 µs"),
+    ("fanout-w10", ("rate",), "deliveries/s"),
+    ("fanout-w10", ("p50_us", "p99_us"), "delivery latency p50 / p99 µs"),
+    ("handshakes", ("rate",), "handshakes/s"),
+    ("echo", ("rate",), "round trips/s"),
+    ("latency", ("p50_us", "p99_us"), "p50 / p99 µs"),
+    ("large", ("rate",), "messages/s"),
+    ("idle", ("kib_per_conn",), "KiB RSS per connection"),
+]
+ISSUE_SERVERS = ["txratchet", "txratchet-pure", "autobahn", "websockets", "picows", "raw-tcp"]
+
+
+def issue_table(rows: list[dict], baseline: str | None) -> list[str]:
+    """Issue 13's table: one row per scenario and measure, one column per server (medians)."""
+    med = {(r["scenario"], r["metric"], r["server"]): r.get("median") for r in rows}
+    ran = {(r["scenario"], r["server"]) for r in rows}
+    titles = {r["scenario"]: r["title"] for r in rows}
+    cols = list(ISSUE_SERVERS)
+    if baseline:
+        cols.insert(1, baseline)
+    cols = [c for c in cols if any(r["server"] == c for r in rows)]
+    out = ["| scenario | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for scn, metrics, unit in ISSUE_ROWS:
+        if scn not in titles:
+            continue
+        cells = []
+        for c in cols:
+            vals = [med.get((scn, m, c)) for m in metrics]
+            if (scn, c) not in ran:
+                cells.append("")
+            elif any(v is None for v in vals):
+                cells.append("failed")
+            else:
+                cells.append(" / ".join(fmt(v) for v in vals))
+        out.append(f"| {titles[scn]}: {unit} | " + " | ".join(cells) + " |")
+    return out
+
+
+def issue_goals(rows: list[dict], baseline: str | None) -> list[tuple[str, str, str]]:
+    """Issue 13's goals checked against the medians: (goal, PASS/FAIL/not measured, numbers)."""
+    med = {(r["scenario"], r["metric"], r["server"]): r.get("median") for r in rows}
+    base = baseline or "txratchet@REF"
+    checks = [
+        ("fan-out at window 1 >= picows", "fanout-w1", "rate", ">=", 1.0, "picows"),
+        ("fan-out at window 1 >= 2x Autobahn", "fanout-w1", "rate", ">=", 2.0, "autobahn"),
+        ("fan-out at window 1: p99 delivery latency below websockets'", "fanout-w1", "p99_us", "<", 1.0,
+         "websockets"),
+        ("handshakes >= picows", "handshakes", "rate", ">=", 1.0, "picows"),
+        ("small echo >= 0.5x the raw Twisted echo", "echo", "rate", ">=", 0.5, "raw-tcp"),
+        ("latency p99 <= websockets'", "latency", "p99_us", "<=", 1.0, "websockets"),
+        ("64 KiB echo: no regression beyond 5%", "large", "rate", ">=", 0.95, base),
+        ("idle memory: no regression beyond 5%", "idle", "kib_per_conn", "<=", 1.05, base),
+        ("fan-out at window 10: no regression beyond 5%", "fanout-w10", "rate", ">=", 0.95, base),
+    ]
+    out = []
+    for goal, scn, metric, op, factor, other in checks:
+        a, b = med.get((scn, metric, "txratchet")), med.get((scn, metric, other))
+        if a is None or not b:
+            why = "needs --baseline REF" if other == base and not baseline else f"txratchet or {other} missing"
+            out.append((goal, "not measured", why))
+            continue
+        ok = {">=": a >= factor * b, "<=": a <= factor * b, "<": a < factor * b}[op]
+        scale = f"{factor:g} x " if factor != 1 else ""
+        out.append((goal, "PASS" if ok else "FAIL",
+                    f"txratchet {fmt(a)} {op} {scale}{other} {fmt(b)} (ratio {a / b:.2f})"))
+    return out
+
+
 def machine_info() -> dict:
     from importlib import metadata
 
@@ -547,6 +692,7 @@ def machine_info() -> dict:
         "twisted": ver("twisted"),
         "autobahn": ver("autobahn"),
         "websockets": ver("websockets"),
+        "picows": ver("picows"),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "txratchet": ver("txratchet") + (f" (working tree at {rev})" if rev else ""),
         "gcc": gcc[0] if gcc else "",
@@ -557,18 +703,20 @@ def write_markdown(path: str, info: dict, rows: list[dict], runs: list[dict], op
     L = []
     L.append("# txratchet benchmark results")
     L.append("")
-    L.append(f"Made by `python benchmarks/run.py{' --quick' if opts.quick else ''}` on {info['date']}"
+    L.append(f"Made by `{' '.join(['python benchmarks/run.py', *sys.argv[1:]])}` on {info['date']}"
              f" in {elapsed / 60:.1f} minutes; {opts.rounds} round(s) per server, interleaved.")
     L.append("")
     L.append("| machine | |")
     L.append("|---|---|")
-    for k in ("cpu", "cores", "memory", "kernel", "python", "twisted", "autobahn", "websockets", "zlib", "txratchet",
-              "gcc"):
+    for k in ("cpu", "cores", "memory", "kernel", "python", "twisted", "autobahn", "websockets", "picows", "zlib",
+              "txratchet", "gcc"):
         L.append(f"| {k} | {info[k]} |")
     L.append("| websockets.speedups (C masking, which txratchet also uses when present, except txratchet-pure) | "
              f"{info['websockets_speedups']} |")
     L.append("")
-    trees = sorted({r.get("txratchet_tree") for r in runs if r.get("txratchet_tree")})
+    # the working tree's txratchet (a --baseline's worktree does not change)
+    trees = sorted({r.get("txratchet_tree") for r in runs
+                    if r.get("txratchet_tree") and not r["server"].startswith("txratchet@")})
     if len(trees) > 1:
         L.append(f"**Warning:** txratchet's source changed while the benchmark ran ({len(trees)} different "
                  "versions of `txratchet/` were measured; `txratchet_tree` in results.json tells which run saw "
@@ -576,12 +724,46 @@ def write_markdown(path: str, info: dict, rows: list[dict], runs: list[dict], op
         L.append("")
         for t in trees:
             seen = [f"{r['scenario']}/{r['server']}/r{r['round']}" for r in runs
-                    if r.get("txratchet_tree") == t and r["server"].startswith("txratchet") and not r.get("discarded")]
+                    if r.get("txratchet_tree") == t and r["server"].startswith("txratchet")
+                    and not r["server"].startswith("txratchet@") and not r.get("discarded")]
             L.append(f"* `{t}`: {len(seen)} txratchet runs" + (f" ({', '.join(seen[:8])}{' ...' if len(seen) > 8 else ''})" if seen else ""))
         L.append("")
     elif trees:
         L.append(f"txratchet's source did not change during the run (fingerprint `{trees[0]}`).")
         L.append("")
+    L.append("txratchet runs the way users run it, `twistd -n txratchet --app examples.echo.Echo` (echo, "
+             "latency, handshakes, idle) or `--app examples.chat.Chat` (fan-out), with "
+             "`--port tcp:PORT:interface=127.0.0.1` and nothing else (permessage-deflate is on by default; "
+             "the load generator offers it only in `compressed` and `idle-deflate`). What each twistd server "
+             "imported (checked before the run, under its own environment):")
+    L.append("")
+    for name, imp in sorted(getattr(opts, "imports", {}).items()):
+        L.append(f"* {name}: txratchet from `{imp['txratchet']}`, examples from `{imp['examples']}`, "
+                 f"masking: {imp['masking']}")
+    for name, why in sorted(getattr(opts, "skipped", {}).items()):
+        L.append(f"* {name}: **skipped**, {why}")
+    L.append("")
+    baseline = f"txratchet@{opts.baseline}" if opts.baseline else None
+    table = issue_table(rows, baseline)
+    if len(table) > 2:
+        L.append("## Issue 13's table")
+        L.append("")
+        L.append("Medians; the full table below has the spread.")
+        L.append("")
+        L.extend(table)
+        L.append("")
+        L.append("## Issue 13's goals")
+        L.append("")
+        if opts.quick:
+            L.append("A `--quick` run (fewer receivers, short runs, 1 round): indicative only.")
+            L.append("")
+        L.append("| goal | verdict | medians |")
+        L.append("|---|---|---|")
+        for goal, verdict, detail in issue_goals(rows, baseline):
+            L.append(f"| {goal} | {verdict} | {detail} |")
+        L.append("")
+    L.append("## All results")
+    L.append("")
     L.append("Server pinned to core 0, load generator (C, epoll, one thread) to core 1, a fresh server per "
              "(scenario, round). Median of the rounds, min–max in brackets; the ratio is the median over "
              "Autobahn's (for latency and memory, lower is better, so a ratio below 1 is better).")
@@ -630,7 +812,10 @@ def write_markdown(path: str, info: dict, rows: list[dict], runs: list[dict], op
     L.append("")
     L.append("## Scenarios")
     L.append("")
-    for scn in scenarios(opts.quick, opts.window):
+    ran = {r["scenario"] for r in runs}
+    for scn in scenarios(opts.quick):
+        if scn["name"] not in ran:
+            continue
         a = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in scn["args"].items())
         srv = f" Servers started with `{' '.join(scn['server_args'])}`." if scn.get("server_args") else ""
         L.append(f"* **{scn['name']}**: {scn['title']}. Loadgen: `{a}`.{srv}")
@@ -721,8 +906,10 @@ COLORS = {
     "txratchet-pure": "#ff7f0e",
     "txratchet-hybi08": "#ff9896",
     "txratchet-hixie76": "#e377c2",
+    "txratchet-script": "#8c564b",
     "autobahn": "#1f77b4",
     "websockets": "#2ca02c",
+    "picows": "#9467bd",
     "raw-tcp": "#7f7f7f",
 }
 
@@ -755,7 +942,8 @@ def write_png(path: str, rows: list[dict], info: dict) -> bool:
         lo = [r["median"] - r["min"] for r in rs]
         hi = [r["max"] - r["median"] for r in rs]
         y = range(len(rs))
-        ax.barh(y, med, xerr=[lo, hi], color=[COLORS.get(x, "#999") for x in names], capsize=3)
+        colors = [COLORS.get(x, "#e7969c" if x.startswith("txratchet@") else "#999") for x in names]
+        ax.barh(y, med, xerr=[lo, hi], color=colors, capsize=3)
         if med and min(med) > 0 and max(med) / min(med) > 25:
             ax.set_xscale("log")
             label += ", log scale"
@@ -774,7 +962,7 @@ def write_png(path: str, rows: list[dict], info: dict) -> bool:
     for ax in axes[n:]:
         ax.axis("off")
     fig.suptitle(
-        f"txratchet vs Autobahn vs websockets — {info['cpu']}, {info['cores']} cores, "
+        f"txratchet vs Autobahn, websockets, picows — {info['cpu']}, {info['cores']} cores, "
         f"Python {info['python']}, {info['date']} (median, min–max bars)",
         fontsize=10,
     )
@@ -800,8 +988,8 @@ def add_baseline(ref: str, scns: list[dict]) -> None:
         os.makedirs(BUILD, exist_ok=True)
         subprocess.run(["git", "-C", ROOT, "worktree", "add", "-q", "--detach", tree, ref], check=True)
     name = f"txratchet@{ref}"
-    script, proto, env = SERVERS["txratchet"]
-    SERVERS[name] = (script, proto, {**env, "TXRATCHET_TREE": tree})
+    # the same twistd command as "txratchet", with the worktree's txratchet and examples
+    SERVERS[name] = {**SERVERS["txratchet"], "tree": tree}
     for scn in scns:
         if "txratchet" in scn["servers"]:
             i = scn["servers"].index("txratchet")
@@ -814,12 +1002,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 round, short durations (smoke run)")
     ap.add_argument("--rounds", type=int, help="rounds per server (default 3, quick: 1)")
     ap.add_argument("--scenarios", help="comma-separated subset of "
-                    + ",".join(s["name"] for s in scenarios(False)))
-    ap.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
+                    + ",".join(s["name"] for s in scenarios(False))
+                    + "; 'issue' stands for issue 13's rows: " + ",".join(ISSUE))
+    ap.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS)
+                    + f" ({', '.join(OPT_IN)} only runs when named here)")
     ap.add_argument("--retries", type=int, default=None,
                     help="runs that may be repeated in all when noisy or failed (default 10, quick 3)")
-    ap.add_argument("--window", type=int, default=10,
-                    help="broadcast: messages the sender keeps outstanding (default 10)")
     ap.add_argument("--baseline", metavar="REF",
                     help="A/B: also measure git REF (a worktree under benchmarks/build/) as server "
                          "'txratchet@REF', next to 'txratchet' in every scenario that has it")
@@ -840,26 +1028,47 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs 2 cores: server on core 0, load generator on core 1")
 
-    scns = scenarios(opts.quick, opts.window)
+    scns = scenarios(opts.quick)
     if opts.scenarios:
-        want = opts.scenarios.split(",")
+        want = []
+        for w in opts.scenarios.split(","):
+            want += ISSUE if w == "issue" else [w]
         unknown = set(want) - {s["name"] for s in scns}
         if unknown:
             sys.exit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
         scns = [s for s in scns if s["name"] in want]
-    if opts.baseline:
-        add_baseline(opts.baseline, scns)
     if opts.servers:
         want = opts.servers.split(",")
-        if opts.baseline:
-            want.append(f"txratchet@{opts.baseline}")
+        unknown = set(want) - set(SERVERS)
+        if unknown:
+            sys.exit(f"unknown server(s): {', '.join(sorted(unknown))}")
         for s in scns:
-            s["servers"] = [x for x in s["servers"] if x in want]
+            extra = [x for x in OPT_IN if x in want and "txratchet" in s["servers"]]
+            s["servers"] = [x for x in s["servers"] if x in want] + extra
+    if opts.baseline:
+        add_baseline(opts.baseline, scns)
+    opts.skipped = {}
+    for name in sorted({x for s in scns for x in s["servers"]}):
+        module = SERVERS[name].get("module")
+        if module and importlib.util.find_spec(module) is None:
+            opts.skipped[name] = f"{module} is not installed in {sys.prefix}"
+            log(f"skipping {name}: {opts.skipped[name]}")
+    for s in scns:
+        s["servers"] = [x for x in s["servers"] if x not in opts.skipped]
+    # txratchet's twistd servers must import their own checkout's txratchet and examples
+    opts.imports = {}
+    for name in sorted({x for s in scns for x in s["servers"] if SERVERS[x]["run"] == "twistd"}):
+        try:
+            opts.imports[name] = check_imports(name)
+        except (RuntimeError, subprocess.SubprocessError, ValueError) as e:
+            sys.exit(str(e))
+        log(f"{name}: twistd -n txratchet, txratchet from {opts.imports[name]['txratchet']}, "
+            f"masking: {opts.imports[name]['masking']}")
 
     compile_loadgen()
     info = machine_info()
     log(f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, Twisted {info['twisted']}, "
-        f"autobahn {info['autobahn']}, websockets {info['websockets']}")
+        f"autobahn {info['autobahn']}, websockets {info['websockets']}, picows {info['picows']}")
     raise_nofile()
     quiet = QuietBudget(opts.quiet_budget)
     runs: list[dict] = []
@@ -933,8 +1142,11 @@ def main() -> None:
 
     os.makedirs(opts.out, exist_ok=True)
     with open(os.path.join(opts.out, "results.json"), "w") as f:
-        json.dump({"machine": info, "quick": opts.quick, "rounds": opts.rounds, "summary": rows, "runs": runs,
-                   "loadgen_check": proof}, f, indent=1)
+        json.dump({"machine": info, "quick": opts.quick, "rounds": opts.rounds, "argv": sys.argv[1:],
+                   "imports": opts.imports, "skipped": opts.skipped, "summary": rows, "runs": runs,
+                   "loadgen_check": proof,
+                   "issue_goals": issue_goals(rows, f"txratchet@{opts.baseline}" if opts.baseline else None)},
+                  f, indent=1)
     md = os.path.join(opts.out, "results.md")
     write_markdown(md, info, rows, runs, opts, proof, elapsed)
     write_png(os.path.join(opts.out, "results.png"), rows, info)
@@ -958,6 +1170,13 @@ def main() -> None:
         b = proof["busiest"]
         log(f"busiest load generator: {b['loadgen_cpu'] * 100:.0f}% of its core ({b['scenario']} / {b['server']}, "
             f"server at {(b.get('server_cpu') or 0) * 100:.0f}%)")
+    baseline = f"txratchet@{opts.baseline}" if opts.baseline else None
+    table = issue_table(rows, baseline)
+    if len(table) > 2:
+        log("\nissue 13's table (medians):\n" + "\n".join(table))
+        log("\nissue 13's goals" + (" (--quick: indicative only)" if opts.quick else "") + ":")
+        for goal, verdict, detail in issue_goals(rows, baseline):
+            log(f"  {verdict:12s} {goal}: {detail}")
     failed = [r for r in runs if not r.get("ok")]
     log(f"{len(runs)} runs, {len(failed)} failed; {elapsed / 60:.1f} min; results in {os.path.relpath(md)}")
 

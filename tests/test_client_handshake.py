@@ -1,9 +1,9 @@
 """
-Tests for L{txratchet.client.handshake}, the client's opening handshake
+Tests for the client's side of L{txratchet.websocket.handshake}, the opening handshake
 without I/O: URLs, the request of every version (RFC 6455 4.1, HyBi-07/08,
 draft-hixie-76 4.1), the checks on the server's answer (RFC 6455 4.1 and
 RFC 7692 7.1), and round trips through the server's own sans-I/O
-negotiation, including permessage-deflate with the roles swapped.
+negotiation, including permessage-deflate seen from each side.
 """
 
 from __future__ import annotations
@@ -16,32 +16,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from txratchet.client.handshake import (
-    URL,
-    ClientHandshake,
-    DeflateOffer,
-    HandshakeFailed,
-    InvalidResponse,
-    InvalidStatus,
-    InvalidURL,
-    cookieHeader,
-    normalizeVersion,
-    parseSetCookies,
-    parseURL,
-    swapped,
-)
 from txratchet.websocket import deflate
+from txratchet.websocket.deflate import DeflateOffer
 from txratchet.websocket.handshake import (
     HIXIE76,
     HYBI07,
     HYBI08,
     RFC6455,
+    URL,
+    ClientHandshake,
+    HandshakeFailed,
     Headers,
+    InvalidResponse,
+    InvalidStatus,
+    InvalidURL,
     RequestParser,
     _hixieKeyNumber,
     acceptKey,
+    cookieHeader,
     hixie76Answer,
     negotiate,
+    normalizeVersion,
+    parseSetCookies,
+    parseURL,
 )
 
 #: RFC 6455 section 1.3's example key and its accept value.
@@ -712,9 +709,10 @@ class RoundTripTests(SynchronousTestCase):
         messages: list[bytes],
     ) -> None:
         """
-        With whatever was agreed, what the client compresses (its swapped
-        parameters) the server inflates (its own), and the other way round,
-        message after message (context takeover included).
+        With whatever was agreed, what the client compresses (with its own
+        agreement, local = client_*) the server inflates (its remote =
+        client_*), and the other way round, message after message (context
+        takeover included).
         """
         offer = DeflateOffer(
             clientMaxWindowBits=clientBits,
@@ -730,14 +728,17 @@ class RoundTripTests(SynchronousTestCase):
         response, agreed, _ = serverSide(handshake, compression=config)
         result = handshake.receive(response)
         assert result is not None and agreed is not None and result.compression is not None
-        mine = swapped(result.compression)
-        # Our compressor never uses a larger window than the server inflates.
-        self.assertLessEqual(mine.serverMaxWindowBits, agreed.clientMaxWindowBits)
-        self.assertLessEqual(agreed.serverMaxWindowBits, mine.clientMaxWindowBits)
-        clientDeflater = deflate.Deflater(offer.compressorConfig(), mine)
+        mine = result.compression.agreement("client")
+        theirs = agreed.agreement("server")
+        # Each compressor never uses a larger window than the other end inflates.
+        self.assertLessEqual(mine.localMaxWindowBits, theirs.remoteMaxWindowBits)
+        self.assertLessEqual(theirs.localMaxWindowBits, mine.remoteMaxWindowBits)
+        self.assertEqual(mine.localNoContextTakeover, theirs.remoteNoContextTakeover)
+        self.assertEqual(theirs.localNoContextTakeover, mine.remoteNoContextTakeover)
+        clientDeflater = deflate.Deflater(offer, mine)
         clientInflater = deflate.Inflater(mine, 1 << 20)
-        serverDeflater = deflate.Deflater(config, agreed)
-        serverInflater = deflate.Inflater(agreed, 1 << 20)
+        serverDeflater = deflate.Deflater(config, theirs)
+        serverInflater = deflate.Inflater(theirs, 1 << 20)
         for message in messages:
             self.assertEqual(serverInflater.feed(clientDeflater.compress(message), True), message)
             self.assertEqual(clientInflater.feed(serverDeflater.compress(message), True), message)

@@ -24,7 +24,9 @@ from tests.rawclients import build_frame
 from txratchet.websocket import deflate
 from txratchet.websocket.deflate import (
     TAIL,
+    Agreement,
     CorruptMessage,
+    DeflateOffer,
     DeflateParams,
     Deflater,
     Inflater,
@@ -80,6 +82,20 @@ def params(
     return DeflateParams(
         serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits
     )
+
+
+def agreement(
+    serverNoContextTakeover: bool = False,
+    clientNoContextTakeover: bool = False,
+    serverMaxWindowBits: int = 15,
+    clientMaxWindowBits: int = 15,
+) -> Agreement:
+    """
+    The server's view of L{params}: local = C{server*}, remote = C{client*}.
+    """
+    return params(
+        serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits
+    ).agreement("server")
 
 
 def respond(
@@ -143,7 +159,9 @@ def reader(
 ) -> FrameReader:
     agreed = agreed or params()
     return FrameReader(
-        maxMessageSize, requireMask=requireMask, inflater=Inflater(agreed, maxMessageSize)
+        maxMessageSize,
+        requireMask=requireMask,
+        inflater=Inflater(agreed.agreement("server"), maxMessageSize),
     )
 
 
@@ -525,6 +543,175 @@ class ServerConfigurationTests(SynchronousTestCase):
         )
 
 
+class AgreementTests(SynchronousTestCase):
+    """
+    L{DeflateParams.agreement}: the wire's C{server_*}/C{client_*} names
+    turned into one end's local (our compressor) and remote (the peer's
+    compressor, our decompressor) parameters.
+    """
+
+    ASYMMETRIC = DeflateParams(
+        serverNoContextTakeover=True,
+        clientNoContextTakeover=False,
+        serverMaxWindowBits=9,
+        clientMaxWindowBits=13,
+    )
+
+    def test_server(self) -> None:
+        self.assertEqual(
+            self.ASYMMETRIC.agreement("server"),
+            Agreement(
+                localNoContextTakeover=True,
+                localMaxWindowBits=9,
+                remoteNoContextTakeover=False,
+                remoteMaxWindowBits=13,
+            ),
+        )
+
+    def test_client(self) -> None:
+        self.assertEqual(
+            self.ASYMMETRIC.agreement("client"),
+            Agreement(
+                localNoContextTakeover=False,
+                localMaxWindowBits=13,
+                remoteNoContextTakeover=True,
+                remoteMaxWindowBits=9,
+            ),
+        )
+
+    def test_badSide(self) -> None:
+        self.assertRaises(ValueError, self.ASYMMETRIC.agreement, "peer")
+
+    def test_frozenWithSlots(self) -> None:
+        agreed = self.ASYMMETRIC.agreement("server")
+        self.assertRaises(AttributeError, setattr, agreed, "localMaxWindowBits", 15)
+        self.assertFalse(hasattr(agreed, "__dict__"))
+
+    def test_bothEndsTalk(self) -> None:
+        """
+        Each end compresses with its local window and inflates with its
+        remote one: with asymmetric windows and takeover, both directions
+        round-trip, and the client's compressor really uses the 13-bit
+        window (plain zlib with 13 bits reads it), the server's the 9-bit.
+        """
+        server = self.ASYMMETRIC.agreement("server")
+        client = self.ASYMMETRIC.agreement("client")
+        serverDeflater, serverInflater = Deflater(DEFAULT, server), Inflater(server, 1 << 20)
+        clientDeflater = Deflater(DeflateOffer(), client)
+        clientInflater = Inflater(client, 1 << 20)
+        messages = [os.urandom(200) * 30, b"hello " * 500, b"hello " * 500]
+        down = [serverDeflater.compress(m) for m in messages]
+        up = [clientDeflater.compress(m) for m in messages]
+        self.assertEqual([clientInflater.feed(p, True) for p in down], messages)
+        self.assertEqual([serverInflater.feed(p, True) for p in up], messages)
+        self.assertEqual(clientInflate(down, 9, takeover=False), messages)
+        self.assertEqual(clientInflate(up, 13), messages)
+
+    def test_remoteWindowBoundsInflater(self) -> None:
+        """
+        The remote window is what the decompressor keeps: a client's
+        inflater with remote 9 bits refuses data that refers 10000 bytes
+        back (the server broke the agreement).
+        """
+        message = os.urandom(10000)
+        first, second = clientCompress([message, message], 15)
+        inflater = Inflater(self.ASYMMETRIC.agreement("client"), 1 << 20)
+        self.assertEqual(inflater.feed(first, True), message)
+        self.assertRaises(CorruptMessage, inflater.feed, second, True)
+
+
+class DeflateOfferTests(SynchronousTestCase):
+    """
+    L{DeflateOffer}, the client's side: its offer and the check of the
+    server's answer (RFC 7692 7.1), with the same parameter rules as the
+    server's L{PerMessageDeflate} (one parser for both).
+    """
+
+    def accept(self, answer: str, offer: DeflateOffer | None = None) -> DeflateParams:
+        [(name, answered)] = parseExtensions([answer])
+        self.assertEqual(name, PMD)
+        return (offer or DeflateOffer()).accept(answered)
+
+    def test_serverAnswersItsOwnOffer(self) -> None:
+        """
+        What our server answers to what our client offers is accepted, and
+        both name the same agreement.
+        """
+        for offer in (
+            DeflateOffer(),
+            DeflateOffer(clientMaxWindowBits=10, serverMaxWindowBits=11),
+            DeflateOffer(clientNoContextTakeover=True, serverNoContextTakeover=True),
+        ):
+            for config in (DEFAULT, PerMessageDeflate(serverMaxWindowBits=15, clientMaxWindowBits=9)):
+                agreed = config.negotiate([offer.header()])
+                assert agreed is not None
+                accepted = self.accept(agreed.responseHeader(), offer)
+                for side in ("server", "client"):
+                    self.assertEqual(
+                        accepted.agreement(side), agreed.agreement(side), (offer, config)
+                    )
+
+    def test_defaults(self) -> None:
+        self.assertEqual(self.accept(PMD), DeflateParams(False, False, 15, 15))
+        self.assertEqual(
+            self.accept(PMD, DeflateOffer(clientMaxWindowBits=11, clientNoContextTakeover=True)),
+            DeflateParams(False, True, 15, 11),
+        )
+
+    def test_invalidAnswers(self) -> None:
+        """
+        The rules both sides share: unknown, repeated and valueless or
+        out-of-range parameters; the server declines such an offer
+        (C{None}), the client refuses such an answer (C{ValueError}, saying
+        which).
+        """
+        for params_, message in (
+            ("x=1", "unknown parameter x"),
+            ("server_no_context_takeover; server_no_context_takeover", "repeated"),
+            ("client_no_context_takeover=1", "takes no value"),
+            ("server_max_window_bits", "invalid server_max_window_bits=None"),
+            ("server_max_window_bits=7", "invalid server_max_window_bits=7"),
+            ("client_max_window_bits=16", "invalid client_max_window_bits=16"),
+            ("client_max_window_bits=09", "invalid client_max_window_bits=09"),
+        ):
+            header = f"{PMD}; {params_}"
+            error = self.assertRaises(ValueError, self.accept, header)
+            self.assertIn(message, str(error))
+            if not params_.startswith("client_max_window_bits=1"):
+                self.assertIsNone(DEFAULT.negotiate([header]), header)
+
+    def test_valuelessClientWindowOnlyInOffers(self) -> None:
+        """
+        C{client_max_window_bits} without a value is a client's hint
+        (7.1.2.2): fine in an offer, invalid in an answer.
+        """
+        self.assertIsNotNone(DEFAULT.negotiate([f"{PMD}; client_max_window_bits"]))
+        self.assertRaises(ValueError, self.accept, f"{PMD}; client_max_window_bits")
+
+    def test_notWhatWasOffered(self) -> None:
+        for offer, answer, message in (
+            (DeflateOffer(clientMaxWindowBits=10), "client_max_window_bits=12", "larger than offered"),
+            (DeflateOffer(serverMaxWindowBits=10), "server_max_window_bits=12", "larger than offered"),
+            (DeflateOffer(serverMaxWindowBits=10), "", "server_max_window_bits was asked for"),
+            (DeflateOffer(serverNoContextTakeover=True), "", "server_no_context_takeover was asked"),
+        ):
+            header = f"{PMD}; {answer}" if answer else PMD
+            error = self.assertRaises(ValueError, self.accept, header, offer)
+            self.assertIn(message, str(error))
+
+    def test_compressesWithItsSettings(self) -> None:
+        """
+        L{Deflater} takes the offer itself as its configuration (level and
+        memLevel).
+        """
+        stored = Deflater(DeflateOffer(level=0), agreement()).compress(b"a" * 1000)
+        packed = Deflater(DeflateOffer(level=9), agreement()).compress(b"a" * 1000)
+        self.assertGreater(len(stored), 1000)
+        self.assertLess(len(packed), 50)
+        self.assertIs(deflate.DEFAULT_OFFER, deflate.DEFAULT_OFFER)
+        self.assertEqual(deflate.DEFAULT_OFFER, DeflateOffer())
+
+
 # ---------------------------------------------------------------------------
 # Compression and decompression (RFC 7692 7.2)
 # ---------------------------------------------------------------------------
@@ -545,7 +732,7 @@ class RFCExampleTests(SynchronousTestCase):
         Huffman block, sync flush, tail stripped), with every window.
         """
         for bits in ALL_BITS:
-            deflater = Deflater(DEFAULT, params(serverMaxWindowBits=bits))
+            deflater = Deflater(DEFAULT, agreement(serverMaxWindowBits=bits))
             self.assertEqual(deflater.compress(b"Hello"), HELLO, bits)
         # What plain zlib produces before the tail is stripped.
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
@@ -557,20 +744,20 @@ class RFCExampleTests(SynchronousTestCase):
         (f2 00 11 00 00) unless context takeover is off.
         """
         for bits in range(9, 16):
-            deflater = Deflater(DEFAULT, params(serverMaxWindowBits=bits))
+            deflater = Deflater(DEFAULT, agreement(serverMaxWindowBits=bits))
             self.assertEqual([deflater.compress(b"Hello") for _ in range(2)], [HELLO, HELLO_AGAIN])
             deflater = Deflater(
-                DEFAULT, params(serverNoContextTakeover=True, serverMaxWindowBits=bits)
+                DEFAULT, agreement(serverNoContextTakeover=True, serverMaxWindowBits=bits)
             )
             self.assertEqual([deflater.compress(b"Hello") for _ in range(3)], [HELLO] * 3)
 
     def test_inflateHello(self) -> None:
         for bits in ALL_BITS:
-            inflater = Inflater(params(clientMaxWindowBits=bits), 1000)
+            inflater = Inflater(agreement(clientMaxWindowBits=bits), 1000)
             self.assertEqual(inflater.feed(HELLO, True), b"Hello")
 
     def test_inflateSharedWindow(self) -> None:
-        inflater = Inflater(params(), 1000)
+        inflater = Inflater(agreement(), 1000)
         self.assertEqual(
             [inflater.feed(m, True) for m in (HELLO, HELLO_AGAIN, HELLO_AGAIN, HELLO)],
             [b"Hello"] * 4,
@@ -581,7 +768,7 @@ class RFCExampleTests(SynchronousTestCase):
         A client that agreed to client_no_context_takeover must not refer
         to an earlier message; if it does, the data is corrupt (no history).
         """
-        inflater = Inflater(params(clientNoContextTakeover=True), 1000)
+        inflater = Inflater(agreement(clientNoContextTakeover=True), 1000)
         self.assertEqual(inflater.feed(HELLO, True), b"Hello")
         self.assertEqual(inflater.feed(HELLO, True), b"Hello")
         self.assertRaises(CorruptMessage, inflater.feed, HELLO_AGAIN, True)
@@ -591,14 +778,14 @@ class RFCExampleTests(SynchronousTestCase):
         7.2.3.3: a block with no compression, then the header octet of an
         empty stored block that our appended tail completes.
         """
-        self.assertEqual(Inflater(params(), 1000).feed(HELLO_STORED, True), b"Hello")
+        self.assertEqual(Inflater(agreement(), 1000).feed(HELLO_STORED, True), b"Hello")
 
     def test_inflateBFinal(self) -> None:
         """
         7.2.3.4: a block with BFINAL set, followed by one octet (the header
         of an empty stored block) so that it inflates like the others.
         """
-        inflater = Inflater(params(), 1000)
+        inflater = Inflater(agreement(), 1000)
         self.assertEqual(inflater.feed(HELLO_BFINAL, True), b"Hello")
         # The connection goes on: later messages still inflate.
         self.assertEqual(inflater.feed(HELLO, True), b"Hello")
@@ -613,7 +800,7 @@ class RFCExampleTests(SynchronousTestCase):
         (a stream that simply ends), inflates the same.
         """
         for cut in range(len(HELLO_BFINAL) + 1):
-            inflater = Inflater(params(), 1000)
+            inflater = Inflater(agreement(), 1000)
             pieces = [HELLO_BFINAL[:cut], HELLO_BFINAL[cut:]]
             self.assertEqual(inflateAll(inflater, pieces), b"Hello", cut)
             self.assertEqual(inflater.feed(HELLO, True), b"Hello", cut)
@@ -622,7 +809,7 @@ class RFCExampleTests(SynchronousTestCase):
             [HELLO_BFINAL[:-1], b""],
             [HELLO_BFINAL[:-1], b"", b""],
         ):
-            inflater = Inflater(params(), 1000)
+            inflater = Inflater(agreement(), 1000)
             self.assertEqual(inflateAll(inflater, pieces), b"Hello", pieces)
             self.assertEqual(inflater.feed(HELLO, True), b"Hello", pieces)
 
@@ -633,13 +820,13 @@ class RFCExampleTests(SynchronousTestCase):
         c1 = zlib.compressobj(6, zlib.DEFLATED, -15)
         c2 = zlib.compressobj(6, zlib.DEFLATED, -15)
         payload = c1.compress(b"Hello, ") + c1.flush() + c2.compress(b"world") + c2.flush()
-        self.assertEqual(Inflater(params(), 1000).feed(payload, True), b"Hello, world")
+        self.assertEqual(Inflater(agreement(), 1000).feed(payload, True), b"Hello, world")
 
     def test_inflateTwoBlocks(self) -> None:
         """
         7.2.3.5: two DEFLATE blocks in one message.
         """
-        self.assertEqual(Inflater(params(), 1000).feed(HELLO_TWO_BLOCKS, True), b"Hello")
+        self.assertEqual(Inflater(agreement(), 1000).feed(HELLO_TWO_BLOCKS, True), b"Hello")
 
     def test_emptyFragment(self) -> None:
         """
@@ -647,7 +834,7 @@ class RFCExampleTests(SynchronousTestCase):
         in a non-final fragment) ends the message with a final fragment
         holding 00: an empty stored block, tail stripped.
         """
-        inflater = Inflater(params(), 1000)
+        inflater = Inflater(agreement(), 1000)
         self.assertEqual(inflateAll(inflater, [HELLO_FLUSHED, EMPTY_BLOCK]), b"Hello")
         self.assertEqual(inflater.feed(HELLO_AGAIN, True), b"Hello")
 
@@ -658,18 +845,18 @@ class RFCExampleTests(SynchronousTestCase):
         zlib cannot tell us so at once; the broken stream is caught by the
         next message (with context takeover; without it nothing is kept).
         """
-        inflater = Inflater(params(), 1000)
+        inflater = Inflater(agreement(), 1000)
         self.assertEqual(inflateAll(inflater, [HELLO_FLUSHED, b""]), b"Hello")
         self.assertRaises(CorruptMessage, inflater.feed, HELLO, True)
-        inflater = Inflater(params(clientNoContextTakeover=True), 1000)
+        inflater = Inflater(agreement(clientNoContextTakeover=True), 1000)
         self.assertEqual(inflateAll(inflater, [HELLO_FLUSHED, b""]), b"Hello")
         self.assertEqual(inflater.feed(HELLO, True), b"Hello")
 
     def test_emptyMessage(self) -> None:
-        deflater = Deflater(DEFAULT, params())
+        deflater = Deflater(DEFAULT, agreement())
         self.assertEqual(deflater.compress(b""), EMPTY_BLOCK)
         for payload in (EMPTY_BLOCK, b""):
-            self.assertEqual(Inflater(params(), 1000).feed(payload, True), b"")
+            self.assertEqual(Inflater(agreement(), 1000).feed(payload, True), b"")
 
     def test_rfcFrames(self) -> None:
         """
@@ -720,7 +907,7 @@ class RoundTripTests(SynchronousTestCase):
         agreed to no context takeover, each message alone.
         """
         config = PerMessageDeflate(level=level)
-        agreed = params(serverNoContextTakeover=noTakeover, serverMaxWindowBits=bits)
+        agreed = agreement(serverNoContextTakeover=noTakeover, serverMaxWindowBits=bits)
         deflater = Deflater(config, agreed)
         payloads = [deflater.compress(m) for m in messages]
         self.assertEqual(clientInflate(payloads, bits), messages)
@@ -733,7 +920,7 @@ class RoundTripTests(SynchronousTestCase):
         """
         What an RFC 7692 zlib client sends inflates, whole or cut anywhere.
         """
-        agreed = params(clientNoContextTakeover=noTakeover, clientMaxWindowBits=bits)
+        agreed = agreement(clientNoContextTakeover=noTakeover, clientMaxWindowBits=bits)
         inflater = Inflater(agreed, 1 << 20)
         for message, payload in zip(
             messages, clientCompress(messages, bits, takeover=not noTakeover), strict=True
@@ -754,7 +941,7 @@ class RoundTripTests(SynchronousTestCase):
         further back than 250 bytes.
         """
         self.assertRaises(ValueError, zlib.compressobj, 6, zlib.DEFLATED, -8)
-        inflater = Inflater(params(clientMaxWindowBits=8), 1 << 20)
+        inflater = Inflater(agreement(clientMaxWindowBits=8), 1 << 20)
         for message, payload in zip(messages, clientCompress(messages, 9), strict=True):
             self.assertEqual(inflater.feed(payload, True), message)
 
@@ -765,7 +952,7 @@ class RoundTripTests(SynchronousTestCase):
         """
         agreed = DEFAULT.negotiate([f"{PMD}; server_max_window_bits=8"])
         self.assertEqual(agreed.serverMaxWindowBits, 8)
-        deflater = Deflater(DEFAULT, agreed)
+        deflater = Deflater(DEFAULT, agreed.agreement("server"))
         messages = [os.urandom(300) * 20, b"abcdefgh" * 1000, os.urandom(5000)] * 2
         payloads = [deflater.compress(m) for m in messages]
         self.assertEqual(clientInflate(payloads, 8), messages)
@@ -774,7 +961,7 @@ class RoundTripTests(SynchronousTestCase):
     def test_roundTripOurselves(self) -> None:
         for bits in range(9, 16):
             for noTakeover in (False, True):
-                agreed = params(noTakeover, noTakeover, bits, bits)
+                agreed = agreement(noTakeover, noTakeover, bits, bits)
                 deflater = Deflater(DEFAULT, agreed)
                 inflater = Inflater(agreed, 1 << 22)
                 for message in (b"", b"x", os.urandom(70000), b"abc" * 100000):
@@ -782,7 +969,7 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_largeCompressible(self) -> None:
         message = b"The quick brown fox jumps over the lazy dog. " * 50000
-        payload = Deflater(DEFAULT, params()).compress(message)
+        payload = Deflater(DEFAULT, agreement()).compress(message)
         self.assertLess(len(payload), len(message) // 50)
         self.assertEqual(clientInflate([payload], 12), [message])
 
@@ -804,13 +991,13 @@ class InflaterLimitTests(SynchronousTestCase):
     def test_exactlyAtLimit(self) -> None:
         message = b"a" * 100000
         [payload] = clientCompress([message])
-        self.assertEqual(Inflater(params(), 100000).feed(payload, True), message)
-        self.assertRaises(MessageTooBig, Inflater(params(), 99999).feed, payload, True)
+        self.assertEqual(Inflater(agreement(), 100000).feed(payload, True), message)
+        self.assertRaises(MessageTooBig, Inflater(agreement(), 99999).feed, payload, True)
 
     def test_limitAcrossPieces(self) -> None:
         message = os.urandom(50) * 2000
         [payload] = clientCompress([message])
-        inflater = Inflater(params(), len(message) - 1)
+        inflater = Inflater(agreement(), len(message) - 1)
         with self.assertRaises(MessageTooBig):
             for i in range(0, len(payload), 10):
                 inflater.feed(payload[i : i + 10], i + 10 >= len(payload))
@@ -820,13 +1007,13 @@ class InflaterLimitTests(SynchronousTestCase):
         The count starts over with every message, with context takeover.
         """
         messages = [b"b" * 60000] * 5
-        inflater = Inflater(params(), 60000)
+        inflater = Inflater(agreement(), 60000)
         for message, payload in zip(messages, clientCompress(messages), strict=True):
             self.assertEqual(inflater.feed(payload, True), message)
 
     def test_corrupt(self) -> None:
         for payload in CORRUPT:
-            self.assertRaises(CorruptMessage, Inflater(params(), 1000).feed, payload, True)
+            self.assertRaises(CorruptMessage, Inflater(agreement(), 1000).feed, payload, True)
 
     def test_window(self) -> None:
         """
@@ -838,10 +1025,10 @@ class InflaterLimitTests(SynchronousTestCase):
         message = os.urandom(10000)
         first, second = clientCompress([message, message], 15)
         self.assertLess(len(second), 100)
-        inflater = Inflater(params(clientMaxWindowBits=9), 1 << 20)
+        inflater = Inflater(agreement(clientMaxWindowBits=9), 1 << 20)
         self.assertEqual(inflater.feed(first, True), message)
         self.assertRaises(CorruptMessage, inflater.feed, second, True)
-        inflater = Inflater(params(), 1 << 20)
+        inflater = Inflater(agreement(), 1 << 20)
         self.assertEqual([inflater.feed(p, True) for p in (first, second)], [message] * 2)
 
 
@@ -861,7 +1048,7 @@ class MemoryTests(SynchronousTestCase):
             tracemalloc.stop()
 
     def test_defaultConfiguration(self) -> None:
-        agreed = DEFAULT.negotiate([f"{PMD}; client_max_window_bits"])
+        agreed = DEFAULT.negotiate([f"{PMD}; client_max_window_bits"]).agreement("server")
         message = os.urandom(3000) + b"a" * 5000
         [payload] = clientCompress([message])
 
@@ -884,7 +1071,7 @@ class MemoryTests(SynchronousTestCase):
 
     def test_largestConfiguration(self) -> None:
         config = PerMessageDeflate(serverMaxWindowBits=15, memLevel=8)
-        agreed = config.negotiate([PMD])
+        agreed = config.negotiate([PMD]).agreement("server")
 
         def compressor():
             d = Deflater(config, agreed)
@@ -901,7 +1088,7 @@ class MemoryTests(SynchronousTestCase):
         No zlib state before the first message; none kept after each one
         without context takeover.
         """
-        agreed = params(True, True, 15, 15)
+        agreed = agreement(True, True, 15, 15)
         size, _ = self.measure(lambda: (Deflater(DEFAULT, agreed), Inflater(agreed, 1 << 20)))
         self.assertLess(size, 2048)
 

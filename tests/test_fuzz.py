@@ -14,9 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from txratchet.client.handshake import ClientHandshake, HandshakeFailed
 from txratchet.websocket import deflate, hixie76, rfc6455
-from txratchet.websocket.handshake import HandshakeError, RequestParser, negotiate
+from txratchet.websocket.handshake import (
+    ClientHandshake,
+    HandshakeError,
+    HandshakeFailed,
+    RequestParser,
+    negotiate,
+)
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -63,7 +68,7 @@ class FrameReaderFuzz(SynchronousTestCase):
     @SETTINGS
     @given(noise, st.lists(st.integers(0, 2000), max_size=8))
     def test_rfc6455WithInflater(self, data, points):
-        params = deflate.DeflateParams(False, False, 15, 15)
+        params = deflate.DeflateParams(False, False, 15, 15).agreement("server")
 
         def make():
             return rfc6455.FrameReader(

@@ -21,15 +21,19 @@ from txratchet.websocket.handshake import (
     SUPPORTED_VERSIONS_HEADER,
     VERSIONS,
     Accepted,
+    ClientHandshake,
     HandshakeError,
     Headers,
+    InvalidResponse,
     Request,
     RequestParser,
+    ResponseParser,
     acceptKey,
     chooseSubprotocol,
     errorResponse,
     hixie76Answer,
     httpResponse,
+    isRequestLineStart,
     negotiate,
     parseCookies,
 )
@@ -678,6 +682,222 @@ class RequestParserTests(SynchronousTestCase):
         assert result is not None
         self.assertEqual(result.body, HIXIE_KEY3)
         self.assertEqual(rest, frames)
+
+
+def fieldsOf(head: Request | tuple[int, str, Headers] | None) -> Headers:
+    """
+    The fields of a request or of a response head.
+    """
+    assert head is not None
+    return head[2] if isinstance(head, tuple) else head.headers
+
+
+#: A response head as a server sends it.
+RESPONSE_HEAD = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: " + RFC_ACCEPT.encode() + b"\r\n"
+    b"\r\n"
+)
+
+
+class HeadParserTests(SynchronousTestCase):
+    """
+    L{http11.HeadParser}: one parser for request heads (L{RequestParser},
+    the server's) and response heads (L{ResponseParser}, the client's),
+    with the same limits and field checks; only the start line's grammar
+    and the error each side raises differ.
+    """
+
+    #: Each kind: its parser, a valid head, and the exception it raises.
+    KINDS = (
+        (RequestParser, hybiRequestBytes(), HandshakeError),
+        (ResponseParser, RESPONSE_HEAD, InvalidResponse),
+    )
+
+    def test_sameHeadWholeOrCut(self) -> None:
+        """
+        Whole or cut anywhere, the same fields.
+        """
+        for parser, raw, _ in self.KINDS:
+            data = raw + b"rest"
+            head = parser().feed(data)
+            for cut in range(1, len(data)):
+                p = parser()
+                first = p.feed(data[:cut])
+                self.assertEqual(first is None, cut < len(raw), cut)
+                self.assertIsNotNone(p.feed(data[cut:]))
+                self.assertEqual(list(fieldsOf(p.head)), list(fieldsOf(head)))
+
+    def test_responseHead(self) -> None:
+        parser = ResponseParser()
+        head = parser.feed(RESPONSE_HEAD + b"\x81\x00")
+        assert head is not None
+        status, phrase, headers = head
+        self.assertEqual((status, phrase), (101, "Switching Protocols"))
+        self.assertEqual(headers.get("sec-websocket-accept"), RFC_ACCEPT)
+        self.assertEqual(bytes(parser.buffer), b"\x81\x00")
+        self.assertEqual(parser.feed(b"more"), head)
+        self.assertEqual(bytes(parser.buffer), b"\x81\x00more")
+        refusal = ResponseParser().feed(b"HTTP/1.0 403\r\n\r\n")
+        assert refusal is not None
+        self.assertEqual((refusal[0], refusal[1], len(refusal[2])), (403, "", 0))
+
+    def test_sizeLimit(self) -> None:
+        """
+        A head of exactly C{maxSize} bytes passes; one more byte is refused,
+        whole or as it arrives without its end.
+        """
+        for parser, raw, error in self.KINDS:
+            size = len(raw)
+            self.assertIsNotNone(parser(maxSize=size).feed(raw))
+            over = raw.replace(b"Upgrade: websocket", b"Upgrade: websocket ")
+            caught = self.assertRaises(error, parser(maxSize=size).feed, over)
+            self.assertIn("larger than %d bytes" % size, str(caught))
+            p = parser(maxSize=size)
+            p.feed(raw[: raw.index(b"\r\n") + 2] + b"X: ")
+            with self.assertRaises(error) as ended:
+                for _ in range(size):
+                    p.feed(b"a" * 7)
+            self.assertIn("larger than %d bytes" % size, str(ended.exception))
+
+    def test_fieldLimit(self) -> None:
+        """
+        C{maxHeaders} fields pass, one more is refused, whole or cut
+        anywhere.
+        """
+        for parser, raw, error in self.KINDS:
+            count = raw.count(b"\r\n") - 2
+            for cut in range(0, len(raw) + 1, 5):
+                p = parser(maxHeaders=count)
+                if p.feed(raw[:cut]) is None:
+                    self.assertIsNotNone(p.feed(raw[cut:]))
+            more = raw[:-2] + b"X: y\r\n\r\n"
+            for cut in range(0, len(more) + 1, 5):
+                p = parser(maxHeaders=count)
+                with self.assertRaises(error) as caught:
+                    p.feed(more[:cut])
+                    p.feed(more[cut:])
+                self.assertIn("More than %d header fields" % count, str(caught.exception))
+
+    def test_badFieldLines(self) -> None:
+        """
+        Both sides refuse obs-fold, names that are not tokens, a missing
+        colon, and CR, LF or NUL inside a value (RFC 9110 5.5, 9112 5).
+        """
+        for parser, raw, error in self.KINDS:
+            for line, message in (
+                (b" Folded: x", "folding"),
+                (b"\tFolded: x", "folding"),
+                (b"NoColon", "Malformed header line"),
+                (b": empty name", "Malformed header line"),
+                (b"Bad Name: x", "Malformed header line"),
+                (b"Bad\xe9: x", "Malformed header line"),
+                (b"X: a\rb", "Malformed header line"),
+                (b"X: a\nb", "Malformed header line"),
+                (b"X: a\x00b", "Malformed header line"),
+            ):
+                bad = raw[:-2] + line + b"\r\n\r\n"
+                caught = self.assertRaises(error, parser().feed, bad)
+                self.assertIn(message, str(caught), (parser, line))
+
+    def test_cleanHeadValuesKept(self) -> None:
+        """
+        Values keep inner spaces, colons, tabs and latin-1; only the
+        surrounding white space goes.
+        """
+        for parser, raw, _ in self.KINDS:
+            head = parser().feed(raw[:-2] + b"X-A: \t a: b\tc \xe9 \t\r\n\r\n")
+            self.assertEqual(fieldsOf(head).get("x-a"), "a: b\tc \xe9")
+
+    def test_notAStartLineRefusedAtOnce(self) -> None:
+        """
+        What cannot begin the kind's start line is refused as soon as it
+        arrives; a request line is not a status line and the other way round.
+        """
+        for parser, raw, error in self.KINDS:
+            other = RESPONSE_HEAD if parser is RequestParser else hybiRequestBytes()
+            for noise in (other[:12], b"\x16\x03\x01\x02\x00", b" " + raw[:10]):
+                self.assertRaises(error, parser().feed, noise)
+                p = parser()
+                with self.assertRaises(error):
+                    for i in range(len(noise)):
+                        p.feed(noise[i : i + 1])
+
+    def test_statusLinePrefixesWait(self) -> None:
+        line = b"HTTP/1.1 403 Forbidden by the rules\r\n"
+        for i in range(1, len(line) + 1):
+            self.assertIsNone(ResponseParser().feed(line[:i]), line[:i])
+        for bad in (
+            b"HTTP/1.1 1011",
+            b"HTTP/1.1 101 a\x00b",
+            b"HTTP/1.1 101 a\rb",
+            b"HTTP/2 101",
+            b"http/1.1 101",
+        ):
+            self.assertRaises(InvalidResponse, ResponseParser().feed, bad)
+
+    def test_statusInResponseErrors(self) -> None:
+        """
+        A client's error carries the status once the status line was read.
+        """
+        caught = self.assertRaises(
+            InvalidResponse, ResponseParser().feed, b"HTTP/1.1 403 No\r\n X: folded\r\n\r\n"
+        )
+        self.assertEqual(caught.status, 403)
+        caught = self.assertRaises(InvalidResponse, ResponseParser().feed, b"ICY 200 OK\r\n\r\n")
+        self.assertIsNone(caught.status)
+        self.assertIn("Malformed status line: 'ICY 200 OK'", str(caught))
+
+    def test_requestStatuses(self) -> None:
+        """
+        A server's refusals: 431 for the limits, 505 for another HTTP
+        major version (before the fields are read), 400 for the rest.
+        """
+        for raw, status, kwargs in (
+            (hybiRequestBytes(), 431, {"maxSize": 20}),
+            (hybiRequestBytes(), 431, {"maxHeaders": 2}),
+            (b"GET / HTTP/2.0\r\nBad Name: x\r\n\r\n", 505, {}),
+            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400, {}),
+            (b"GET /\r\n\r\n", 400, {}),
+            (b"\x16\x03", 400, {}),
+        ):
+            caught = self.assertRaises(HandshakeError, RequestParser(**kwargs).feed, raw)
+            self.assertEqual(caught.status, status, raw)
+
+
+class IsRequestLineStartTests(SynchronousTestCase):
+    def test_prefixes(self) -> None:
+        line = b"GET /chat?x=1 HTTP/1.1"
+        for i in range(1, len(line) + 1):
+            self.assertTrue(isRequestLineStart(line[:i]), line[:i])
+        self.assertTrue(isRequestLineStart(line + b"\r"))
+        for bad in (b" GET", b"GET  /", b"GET / HTTP/1.1 ", b"\x16\x03", b"M" * 33, b"GET /\x00"):
+            self.assertFalse(isRequestLineStart(bad), bad)
+
+
+class SharedHixie76AnswerTests(SynchronousTestCase):
+    """
+    One Hixie-76 implementation for both sides: the client's keys are
+    what the server's parser reads, and the answer the client expects is
+    the one the server's L{negotiate} sends (both from L{hixie76Answer}).
+    """
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.integers(min_value=0, max_value=2**32))
+    def test_clientAndServerAgree(self, seed: int) -> None:
+        client = ClientHandshake(
+            "ws://example.com/demo", version="hixie-76", randomSource=random.Random(seed)
+        )
+        request = parse(client.data)
+        key1 = request.headers.get("sec-websocket-key1")
+        key2 = request.headers.get("sec-websocket-key2")
+        assert key1 is not None and key2 is not None
+        self.assertEqual(request.body, client.body)
+        answer = negotiate(request).response[-16:]
+        self.assertEqual(answer, hixie76Answer(key1, key2, client.body))
+        self.assertEqual(answer, client._expected)
 
 
 class AcceptKeyTests(SynchronousTestCase):

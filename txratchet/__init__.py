@@ -52,28 +52,22 @@ __all__ = [
     "WebSocketConnection",
 ]
 
-#: Plumbing this package used to export, by where it lives now.
-_MOVED = {
-    "Connection": "txratchet.connection",
-    "TransportConnection": "txratchet.connection",
-    "execute": "txratchet.commands",
-}
-
-
 if not TYPE_CHECKING:  # for type checkers, the old names are simply gone
 
     def __getattr__(name: str) -> object:
         # Module attribute lookup (PEP 562): only names not defined above
         # get here, so this costs the public ones nothing.
-        module = _MOVED.get(name)
-        if module is None:
-            raise AttributeError(f"module 'txratchet' has no attribute {name!r}")
-        import importlib
         import warnings
 
+        if name == "execute":
+            from txratchet import commands as module
+        elif name in ("Connection", "TransportConnection"):
+            from txratchet import connection as module
+        else:
+            raise AttributeError(f"module 'txratchet' has no attribute {name!r}")
         warnings.warn(
-            f"txratchet.{name} is plumbing, not public API: import it from {module}",
+            f"txratchet.{name} is plumbing, not public API: import it from {module.__name__}",
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(importlib.import_module(module), name)
+        return vars(module)[name]

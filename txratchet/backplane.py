@@ -28,7 +28,7 @@ class IBackplane(Interface):
     Publish/subscribe between processes. Channels and payloads are C{str}.
     """
 
-    def publish(channel: str, payload: str) -> Deferred[Any]:
+    def publish(channel: str, payload: str) -> Deferred[None]:
         """
         Deliver C{payload} to every subscriber of C{channel}, in every
         process (this one included).
@@ -42,6 +42,12 @@ class IBackplane(Interface):
     def unsubscribe(channel: str, callback: Callback) -> None:
         """
         Stop calling C{callback} for C{channel}.
+        """
+
+    def close() -> Deferred[None] | None:
+        """
+        Disconnect for good, quietly (a server's shutdown calls it once
+        its connections are closed); a Deferred fires when that is done.
         """
 
 
@@ -87,7 +93,7 @@ class InProcessBackplane:
     def __init__(self) -> None:
         self._subscriptions = _Subscriptions()
 
-    def publish(self, channel: str, payload: str) -> Deferred[Any]:
+    def publish(self, channel: str, payload: str) -> Deferred[None]:
         self._subscriptions.deliver(channel, payload)
         return succeed(None)
 
@@ -96,6 +102,11 @@ class InProcessBackplane:
 
     def unsubscribe(self, channel: str, callback: Callback) -> None:
         self._subscriptions.remove(channel, callback)
+
+    def close(self) -> None:
+        """
+        Nothing to disconnect.
+        """
 
 
 @implementer(IBackplane)
@@ -131,7 +142,7 @@ class RedisBackplane:
         self._subscriber = redis.Subscriber(
             host, port, password, self._deliver, self._channels, self._health
         )
-        self._stopped: Deferred[Any] | None = None
+        self._stopped: Deferred[None] | None = None
         # The reactor closes every connection as it stops: not a loss to report.
         self._reactor = reactor
         self._trigger = reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
@@ -148,7 +159,7 @@ class RedisBackplane:
         if channel.startswith(self.prefix):
             self._subscriptions.deliver(channel[len(self.prefix):], payload)
 
-    def publish(self, channel: str, payload: str) -> Deferred[Any]:
+    def publish(self, channel: str, payload: str) -> Deferred[None]:
         """
         Publish C{payload}; the Deferred fires with C{None} once Redis took
         it, or at once when Redis is not connected (the message is lost).
@@ -164,8 +175,7 @@ class RedisBackplane:
                     channel=channel, address=self.address, error=f.getErrorMessage(),
                 )
 
-        d.addCallbacks(lambda _: None, failed)
-        return d
+        return d.addCallbacks(lambda _: None, failed)
 
     def subscribe(self, channel: str, callback: Callback) -> None:
         """
@@ -184,7 +194,7 @@ class RedisBackplane:
         if self._subscriptions.remove(channel, callback):
             self._subscriber.unsubscribe(self.prefix + channel)
 
-    def stop(self) -> Deferred[Any]:
+    def stop(self) -> Deferred[None]:
         """
         Disconnect from Redis for good, quietly (no "connection lost"
         warning): for a service's C{stopService}. Idempotent.

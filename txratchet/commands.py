@@ -9,12 +9,13 @@ connection's work is done. L{execute} runs a handler's result.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+
+from txratchet.interfaces import IConnection
 
 log = Logger()
 
@@ -30,7 +31,7 @@ class Command:
         raise NotImplementedError()
 
     @property
-    def connections(self) -> Iterable[Any]:
+    def connections(self) -> Iterable[IConnection]:
         """
         The connections this command acts on (to report its failures).
         """
@@ -44,7 +45,7 @@ class SendMessage(Command):
 
     __slots__ = ("conn", "message")
 
-    def __init__(self, conn: Any, message: str | bytes) -> None:
+    def __init__(self, conn: IConnection, message: str | bytes) -> None:
         self.conn = conn
         self.message = message
 
@@ -52,7 +53,7 @@ class SendMessage(Command):
         self.conn.send(self.message)
 
     @property
-    def connections(self) -> Iterable[Any]:
+    def connections(self) -> Iterable[IConnection]:
         return (self.conn,)
 
     def __repr__(self) -> str:
@@ -67,7 +68,7 @@ class CloseConnection(Command):
 
     __slots__ = ("code", "conn", "reason")
 
-    def __init__(self, conn: Any, code: int = 1000, reason: str = "") -> None:
+    def __init__(self, conn: IConnection, code: int = 1000, reason: str = "") -> None:
         self.conn = conn
         self.code = code
         self.reason = reason
@@ -76,7 +77,7 @@ class CloseConnection(Command):
         self.conn.close(self.code, self.reason)
 
     @property
-    def connections(self) -> Iterable[Any]:
+    def connections(self) -> Iterable[IConnection]:
         return (self.conn,)
 
     def __repr__(self) -> str:
@@ -121,6 +122,18 @@ class Composite(Command):
         return f"Composite({list(self._queue)!r})"
 
 
+def _reporter(conn: object) -> Callable[[Failure], None] | None:
+    """
+    What reports a failure to C{conn}'s application: the C{reportError} of
+    txratchet's connections; C{None} for anything else (a test's stand-in,
+    no connection at all), whose failures are logged.
+    """
+    # On failures only; txratchet.connection imports this module.
+    from txratchet.connection import Connection
+
+    return conn.reportError if isinstance(conn, Connection) else None
+
+
 def reportFailure(command: Command, failure: Failure) -> None:
     """
     Hand C{failure} to the application of each connection C{command} acted
@@ -128,7 +141,7 @@ def reportFailure(command: Command, failure: Failure) -> None:
     """
     reported = False
     for conn in command.connections:
-        report = getattr(conn, "reportError", None)
+        report = _reporter(conn)
         if report is not None:
             report(failure)
             reported = True
@@ -136,7 +149,7 @@ def reportFailure(command: Command, failure: Failure) -> None:
         log.failure("Command {command!r} failed", failure, command=command)
 
 
-def execute(result: object, conn: Any = None) -> None:
+def execute(result: object, conn: IConnection | None = None) -> None:
     """
     Carry out what a handler returned: a L{Command}, a L{Deferred} that
     fires with one, or C{None}.
@@ -173,8 +186,8 @@ def execute(result: object, conn: Any = None) -> None:
         )
 
 
-def _deferredFailed(failure: Failure, conn: Any) -> None:
-    report = getattr(conn, "reportError", None)
+def _deferredFailed(failure: Failure, conn: IConnection | None) -> None:
+    report = _reporter(conn)
     if report is not None:
         report(failure)
     else:

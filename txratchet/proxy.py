@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.address import IPv4Address, IPv6Address
+
+if TYPE_CHECKING:
+    from txratchet.websocket.http11 import Headers
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -132,7 +135,7 @@ def _forwardedFor(value: str) -> list[str]:
     return hops
 
 
-def forwardedChain(headers: Any, header: str = DEFAULT_PROXY_HEADER) -> list[str]:
+def forwardedChain(headers: Headers, header: str = DEFAULT_PROXY_HEADER) -> list[str]:
     """
     The client addresses recorded in C{header} (and only there), leftmost
     first.
@@ -146,7 +149,7 @@ def forwardedChain(headers: Any, header: str = DEFAULT_PROXY_HEADER) -> list[str
 
 def clientAddress(
     peerHost: str,
-    headers: Any,
+    headers: Headers,
     trusted: Sequence[Network],
     header: str = DEFAULT_PROXY_HEADER,
 ) -> str | None:

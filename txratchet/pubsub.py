@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from txratchet.application import Application
 from txratchet.backplane import IBackplane, InProcessBackplane
 from txratchet.components.base import Decorator
+from txratchet.connection import Connection
 from txratchet.errors import InvalidTopic as InvalidTopic
 from txratchet.errors import MessageTooLarge as MessageTooLarge
 from txratchet.errors import TooManySubscriptions as TooManySubscriptions
@@ -64,18 +65,18 @@ _WARN_EVERY = 10.0
 #: Who may do something to a topic: C{True} (everyone), C{False} or
 #: C{None} (no one), topic names (a C{str} or a collection of them), or a
 #: C{(conn, topic) -> bool} callable.
-Permission = bool | None | str | Iterable[str] | Callable[[Any, str], bool]
+Permission = bool | None | str | Iterable[str] | Callable[[IConnection, str], bool]
 
 
-def _deny(conn: Any, topic: str) -> bool:
+def _deny(conn: IConnection, topic: str) -> bool:
     return False
 
 
-def _allow(conn: Any, topic: str) -> bool:
+def _allow(conn: IConnection, topic: str) -> bool:
     return True
 
 
-def _rule(rule: Permission) -> Callable[[Any, str], bool]:
+def _rule(rule: Permission) -> Callable[[IConnection, str], bool]:
     """
     A C{(conn, topic) -> bool} callable for a L{Permission}.
     """
@@ -94,7 +95,7 @@ def _rule(rule: Permission) -> Callable[[Any, str], bool]:
     return lambda conn, topic: topic in names
 
 
-def _compactJSON(obj: Any) -> str:
+def _compactJSON(obj: object) -> str:
     """
     C{obj} as compact JSON, UTF-8 characters as they are (a C{\\u00e9}
     escape takes 6 bytes, C{é} 2); text with lone surrogates, which UTF-8
@@ -125,12 +126,16 @@ def _utf8Size(text: str) -> int | None:
         return None
 
 
-def defaultUserOf(conn: Any) -> str | None:
+def defaultUserOf(conn: IConnection) -> str | None:
     """
     The user of a connection: C{conn.session["user"]} (or C{["name"]}) when
     a L{txratchet.components.SessionProvider} loaded a session, else
     C{None}.
     """
+    # conn.session is there only when a SessionProvider is in the stack
+    # (it adds it to each connection), and the session is whatever the
+    # store keeps (a dict, a twisted.web session ...): both looked up by
+    # name, as the application itself would.
     session = getattr(conn, "session", None)
     if session is None:
         return None
@@ -178,7 +183,7 @@ class Hub(Decorator):
         self,
         app: IApplication | None = None,
         backplane: IBackplane | None = None,
-        userOf: Callable[[Any], str | None] = defaultUserOf,
+        userOf: Callable[[IConnection], str | None] = defaultUserOf,
         allowPublish: Permission = False,
         allowSubscribe: Permission = False,
         wire: bool = True,
@@ -195,17 +200,17 @@ class Hub(Decorator):
         self.maxSubscriptions = maxSubscriptions
         self.maxTopicLength = maxTopicLength
         self.maxMessageSize = maxMessageSize
-        self._members: dict[str, set[Any]] = {}  # channel -> local connections
-        self._channelsOf: dict[Any, set[str]] = {}  # connection -> its channels
-        self._connId: dict[Any, str] = {}  # connection -> id, while it has channels
+        self._members: dict[str, set[IConnection]] = {}  # channel -> local connections
+        self._channelsOf: dict[IConnection, set[str]] = {}  # connection -> its channels
+        self._connId: dict[IConnection, str] = {}  # connection -> id, while it has channels
         # Closed connections, so that nothing re-registers them (an
         # application broadcasting from onClose): weak, so it holds nothing.
-        self._gone: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._gone: weakref.WeakSet[IConnection] = weakref.WeakSet()
         self._invalid = 0  # invalid backplane messages not yet reported
         self._warnedAt: float | None = None
 
     @property
-    def allowPublish(self) -> Callable[[Any, str], bool]:
+    def allowPublish(self) -> Callable[[IConnection, str], bool]:
         return self._allowPublish
 
     @allowPublish.setter
@@ -213,7 +218,7 @@ class Hub(Decorator):
         self._allowPublish = _rule(rule)
 
     @property
-    def allowSubscribe(self) -> Callable[[Any, str], bool]:
+    def allowSubscribe(self) -> Callable[[IConnection, str], bool]:
         return self._allowSubscribe
 
     @allowSubscribe.setter
@@ -248,13 +253,13 @@ class Hub(Decorator):
         """
         self._leave(conn, "topic:" + topic)
 
-    def subscribers(self, topic: str) -> set[Any]:
+    def subscribers(self, topic: str) -> set[IConnection]:
         """
         The connections of this process subscribed to C{topic}.
         """
         return set(self._members.get("topic:" + topic, ()))
 
-    def publish(self, topic: str, data: Any) -> Deferred[Any]:
+    def publish(self, topic: str, data: object) -> Deferred[None]:
         """
         Send C{data} (anything JSON can encode) to every subscriber of
         C{topic}, in every process, as C{{"type": "message", "topic": ...,
@@ -267,7 +272,7 @@ class Hub(Decorator):
         text = self._message({"type": "message", "topic": topic, "data": data})
         return self.backplane.publish("topic:" + topic, _compactJSON({"text": text}))
 
-    def sendToUser(self, user: str, data: Any) -> Deferred[Any]:
+    def sendToUser(self, user: str, data: object) -> Deferred[None]:
         """
         Send C{data} to every connection of C{user} (see C{userOf}), in
         every process, as C{{"type": "message", "user": ..., "data": ...}}.
@@ -281,7 +286,7 @@ class Hub(Decorator):
 
     def broadcast(
         self, topic: str, message: str | bytes, exclude: IConnection | None = None
-    ) -> Deferred[Any]:
+    ) -> Deferred[None]:
         """
         Send C{message} as it is (no JSON envelope: text or binary) to every
         subscriber of C{topic} in every process, except C{exclude}.
@@ -291,7 +296,7 @@ class Hub(Decorator):
         @raise ValueError: C{message} is text that UTF-8 cannot carry.
         """
         self._checkTopic(topic)
-        envelope: dict[str, Any]
+        envelope: dict[str, str]
         if isinstance(message, str):
             size = _utf8Size(message)
             if size is None:
@@ -310,7 +315,7 @@ class Hub(Decorator):
                 envelope["exclude"] = ident
         return self.backplane.publish("topic:" + topic, _compactJSON(envelope))
 
-    def publishFromThread(self, topic: str, data: Any) -> None:
+    def publishFromThread(self, topic: str, data: object) -> None:
         """
         L{publish} from a thread other than the reactor's (a WSGI view).
 
@@ -351,7 +356,7 @@ class Hub(Decorator):
                 f"Message too large ({size} bytes; at most {self.maxMessageSize})"
             )
 
-    def _message(self, obj: dict[str, Any]) -> str:
+    def _message(self, obj: dict[str, object]) -> str:
         """
         The text peers will get for C{obj}, within C{maxMessageSize}.
         """
@@ -359,12 +364,12 @@ class Hub(Decorator):
         self._checkSize(len(text) if text.isascii() else len(text.encode("utf-8")))
         return text
 
-    def _topicCount(self, conn: Any) -> int:
+    def _topicCount(self, conn: IConnection) -> int:
         return sum(1 for c in self._channelsOf.get(conn, ()) if c.startswith("topic:"))
 
     # -- Channels --------------------------------------------------------------
 
-    def _join(self, conn: Any, channel: str) -> None:
+    def _join(self, conn: IConnection, channel: str) -> None:
         if conn in self._gone:
             return
         members = self._members.get(channel)
@@ -379,7 +384,7 @@ class Hub(Decorator):
             self._connId[conn] = f"{_PROCESS}-{next(_ids)}"
         channels.add(channel)
 
-    def _leave(self, conn: Any, channel: str) -> None:
+    def _leave(self, conn: IConnection, channel: str) -> None:
         members = self._members.get(channel)
         if members is None or conn not in members:
             return
@@ -409,9 +414,10 @@ class Hub(Decorator):
             try:
                 conn.send(message)  # the same object: framed once per family
             except Exception:
-                report = getattr(conn, "reportError", None)
-                if report is not None:
-                    report(Failure())
+                if isinstance(conn, Connection):
+                    conn.reportError(Failure())
+                else:
+                    log.failure("Delivering to {conn!r} failed", conn=conn)
 
     def _unpack(self, payload: object) -> tuple[str | bytes, str | None] | str:
         """
@@ -507,10 +513,10 @@ class Hub(Decorator):
                 return None
         return self.app.onMessage(conn, message)
 
-    def _reply(self, conn: Any, answer: dict[str, Any]) -> None:
+    def _reply(self, conn: IConnection, answer: dict[str, object]) -> None:
         conn.send(_compactJSON(answer))
 
-    def _wireRequest(self, conn: Any, request: dict[str, Any]) -> None:
+    def _wireRequest(self, conn: IConnection, request: dict[str, Any]) -> None:  # JSON from a peer
         kind = request["type"]
         topic = request.get("topic")
         problem = self.topicProblem(topic)
@@ -552,7 +558,7 @@ class Hub(Decorator):
 
 
 def externalMessage(
-    topic: str, data: Any, prefix: str = "txratchet:"
+    topic: str, data: object, prefix: str = "txratchet:"
 ) -> tuple[str, str]:
     """
     The Redis C{(channel, payload)} that publishes C{data} to C{topic}'s

@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,12 +20,15 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.python.reflect import namedAny
 from twisted.web.server import Site
 
+from txratchet import PerMessageDeflate, WebSocket
 from txratchet.backplane import IBackplane, RedisBackplane
 from txratchet.components import IpBlackList, OriginCheck
 from txratchet.components.origin import parsePattern
@@ -34,9 +38,7 @@ from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
 from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter, WebSocketSite
-from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
-from txratchet.wsserver import WebSocket
 
 log = Logger()
 
@@ -45,7 +47,7 @@ class GracefulShutdown(Service):
     """
     On stop (SIGTERM, Ctrl-C), close every connection of C{layers} (1001
     Going Away for WebSockets) and let twistd wait until they are gone;
-    then close C{backplane} (if it has a C{close}), deliberately, before
+    then close C{backplane} (if there is one), deliberately, before
     the reactor drops every connection (which a Redis client would log as
     a lost connection and retry).
     """
@@ -61,8 +63,8 @@ class GracefulShutdown(Service):
 
         def closed(_: object) -> object:
             log.info("txratchet: every connection closed")
-            close = getattr(self.backplane, "close", None)
-            return maybeDeferred(close) if close is not None else None
+            backplane = self.backplane
+            return maybeDeferred(backplane.close) if backplane is not None else None
 
         return gatherResults([layer.shutdown() for layer in self.layers]).addCallback(closed)
 
@@ -201,12 +203,12 @@ class Options(usage.Options):
                 raise usage.UsageError(f"compression: {e}") from None
 
 
-def _number(option: str, kind: type) -> Callable[[str], Any]:
+def _number(option: str, kind: type[int] | type[float]) -> Callable[[str], float]:
     """
     C{int} or C{float} whose error names the option (twistd's does not).
     """
 
-    def coerce(value: str) -> Any:
+    def coerce(value: str) -> float:
         try:
             return kind(value)
         except ValueError:
@@ -301,6 +303,8 @@ def makeBackplane(spec: str | None) -> IBackplane | None:
     return RedisBackplane(host, port, password=password, dbid=dbid)
 
 
+#: What --app must have. It names the user's object, which need not declare
+#: IApplication: these are checked by name (the boundary with user code).
 _METHODS = ("onOpen", "onMessage", "onClose", "onError")
 
 
@@ -514,7 +518,7 @@ def _workerPool(options: Options) -> IService:
     count = options["workers"]
     # SO_REUSEPORT: a socket per worker, the kernel balancing connections
     # (one shared socket lets whichever process wakes first take a burst).
-    reuse = hasattr(socket, "SO_REUSEPORT")
+    reuse = hasattr(socket, "SO_REUSEPORT")  # not on every platform
     try:
         first = [listeningSocket(spec, reuse)]
         sockets = [first] + [
@@ -543,7 +547,7 @@ def _workerPool(options: Options) -> IService:
     return WorkerPool(count, args, sockets, stopTimeout=options["close-timeout"] + 10)
 
 
-def _tls(options: Options, factory: Any) -> Any:
+def _tls(options: Options, factory: IProtocolFactory) -> IProtocolFactory:
     """
     With --tls-cert, wrap C{factory} in TLS (for inherited plain sockets).
     """
@@ -569,13 +573,17 @@ class _Listen(Service):
     """
 
     def __init__(
-        self, description: str, shown: str, factory: Any, announce: Callable[[], None]
+        self,
+        description: str,
+        shown: str,
+        factory: IProtocolFactory,
+        announce: Callable[[], None],
     ) -> None:
         self.description = description
         self.shown = shown
         self.factory = factory
         self.announce = announce
-        self.port: Any = None
+        self.port: IListeningPort | None = None
         self._listening = False
         self.logFailure = False  # also log it (twistd's daemon mode: stderr is gone)
 
@@ -590,7 +598,7 @@ class _Listen(Service):
 
     def _listen(self) -> None:
         self._listening = True
-        outcome: list[Any] = []
+        outcome: list[IListeningPort | Failure] = []
         d = serverFromString(reactor, self.description).listen(self.factory)
         d.addBoth(outcome.append)
         if not outcome:  # an endpoint that listens later: report it then
@@ -603,13 +611,15 @@ class _Listen(Service):
         else:
             self._listened(outcome[0])
 
-    def _listened(self, port: Any) -> None:
+    def _listened(self, port: IListeningPort) -> None:
         self.port = port
         self.announce()
 
     def _cannotServe(self, failure: Failure) -> CannotServe:
-        error = getattr(failure.value, "socketError", None) or failure.value
-        reason = getattr(error, "strerror", None) or str(error)
+        error: object = failure.value
+        if isinstance(error, CannotListenError) and error.socketError:
+            error = error.socketError
+        reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
         return CannotServe(f"cannot listen on {self.shown}: {reason}")
 
     def _failedLater(self, failure: Failure) -> None:
@@ -619,7 +629,7 @@ class _Listen(Service):
         except Exception:
             pass
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)
         port, self.port = self.port, None
         return port.stopListening() if port is not None else None
@@ -664,7 +674,9 @@ def makeTwistdService(options: Options) -> IService:
     # passes the message to the starting process, which prints it.)
     previous = sys.excepthook
 
-    def oneLine(kind: Any, value: Any, traceback: Any) -> None:
+    def oneLine(
+        kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+    ) -> None:
         if isinstance(value, CannotServe):
             stderr = sys.__stderr__ or sys.stderr
             stderr.write(f"twistd txratchet: {value}\n")
@@ -672,6 +684,8 @@ def makeTwistdService(options: Options) -> IService:
             previous(kind, value, traceback)
 
     sys.excepthook = oneLine
+    # twistd's own options, when twistd parsed ours as its subcommand
+    # (usage.Options sets "parent" only then).
     twistd = getattr(options, "parent", None)
     if twistd is not None and not twistd.get("nodaemon"):
         for child in service:  # type: ignore[attr-defined]
@@ -685,10 +699,10 @@ class _AdoptedPort(Service):
     Listen on an inherited socket (a --workers child).
     """
 
-    def __init__(self, fd: int, factory: Any) -> None:
+    def __init__(self, fd: int, factory: IProtocolFactory) -> None:
         self.fd = fd
         self.factory = factory
-        self.port: Any = None
+        self.port: IListeningPort | None = None
 
     def startService(self) -> None:
         import socket
@@ -699,7 +713,7 @@ class _AdoptedPort(Service):
         sock.detach()
         self.port = reactor.adoptStreamPort(self.fd, family, self.factory)  # type: ignore[attr-defined]
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)
         if self.port is not None:
             return self.port.stopListening()

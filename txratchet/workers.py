@@ -32,7 +32,7 @@ from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IProcessTransport, IReadDescriptor
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -94,14 +94,14 @@ class WorkerPool(Service):
         self.args = list(args)
         self.sockets = [list(each) for each in sockets]
         self.stopTimeout = stopTimeout
-        self.children: dict[int, Any] = {}
+        self.children: dict[int, IProcessTransport] = {}
         self._protocols: dict[int, _Child] = {}
         self._recentDeaths: list[float] = []
 
     def _spawn(self, index: int) -> None:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         command = [sys.executable, twistd, "-n", "--pidfile=", "txratchet", *self.args]
-        childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        childFDs: dict[int, str | int] = {0: "w", 1: 1, 2: 2}
         for offset, sock in enumerate(self.sockets[index]):
             childFDs[3 + offset] = sock.fileno()
         # A pipe only this process writes to: its end of file tells the
@@ -139,7 +139,7 @@ class WorkerPool(Service):
         if self.running and index not in self.children:
             self._spawn(index)
 
-    def stopService(self) -> Deferred[Any]:
+    def stopService(self) -> Deferred[object]:
         Service.stopService(self)
         waits = []
         for index, process in list(self.children.items()):
@@ -186,7 +186,9 @@ class _PipeEnd:
     def logPrefix(self) -> str:
         return "master-pipe"
 
-    def doRead(self) -> Any:  # the reactor takes an exception instance, as Twisted's own do
+    # Any: IReadDescriptor declares a Failure, but the reactor takes an
+    # exception instance, which is what Twisted's own readers return.
+    def doRead(self) -> Any:
         try:
             data = os.read(self.fd, 4096)
         except BlockingIOError:
@@ -239,7 +241,9 @@ class MasterLink(Service):
             if callable(handler):
                 signal.signal(number, self._once(handler))
 
-    def _once(self, handler: Callable[[int, FrameType | None], Any]) -> Any:
+    def _once(
+        self, handler: Callable[[int, FrameType | None], object]
+    ) -> Callable[[int, FrameType | None], None]:
         def stopOnce(number: int, frame: FrameType | None) -> None:
             if not self.stopping:
                 self.stopping = True

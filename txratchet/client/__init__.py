@@ -40,22 +40,22 @@ from txratchet.client.connect import (
     clientEndpoint,
     connectWebSocket,
 )
-from txratchet.client.handshake import (
+from txratchet.client.layer import (
+    ClientConnection,
+    HandshakeCancelled,
+    HandshakeTimedOut,
+    WebSocketClient,
+)
+from txratchet.websocket.deflate import DeflateOffer
+from txratchet.websocket.handshake import (
     URL,
     ClientHandshake,
-    DeflateOffer,
     HandshakeFailed,
     InvalidResponse,
     InvalidStatus,
     InvalidURL,
     Response,
     parseURL,
-)
-from txratchet.client.layer import (
-    ClientConnection,
-    HandshakeCancelled,
-    HandshakeTimedOut,
-    WebSocketClient,
 )
 
 __all__ = [

@@ -28,7 +28,8 @@ from zope.interface import implementer
 
 from txratchet.application import Application
 from txratchet.client.connect import connectWebSocket
-from txratchet.client.handshake import DEFAULT_OFFER, parseURL
+from txratchet.websocket.deflate import DEFAULT_OFFER
+from txratchet.websocket.handshake import parseURL
 
 BINARY_FORMATS = ("repr", "hex", "base64", "raw")
 

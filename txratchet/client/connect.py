@@ -34,13 +34,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txratchet.client.handshake import URL, parseURL
 from txratchet.client.layer import ClientConnection, WebSocketClient
 from txratchet.commands import execute
 from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication
 from txratchet.server import ServerProtocol
 from txratchet.websocket import rfc6455
+from txratchet.websocket.handshake import URL, parseURL
 
 log = Logger()
 

@@ -20,19 +20,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txratchet.client.handshake import (  # TEMP  # TEMP
-    DEFAULT_OFFER,
-    URL,
-    ClientHandshake,
-    DeflateOffer,
-    Response,
-    parseURL,
-)
 from txratchet.errors import HandshakeCancelled, HandshakeFailed, HandshakeTimedOut
 from txratchet.interfaces import ClientLowerConnection, IApplication, LowerConnection
 from txratchet.websocket import rfc6455
+from txratchet.websocket.deflate import DEFAULT_OFFER, DeflateOffer
 from txratchet.websocket.events import Opened
-from txratchet.websocket.handshake import Request
+from txratchet.websocket.handshake import URL, ClientHandshake, Request, Response, parseURL
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLIENT, CONNECTING, WebSocketProtocol
 from txratchet.wsbase import BaseWebSocketConnection, WebSocketLayer

@@ -73,7 +73,9 @@ from txratchet.errors import SessionStoreUnavailable as SessionStoreUnavailable
 from txratchet.interfaces import IApplication, IConnection
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorTime
+    from twisted.internet.interfaces import IReactorThreads, IReactorTime
+    from twisted.web.server import Site
+    from zope.interface.interface import InterfaceClass
 
     from txratchet.websocket.handshake import Request
 
@@ -94,7 +96,8 @@ class ISessionStore(Interface):
 
     def load(sessionId: str) -> Deferred[Any]:
         """
-        Look a session up, without creating one.
+        Look a session up, without creating one (Any: a session is
+        whatever the store keeps, for the application to use).
 
         @param sessionId: the cookie's value.
         @return: a Deferred that fires with the session (a C{dict} for the
@@ -254,8 +257,8 @@ class TwistedWebSessions:
 
     def __init__(
         self,
-        site: Any,
-        interface: Any = None,
+        site: Site,
+        interface: InterfaceClass | None = None,
         cookieNames: Sequence[str] = ("TWISTED_SECURE_SESSION", "TWISTED_SESSION"),
     ) -> None:
         self.site = site
@@ -348,7 +351,7 @@ class SQLiteSessionStore:
         path: str,
         cookieName: str = "session_id",
         table: str = "txratchet_sessions",
-        reactor: Any = None,
+        reactor: IReactorThreads | None = None,
     ) -> None:
         from twisted.enterprise import adbapi
 
@@ -368,7 +371,7 @@ class SQLiteSessionStore:
             cp_reactor=reactor,
         )
 
-    def _prepare(self, connection: Any) -> None:
+    def _prepare(self, connection: Any) -> None:  # a DB-API connection
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} "
             "(id TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL)"
@@ -562,6 +565,9 @@ def flaskSessionInterface(store: Any, reactor: Any = None) -> Any:
     The cookie is the store's first cookie name; sessions expire after
     Flask's C{PERMANENT_SESSION_LIFETIME}.
     """
+    # Flask is an optional dependency, untyped here: its objects are Any;
+    # so are the store and the reactor this Flask-side code hands to
+    # blockingCallFromThread (an ISharedSessionStore, the reactor).
     from flask.sessions import SecureCookieSession, SessionInterface
     from twisted.internet.threads import blockingCallFromThread
 

@@ -1,6 +1,11 @@
 """
-permessage-deflate (RFC 7692), sans I/O: negotiation, and per-connection
-compression and decompression with bounded memory.
+permessage-deflate (RFC 7692), sans I/O, for both sides: the server's
+configuration (L{PerMessageDeflate}) and the client's offer
+(L{DeflateOffer}) negotiate L{DeflateParams}, named as on the wire
+(C{server_*}, C{client_*}); L{DeflateParams.agreement} turns them into the
+L{Agreement} of one side, named I{local} (our compressor) and I{remote} (the
+peer's compressor, so our decompressor), which L{Deflater} and L{Inflater}
+take.
 
 Memory: a compressor costs about C{2**(windowBits + 2) + 2**(memLevel + 9)}
 bytes and a decompressor about C{2**windowBits + 7 KiB} (zlib's own
@@ -15,28 +20,24 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from txratchet.errors import CorruptMessage as CorruptMessage
 from txratchet.errors import MalformedExtensions as MalformedExtensions
 from txratchet.errors import MessageTooBig as MessageTooBig
+from txratchet.websocket.http11 import isToken
 
 NAME = "permessage-deflate"
 
 #: The four octets every sender strips from a compressed message (7.2.1).
 TAIL = b"\x00\x00\xff\xff"
 
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _token(text: str) -> str:
     text = text.strip()
-    if not text or not _TOKEN_CHARS.issuperset(text):
+    if not isToken(text):
         raise MalformedExtensions(f"not a token: {text!r}")
     return text
 
@@ -98,16 +99,42 @@ def parseExtensions(values: Sequence[str]) -> list[tuple[str, list[tuple[str, st
     return offers
 
 
+#: Which end of the connection an L{Agreement} is for.
+Side = Literal["server", "client"]
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """
+    The agreed parameters as one end uses them: I{local} is our compressor,
+    I{remote} the peer's compressor, which our decompressor follows.
+
+    @ivar localNoContextTakeover: we reset our compressor after each message.
+    @ivar localMaxWindowBits: our compressor's window (8-15).
+    @ivar remoteNoContextTakeover: the peer resets its compressor after each
+        message, so our decompressor can be dropped between messages.
+    @ivar remoteMaxWindowBits: the peer's window (bounds our decompressor).
+    """
+
+    localNoContextTakeover: bool
+    localMaxWindowBits: int
+    remoteNoContextTakeover: bool
+    remoteMaxWindowBits: int
+
+
 @dataclass(frozen=True)
 class DeflateParams:
     """
-    The agreed parameters of one connection.
+    The agreed parameters of one connection, named as on the wire (what
+    C{conn.compression} shows on both sides): the C{server*} fields are the
+    server's compressor, the C{client*} fields the client's.
 
-    @ivar serverNoContextTakeover: we reset our compressor after each message.
+    @ivar serverNoContextTakeover: the server resets its compressor after
+        each message.
     @ivar clientNoContextTakeover: the client resets its compressor after
-        each message, so our decompressor can be dropped between messages.
-    @ivar serverMaxWindowBits: our compressor's window.
-    @ivar clientMaxWindowBits: the client's window (bounds our decompressor).
+        each message.
+    @ivar serverMaxWindowBits: the server's compressor's window.
+    @ivar clientMaxWindowBits: the client's compressor's window.
     @ivar serverMaxWindowBitsOffered: the client offered
         C{server_max_window_bits}, so the response must carry it even at 15
         (RFC 7692 7.1.2.1: that is how a server accepts the parameter).
@@ -118,6 +145,26 @@ class DeflateParams:
     serverMaxWindowBits: int
     clientMaxWindowBits: int
     serverMaxWindowBitsOffered: bool = False
+
+    def agreement(self, side: Side) -> Agreement:
+        """
+        These parameters as C{side} (C{"server"} or C{"client"}) uses them.
+        """
+        if side == "server":
+            return Agreement(
+                self.serverNoContextTakeover,
+                self.serverMaxWindowBits,
+                self.clientNoContextTakeover,
+                self.clientMaxWindowBits,
+            )
+        if side == "client":
+            return Agreement(
+                self.clientNoContextTakeover,
+                self.clientMaxWindowBits,
+                self.serverNoContextTakeover,
+                self.serverMaxWindowBits,
+            )
+        raise ValueError(f"side must be 'server' or 'client', not {side!r}")
 
     def responseHeader(self) -> str:
         """
@@ -135,6 +182,20 @@ class DeflateParams:
         return "; ".join(parts)
 
 
+def swapped(params: DeflateParams) -> DeflateParams:
+    """
+    Transitional: removed when layer.py moves (client/layer.py passes the
+    client's view as if it were a server's; use
+    C{params.agreement("client")} instead).
+    """
+    return DeflateParams(
+        serverNoContextTakeover=params.clientNoContextTakeover,
+        clientNoContextTakeover=params.serverNoContextTakeover,
+        serverMaxWindowBits=params.clientMaxWindowBits,
+        clientMaxWindowBits=params.serverMaxWindowBits,
+    )
+
+
 def _windowBits(value: str | None) -> int | None:
     # Two ASCII digits at most (8..15): int() is never given thousands of
     # digits or a digit it cannot read (latin-1's superscripts).
@@ -142,6 +203,43 @@ def _windowBits(value: str | None) -> int | None:
         return None
     bits = int(value)
     return bits if 8 <= bits <= 15 and value == str(bits) else None
+
+
+_NO_TAKEOVER = ("server_no_context_takeover", "client_no_context_takeover")
+_WINDOW_BITS = ("server_max_window_bits", "client_max_window_bits")
+
+
+def _parameters(
+    params: Sequence[tuple[str, str | None]], valueless: str = ""
+) -> dict[str, int | None]:
+    """
+    Check the parameters of one offer or answer (RFC 7692 7.1): each of the
+    four known ones at most once, the C{*_no_context_takeover} ones without
+    a value, the C{*_max_window_bits} ones with 8-15 (C{valueless} names
+    the one that may come without: C{client_max_window_bits} in an offer).
+
+    @return: C{{name: window bits, or None}} for each parameter given.
+    @raise ValueError: an unknown, repeated or invalid parameter.
+    """
+    found: dict[str, int | None] = {}
+    for name, value in params:
+        if name in found:
+            raise ValueError(f"repeated parameter {name}")
+        if name in _NO_TAKEOVER:
+            if value is not None:
+                raise ValueError(f"{name} takes no value")
+            found[name] = None
+        elif name in _WINDOW_BITS:
+            if value is None and name == valueless:
+                found[name] = None
+                continue
+            bits = _windowBits(value)
+            if bits is None:
+                raise ValueError(f"invalid {name}={value}")
+            found[name] = bits
+        else:
+            raise ValueError(f"unknown parameter {name}")
+    return found
 
 
 def checkSettings(level: int, memLevel: int, *windowBits: int | None) -> None:
@@ -203,44 +301,33 @@ class PerMessageDeflate:
         @param noContextTakeover: ask for no context takeover both ways
             (to save memory when many connections are open).
         """
-        seen: set[str] = set()
-        serverNoTakeover = self.serverNoContextTakeover or noContextTakeover
-        clientNoTakeover = self.clientNoContextTakeover or noContextTakeover
+        try:
+            offered = _parameters(params, valueless="client_max_window_bits")
+        except ValueError:
+            return None
         serverBits = self.serverMaxWindowBits
-        serverBitsOffered = False
+        asked = offered.get("server_max_window_bits")
+        if asked is not None:
+            serverBits = min(serverBits, asked)
         clientBits = 15
-        for name, value in params:
-            if name in seen:
-                return None
-            seen.add(name)
-            if name == "server_no_context_takeover":
-                if value is not None:
-                    return None
-                serverNoTakeover = True
-            elif name == "client_no_context_takeover":
-                if value is not None:
-                    return None
-                clientNoTakeover = True
-            elif name == "server_max_window_bits":
-                bits = _windowBits(value)
-                if bits is None:
-                    return None
-                serverBits = min(serverBits, bits)
-                serverBitsOffered = True
-            elif name == "client_max_window_bits":
-                if value is None:
-                    # zlib-based clients cannot compress with a 256-byte
-                    # window: 9 is the smallest worth asking for.
-                    clientBits = max(self.clientMaxWindowBits, 9)
-                else:
-                    bits = _windowBits(value)
-                    if bits is None:
-                        return None
-                    clientBits = min(bits, self.clientMaxWindowBits)
+        if "client_max_window_bits" in offered:
+            allowed = offered["client_max_window_bits"]
+            if allowed is None:
+                # zlib-based clients cannot compress with a 256-byte
+                # window: 9 is the smallest worth asking for.
+                clientBits = max(self.clientMaxWindowBits, 9)
             else:
-                return None
+                clientBits = min(allowed, self.clientMaxWindowBits)
         return DeflateParams(
-            serverNoTakeover, clientNoTakeover, serverBits, clientBits, serverBitsOffered
+            self.serverNoContextTakeover
+            or noContextTakeover
+            or "server_no_context_takeover" in offered,
+            self.clientNoContextTakeover
+            or noContextTakeover
+            or "client_no_context_takeover" in offered,
+            serverBits,
+            clientBits,
+            "server_max_window_bits" in offered,
         )
 
     def negotiate(
@@ -261,28 +348,143 @@ class PerMessageDeflate:
         return None
 
 
-class Deflater:
+@dataclass(frozen=True)
+class DeflateOffer:
     """
-    Compresses outgoing messages of one connection.
+    Client-side permessage-deflate configuration: what to offer, how to
+    compress, and the check of the server's answer.
+
+    @ivar level: zlib level of our compressor (0-9).
+    @ivar memLevel: zlib memLevel of our compressor (1-9).
+    @ivar clientMaxWindowBits: the largest window we compress with (8-15);
+        always offered as C{client_max_window_bits} (with the value when
+        it is below 15), so the server may ask for a smaller one.
+    @ivar serverMaxWindowBits: ask the server to compress with at most this
+        window (bounds our decompressor's memory), or C{None} to accept its
+        choice.
+    @ivar clientNoContextTakeover: offer to reset our compressor per message.
+    @ivar serverNoContextTakeover: ask the server to reset its compressor
+        per message.
+    @ivar minSize: messages shorter than this are sent uncompressed.
     """
 
-    def __init__(self, config: PerMessageDeflate, params: DeflateParams) -> None:
-        self._config = config
-        self._params = params
+    level: int = 6
+    memLevel: int = 8
+    clientMaxWindowBits: int = 15
+    serverMaxWindowBits: int | None = None
+    clientNoContextTakeover: bool = False
+    serverNoContextTakeover: bool = False
+    minSize: int = 32
+
+    def __post_init__(self) -> None:
+        checkSettings(
+            self.level, self.memLevel, self.clientMaxWindowBits, self.serverMaxWindowBits
+        )
+
+    def header(self) -> str:
+        """
+        The C{Sec-WebSocket-Extensions} offer.
+        """
+        parts = [NAME]
+        if self.clientNoContextTakeover:
+            parts.append("client_no_context_takeover")
+        if self.serverNoContextTakeover:
+            parts.append("server_no_context_takeover")
+        if self.serverMaxWindowBits is not None:
+            parts.append(f"server_max_window_bits={self.serverMaxWindowBits}")
+        if self.clientMaxWindowBits < 15:
+            parts.append(f"client_max_window_bits={self.clientMaxWindowBits}")
+        else:
+            parts.append("client_max_window_bits")
+        return "; ".join(parts)
+
+    def accept(self, params: Sequence[tuple[str, str | None]]) -> DeflateParams:
+        """
+        Check the server's answer to this offer (RFC 7692 7.1).
+
+        @return: the agreement as the server names it (for the client's own
+            view: C{.agreement("client")}).
+        @raise ValueError: an unknown, repeated or invalid parameter, or one
+            that does not answer the offer.
+        """
+        answered = _parameters(params)
+        serverBits = answered.get("server_max_window_bits")
+        clientBits = answered.get("client_max_window_bits")
+        if serverBits is not None and self.serverMaxWindowBits is not None and (
+            serverBits > self.serverMaxWindowBits
+        ):
+            raise ValueError(f"server_max_window_bits={serverBits} is larger than offered")
+        if clientBits is not None and clientBits > self.clientMaxWindowBits:
+            raise ValueError(f"client_max_window_bits={clientBits} is larger than offered")
+        serverNoTakeover = "server_no_context_takeover" in answered
+        if self.serverNoContextTakeover and not serverNoTakeover:
+            raise ValueError("server_no_context_takeover was asked for and not granted")
+        if self.serverMaxWindowBits is not None and serverBits is None:
+            raise ValueError("server_max_window_bits was asked for and not granted")
+        return DeflateParams(
+            serverNoTakeover,
+            self.clientNoContextTakeover or "client_no_context_takeover" in answered,
+            15 if serverBits is None else serverBits,
+            self.clientMaxWindowBits if clientBits is None else clientBits,
+            serverBits is not None,
+        )
+
+    def compressorConfig(self) -> DeflateOffer:
+        """
+        Transitional: removed when layer.py moves (L{Deflater} takes the
+        offer itself).
+        """
+        return self
+
+
+#: The default offer: what browsers offer.
+DEFAULT_OFFER = DeflateOffer()
+
+
+class CompressorSettings(Protocol):
+    """
+    What L{Deflater} reads of a configuration: L{PerMessageDeflate} on a
+    server, L{DeflateOffer} on a client.
+    """
+
+    @property
+    def level(self) -> int: ...
+
+    @property
+    def memLevel(self) -> int: ...
+
+
+def _local(agreement: Agreement | DeflateParams) -> Agreement:
+    if isinstance(agreement, DeflateParams):
+        # transitional: removed when layer.py moves (the old layers pass
+        # DeflateParams as the server sees them).
+        return agreement.agreement("server")
+    return agreement
+
+
+class Deflater:
+    """
+    Compresses outgoing messages of one connection: our compressor follows
+    the agreement's I{local} parameters.
+    """
+
+    __slots__ = ("_agreement", "_compressor", "_level", "_memLevel")
+
+    def __init__(self, config: CompressorSettings, agreement: Agreement | DeflateParams) -> None:
+        self._level = config.level
+        self._memLevel = config.memLevel
+        self._agreement = _local(agreement)
         self._compressor: zlib._Compress | None = None
 
     def _new(self) -> zlib._Compress:
-        bits = self._params.serverMaxWindowBits
+        bits = self._agreement.localMaxWindowBits
         if bits == 8:
             # zlib cannot make raw DEFLATE with a 256-byte window; Huffman
             # coding alone uses no window at all, so any peer can inflate it.
             return zlib.compressobj(
-                self._config.level, zlib.DEFLATED, -9, self._config.memLevel,
-                zlib.Z_HUFFMAN_ONLY,
+                self._level, zlib.DEFLATED, -9, self._memLevel, zlib.Z_HUFFMAN_ONLY
             )
-        return zlib.compressobj(
-            self._config.level, zlib.DEFLATED, -bits, self._config.memLevel
-        )
+        return zlib.compressobj(self._level, zlib.DEFLATED, -bits, self._memLevel)
 
     def compress(self, payload: bytes) -> bytes:
         """
@@ -293,7 +495,7 @@ class Deflater:
         if compressor is None:
             compressor = self._new()
         data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if self._params.serverNoContextTakeover:
+        if self._agreement.localNoContextTakeover:
             self._compressor = None
         else:
             self._compressor = compressor
@@ -309,12 +511,15 @@ _INFLATE_STEP = 64 * 1024
 
 class Inflater:
     """
-    Decompresses incoming messages of one connection, never producing more
-    than the size limit allows.
+    Decompresses incoming messages of one connection (following the
+    agreement's I{remote} parameters), never producing more than the size
+    limit allows.
     """
 
-    def __init__(self, params: DeflateParams, maxMessageSize: int) -> None:
-        self._params = params
+    __slots__ = ("_agreement", "_decompressor", "_ended", "_size", "maxMessageSize")
+
+    def __init__(self, agreement: Agreement | DeflateParams, maxMessageSize: int) -> None:
+        self._agreement = _local(agreement)
         self.maxMessageSize = maxMessageSize
         self._decompressor: zlib._Decompress | None = None
         self._size = 0
@@ -345,7 +550,7 @@ class Inflater:
             decompressor = self._decompressor
             if decompressor is None:
                 decompressor = self._decompressor = zlib.decompressobj(
-                    -self._params.clientMaxWindowBits
+                    -self._agreement.remoteMaxWindowBits
                 )
             step = min(self.maxMessageSize - self._size + 1, _INFLATE_STEP)
             try:
@@ -369,7 +574,7 @@ class Inflater:
         if final:
             self._size = 0
             self._ended = False
-            if self._params.clientNoContextTakeover:
+            if self._agreement.remoteNoContextTakeover:
                 self._decompressor = None
         if len(pieces) == 1:
             return pieces[0]

@@ -1,10 +1,23 @@
 """
-The opening handshake, sans I/O: parse an HTTP upgrade request, pick the
-WebSocket protocol family it asks for, and answer it.
+The opening handshake of both sides, sans I/O.
+
+The server parses an HTTP upgrade request (L{RequestParser}), picks the
+WebSocket protocol family it asks for and answers it (L{negotiate}). The
+client builds the request for a C{ws://} or C{wss://} URL and checks the
+server's answer (L{ClientHandshake})::
+
+    handshake = ClientHandshake("ws://example.com/chat", subprotocols=["chat"])
+    send(handshake.data)
+    response = None
+    while response is None:
+        response = handshake.receive(recv())   # raises HandshakeFailed
+    frames = handshake.leftover                # bytes that followed the answer
 
 Supported: draft-hixie-thewebsocketprotocol-76 (MD5 challenge),
 HyBi-07 and HyBi-08..12 (C{Sec-WebSocket-Version} 7 and 8) and RFC 6455
-(version 13). Everything here is pure: bytes in, values or bytes out.
+(version 13). Both sides share one head parser (L{http11.HeadParser}), one
+accept key, one Hixie-76 answer and one version table; nothing here does
+I/O or imports Twisted.
 """
 
 from __future__ import annotations
@@ -12,16 +25,38 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
+import random
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from urllib.parse import parse_qs
+from typing import ClassVar
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from txratchet.errors import HandshakeError as HandshakeError
+from txratchet.errors import HandshakeFailed as HandshakeFailed
+from txratchet.errors import InvalidResponse as InvalidResponse
+from txratchet.errors import InvalidStatus as InvalidStatus
+from txratchet.errors import InvalidURL as InvalidURL
+from txratchet.websocket import deflate
+from txratchet.websocket.deflate import DEFAULT_OFFER as DEFAULT_OFFER
+from txratchet.websocket.deflate import DeflateOffer as DeflateOffer
+from txratchet.websocket.http11 import (
+    FORBIDDEN_CHARS,
+    REQUEST_LINE,
+    STATUS_LINE,
+    HeadParser,
+    Problem,
+    isToken,
+)
+from txratchet.websocket.http11 import MAX_METHOD_LENGTH as MAX_METHOD_LENGTH
 from txratchet.websocket.http11 import Headers as Headers
+from txratchet.websocket.http11 import cookieHeader as cookieHeader
+from txratchet.websocket.http11 import isRequestLineStart as isRequestLineStart
 from txratchet.websocket.http11 import parseCookies as parseCookies
+from txratchet.websocket.http11 import parseSetCookies as parseSetCookies
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -34,19 +69,6 @@ RFC6455 = "rfc6455"
 VERSIONS: dict[str, str] = {"13": RFC6455, "8": HYBI08, "7": HYBI07}
 SUPPORTED_VERSIONS_HEADER = "13, 8, 7"
 
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-#: RFC 9112 2.3: C{HTTP-version = "HTTP" "/" DIGIT "." DIGIT}.
-_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
-
-#: RFC 9110 5.5: CR, LF and NUL are never allowed inside a field (nor in the
-#: request line); a bare one could smuggle a header into a response that
-#: echoes the value (Hixie-76's Origin and Location).
-_FORBIDDEN_CHARS = re.compile("[\r\n\x00]")
-
 #: A Hixie-76 key number is at most 2**32 - 1 times the count of spaces in a
 #: head bounded to a few KB: more significant digits than this can never
 #: make a valid key.
@@ -57,31 +79,6 @@ _MAX_HIXIE_KEY_DIGITS = 20
 #: are counted or converted (int() refuses strings of over 4,300 digits,
 #: leading zeros included).
 MAX_HIXIE_KEY_LENGTH = 128
-
-#: The longest method accepted (the registered ones have at most 17
-#: characters): a longer run of token characters is not an HTTP request.
-MAX_METHOD_LENGTH = 32
-
-_TOKEN_CLASS = b"[" + b"".join(re.escape(c.encode()) for c in sorted(_TOKEN_CHARS)) + b"]"
-
-#: RFC 9112 3: C{method SP request-target SP HTTP-version}, where the
-#: target may hold anything but space, CR, LF and NUL (what L{RequestParser}
-#: accepts in a complete head).
-_REQUEST_LINE = re.compile(
-    _TOKEN_CLASS + rb"{1,%d} [^ \r\n\x00]+ HTTP/[0-9]\.[0-9]" % MAX_METHOD_LENGTH
-)
-
-#: Every prefix of a valid request line (its CR included): what the first
-#: bytes of a request must match while its line is still arriving.
-_REQUEST_LINE_START = re.compile(
-    _TOKEN_CLASS
-    + rb"{1,%d}(?: (?:[^ \r\n\x00]+(?: (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?)?)?)?"
-    % MAX_METHOD_LENGTH
-)
-
-#: The prefix of a request line is checked on every read until it is this
-#: long, then each time the buffer doubles (linear cost for slow clients).
-_LINE_CHECK_ALWAYS = 256
 
 
 @dataclass(slots=True)
@@ -153,30 +150,29 @@ def _resourceName(target: str) -> str:
     return target
 
 
-def isRequestLineStart(data: bytes) -> bool:
+class RequestParser(HeadParser[Request]):
     """
-    Can C{data} (what arrived of a request line, without its line end) be
-    the start of a valid request line, C{method SP target SP HTTP/x.y}?
-    """
-    return _REQUEST_LINE_START.fullmatch(data) is not None
-
-
-class RequestParser:
-    """
-    Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3).
+    Incremental parser of one HTTP/1.1 request head (and Hixie-76's key3):
+    the server's side of L{HeadParser}, refusing with L{HandshakeError}.
 
     Bounded: a head longer than C{maxSize} bytes or with more than
-    C{maxHeaders} fields is refused (431) before more is buffered.
+    C{maxHeaders} fields is refused (431) before more is buffered; what
+    cannot begin a request line is refused (400) as soon as it arrives.
     """
 
+    line = REQUEST_LINE
+    messages: ClassVar[dict[Problem, str]] = {
+        Problem.NOT_HTTP: "Not an HTTP request line",
+        Problem.BAD_LINE: "Malformed request line",
+        Problem.TOO_LARGE: "Request head larger than %(maxSize)d bytes",
+        Problem.TOO_MANY_FIELDS: "More than %(maxHeaders)d header fields",
+        Problem.FOLDED: "Obsolete header line folding",
+        Problem.BAD_FIELD: "Malformed header line: %(detail)r",
+    }
+
     def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
-        self.maxSize = maxSize
-        self.maxHeaders = maxHeaders
-        self._buffer = bytearray()
-        self._request: Request | None = None
-        # How much of the request line was found a valid prefix (-1: the
-        # whole line arrived and is valid).
-        self._lineChecked = 0
+        super().__init__(maxSize, maxHeaders)
+        #: The bytes that followed the request (the first frames).
         self.leftover = b""
 
     def feed(self, data: bytes) -> Request | None:
@@ -187,33 +183,10 @@ class RequestParser:
 
         @raise HandshakeError: the request is malformed or too large.
         """
-        buf = self._buffer
-        start = max(0, len(buf) - 3)
-        buf += data
-        if self._request is None:
-            end = buf.find(b"\r\n\r\n", start)
-            if end < 0:
-                if self._lineChecked >= 0 and buf:
-                    self._checkRequestLine(buf)
-                if len(buf) > self.maxSize:
-                    raise HandshakeError(
-                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "Request head larger than %d bytes" % self.maxSize,
-                    )
-                if buf.count(b"\r\n") > self.maxHeaders + 1:
-                    raise HandshakeError(
-                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "More than %d header fields" % self.maxHeaders,
-                    )
-                return None
-            if end + 4 > self.maxSize:
-                raise HandshakeError(
-                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "Request head larger than %d bytes" % self.maxSize,
-                )
-            self._request = self._parseHead(bytes(buf[:end]))
-            del buf[: end + 4]
-        request = self._request
+        request = HeadParser.feed(self, data)
+        if request is None:
+            return None
+        buf = self.buffer
         if "sec-websocket-key1" in request.headers and (
             "sec-websocket-version" not in request.headers
         ):
@@ -226,71 +199,20 @@ class RequestParser:
         buf.clear()
         return request
 
-    def _checkRequestLine(self, buf: bytearray) -> None:
-        """
-        Refuse at once what cannot become a valid request line (binary
-        noise, a TLS hello on a plain port, a line that starts with a space
-        or has two in a row) instead of waiting for the rest of the head
-        until the handshake times out.
-
-        The line is checked whole once its CRLF arrived; before that, what
-        arrived must be the start of one (checked on every read while it is
-        short, then each time it doubles: linear in its length).
-        """
-        eol = buf.find(b"\r\n")
-        if eol >= 0:
-            if _REQUEST_LINE.fullmatch(buf, 0, eol) is None:
-                raise HandshakeError(400, "Malformed request line")
-            self._lineChecked = -1
-            return
-        size = len(buf)
-        if size <= _LINE_CHECK_ALWAYS or size >= 2 * self._lineChecked:
-            if _REQUEST_LINE_START.fullmatch(buf) is None:
-                raise HandshakeError(400, "Not an HTTP request line")
-            self._lineChecked = size
-
-    def _parseHead(self, head: bytes) -> Request:
-        try:
-            text = head.decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes all
-            raise HandshakeError(400, "Undecodable request head") from None
-        lines = text.split("\r\n")
-        parts = lines[0].split(" ")
-        if (
-            len(parts) != 3
-            or not parts[0]
-            or len(parts[0]) > MAX_METHOD_LENGTH
-            or not parts[1]
-            or not _TOKEN_CHARS.issuperset(parts[0])
-            or _FORBIDDEN_CHARS.search(lines[0])
-            or not _HTTP_VERSION.fullmatch(parts[2])
-        ):
-            raise HandshakeError(400, "Malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/1."):
+    def started(self, line: re.Match[str]) -> None:
+        if not line[3].startswith("HTTP/1."):
             raise HandshakeError(
                 HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
                 "HTTP/1.1 is required for a WebSocket upgrade",
             )
-        if len(lines) - 1 > self.maxHeaders:
-            raise HandshakeError(
-                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "More than %d header fields" % self.maxHeaders,
-            )
-        fields: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            if line[:1] in (" ", "\t"):
-                raise HandshakeError(400, "Obsolete header line folding")
-            name, sep, value = line.partition(":")
-            if (
-                not sep
-                or not name
-                or not _TOKEN_CHARS.issuperset(name)
-                or _FORBIDDEN_CHARS.search(value)
-            ):
-                raise HandshakeError(400, "Malformed header line: %r" % line[:80])
-            fields.append((name, value.strip(" \t")))
-        return Request(method, target, version, Headers(fields))
+
+    def build(self, line: re.Match[str], headers: Headers) -> Request:
+        return Request(line[1], line[2], line[3], headers)
+
+    def exception(self, problem: Problem, message: str) -> HandshakeError:
+        if problem is Problem.TOO_LARGE or problem is Problem.TOO_MANY_FIELDS:
+            return HandshakeError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, message)
+        return HandshakeError(400, message)
 
 
 @dataclass
@@ -510,3 +432,508 @@ def errorResponse(error: HandshakeError) -> bytes:
     The HTTP answer to a refused handshake.
     """
     return httpResponse(error.status, error.reason + "\n", error.headers)
+
+
+# -- The client ----------------------------------------------------------------
+
+#: The default port of each scheme.
+DEFAULT_PORTS: dict[str, int] = {"ws": 80, "wss": 443}
+
+#: C{version=} spellings, to (protocol family, C{Sec-WebSocket-Version}):
+#: the numbers and names of L{VERSIONS}, and Hixie-76's.
+_CLIENT_VERSIONS: dict[str, tuple[str, str | None]] = {
+    **{number: (family, number) for number, family in VERSIONS.items()},
+    **{family: (family, number) for number, family in VERSIONS.items()},
+    HIXIE76: (HIXIE76, None),
+    "hixie76": (HIXIE76, None),
+    "76": (HIXIE76, None),
+}
+
+#: Request headers the handshake owns: set them through its options.
+_RESERVED_HEADERS = frozenset(
+    (
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-key1",
+        "sec-websocket-key2",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "content-length",
+        "transfer-encoding",
+    )
+)
+
+#: Draft-76 section 4.1: the characters inserted into a key at random.
+_HIXIE_NOISE = [chr(c) for c in range(0x21, 0x30)] + [chr(c) for c in range(0x3A, 0x7F)]
+
+
+@dataclass(frozen=True)
+class URL:
+    """
+    A parsed WebSocket URL.
+
+    @ivar resource: the path and query to request (at least C{"/"}).
+    @ivar userinfo: C{(user, password)} when the URL carries them (sent as
+        HTTP Basic authorization), else C{None}.
+    """
+
+    secure: bool
+    host: str
+    port: int
+    resource: str = "/"
+    userinfo: tuple[str, str] | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.secure else "ws"
+
+    @property
+    def hostHeader(self) -> str:
+        """
+        The C{Host} header: the host, and the port when not the default.
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """
+        The HTTP(S) origin of the same host (sent as C{Origin} to servers
+        that require one).
+        """
+        return ("https://" if self.secure else "http://") + self.hostHeader
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.hostHeader}{self.resource}"
+
+
+def parseURL(url: str) -> URL:
+    """
+    Parse a C{ws://} or C{wss://} URL (RFC 6455 3).
+
+    @raise InvalidURL: another scheme, no host, a bad port, or a fragment.
+    """
+    if FORBIDDEN_CHARS.search(url) or any(c in url for c in " \t"):
+        raise InvalidURL(f"{url!r}: whitespace or control characters in the URL")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise InvalidURL(f"{url!r}: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidURL(f"{url!r}: the scheme must be ws:// or wss://")
+    if parts.fragment or url.endswith("#"):
+        raise InvalidURL(f"{url!r}: a WebSocket URL has no fragment")
+    host = parts.hostname
+    if not host:
+        raise InvalidURL(f"{url!r}: no host")
+    if port is None:
+        port = DEFAULT_PORTS[scheme]
+    elif not 0 < port < 65536:
+        raise InvalidURL(f"{url!r}: port out of range")
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    userinfo = None
+    if parts.username is not None:
+        userinfo = (unquote(parts.username), unquote(parts.password or ""))
+    return URL(scheme == "wss", host, port, resource, userinfo)
+
+
+def normalizeVersion(version: int | str) -> tuple[str, str | None]:
+    """
+    The protocol family and C{Sec-WebSocket-Version} of a C{version=}
+    value: C{13}, C{8}, C{7} or C{"hixie-76"} (strings of the numbers and
+    the family names work too).
+
+    @raise ValueError: a version this client does not speak.
+    """
+    found = _CLIENT_VERSIONS.get(str(version).strip().lower())
+    if found is None:
+        raise ValueError(
+            f"Unsupported WebSocket version {version!r}: use 13, 8, 7 or 'hixie-76'"
+        )
+    return found
+
+
+@dataclass
+class Response:
+    """
+    A server's accepted answer.
+
+    @ivar family: the protocol family spoken from now on.
+    @ivar status: 101.
+    @ivar reasonPhrase: the status line's reason phrase.
+    @ivar headers: the response headers.
+    @ivar subprotocol: the subprotocol the server chose, or C{None}.
+    @ivar extensions: the C{Sec-WebSocket-Extensions} answer, or C{None}.
+    @ivar compression: the permessage-deflate agreement as the server names
+        it (C{.agreement("client")} is the client's view, for
+        L{deflate.Deflater} and L{deflate.Inflater}), or C{None}.
+    @ivar cookies: what the server set with C{Set-Cookie}, C{{name: value}}.
+    """
+
+    family: str
+    status: int
+    reasonPhrase: str
+    headers: Headers
+    subprotocol: str | None = None
+    extensions: str | None = None
+    compression: deflate.DeflateParams | None = None
+    cookies: dict[str, str] = field(default_factory=dict)
+
+
+def _hixieKey(rand: random.Random) -> str:
+    """
+    One Sec-WebSocket-Key1/Key2 (draft-76 section 4.1, steps 17-26).
+    """
+    spaces = rand.randint(1, 12)
+    number = rand.randint(0, 0xFFFFFFFF // spaces)
+    key = list(str(number * spaces))
+    for _ in range(rand.randint(1, 12)):
+        key.insert(rand.randint(0, len(key)), rand.choice(_HIXIE_NOISE))
+    for _ in range(spaces):
+        # Never first or last.
+        key.insert(rand.randint(1, len(key) - 1), " ")
+    return "".join(key)
+
+
+def _validateHeaders(fields: Sequence[tuple[str, str]]) -> None:
+    for name, value in fields:
+        if not isToken(name):
+            raise ValueError(f"Invalid header name {name!r}")
+        if FORBIDDEN_CHARS.search(value):
+            raise ValueError(f"Invalid characters in the value of header {name!r}")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(
+                f"{name} is set by the handshake itself (use the client's options)"
+            )
+
+
+class ResponseParser(HeadParser[tuple[int, str, Headers]]):
+    """
+    Incremental parser of one HTTP/1.1 response head: the client's side of
+    L{HeadParser}, reporting L{InvalidResponse} (with the status, once the
+    status line was read).
+    """
+
+    line = STATUS_LINE
+    messages: ClassVar[dict[Problem, str]] = {
+        Problem.NOT_HTTP: "The server's answer is not an HTTP/1.1 response: %(detail)r",
+        Problem.BAD_LINE: "Malformed status line: %(detail)r",
+        Problem.TOO_LARGE: "Response head larger than %(maxSize)d bytes",
+        Problem.TOO_MANY_FIELDS: "More than %(maxHeaders)d header fields in the response",
+        Problem.FOLDED: "Obsolete header line folding",
+        Problem.BAD_FIELD: "Malformed header line: %(detail)r",
+    }
+
+    #: The status, once the status line was read.
+    status: int | None = None
+
+    def started(self, line: re.Match[str]) -> None:
+        self.status = int(line[2])
+
+    def build(self, line: re.Match[str], headers: Headers) -> tuple[int, str, Headers]:
+        return int(line[2]), line[3] or "", headers
+
+    def exception(self, problem: Problem, message: str) -> InvalidResponse:
+        return InvalidResponse(message, self.status)
+
+
+class ClientHandshake:
+    """
+    One opening handshake: L{data} is the request to send; L{receive} takes
+    the server's bytes until it returns the L{Response} (or raises).
+
+    @param url: a C{ws://}/C{wss://} URL or a parsed L{URL}.
+    @param version: C{13} (RFC 6455), C{8} (HyBi-08..12), C{7} (HyBi-07) or
+        C{"hixie-76"}.
+    @param subprotocols: offered in order of preference.
+    @param headers: more request headers, C{[(name, value)]} or a mapping;
+        a C{Host}, C{Origin} or C{User-Agent} here replaces the default.
+    @param cookies: sent as one C{Cookie} header (a mapping, pairs, or the
+        header's value).
+    @param origin: the C{Origin} (C{Sec-WebSocket-Origin} for versions 7
+        and 8); none by default, except for Hixie-76, which requires one
+        (the URL's host is used).
+    @param compression: the permessage-deflate offer (not for Hixie-76),
+        or C{None}.
+    @param maxResponseSize: the largest response head accepted.
+    @param maxHeaders: the most header fields accepted in the response.
+    @param maxBodySize: how much of a refusal's body is kept (and waited
+        for, when it has a C{Content-Length}).
+    @param key: the 16 random bytes of C{Sec-WebSocket-Key} (for tests).
+    @param randomSource: the random generator for Hixie-76 keys (for tests).
+    """
+
+    def __init__(
+        self,
+        url: URL | str,
+        *,
+        version: int | str = 13,
+        subprotocols: Sequence[str] = (),
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        cookies: Mapping[str, str] | Sequence[tuple[str, str]] | str | None = None,
+        origin: str | None = None,
+        compression: DeflateOffer | None = None,
+        maxResponseSize: int = 16384,
+        maxHeaders: int = 100,
+        maxBodySize: int = 65536,
+        key: bytes | None = None,
+        randomSource: random.Random | None = None,
+    ) -> None:
+        self.url = url if isinstance(url, URL) else parseURL(url)
+        self.family, self.version = normalizeVersion(version)
+        self.subprotocols = tuple(subprotocols)
+        for proto in self.subprotocols:
+            if not isToken(proto):
+                raise ValueError(f"Invalid subprotocol {proto!r}")
+        extra = list(headers.items() if isinstance(headers, Mapping) else headers)
+        _validateHeaders(extra)
+        if origin is not None and FORBIDDEN_CHARS.search(origin):
+            raise ValueError("Invalid characters in the origin")
+        self.compression = compression if self.family != HIXIE76 else None
+        self.maxResponseSize = maxResponseSize
+        self.maxHeaders = maxHeaders
+        self.maxBodySize = maxBodySize
+        self._parser = ResponseParser(maxResponseSize, maxHeaders)
+        self._done = False
+        #: Bytes the server sent after its answer (the first frames).
+        self.leftover = b""
+
+        given = {name.lower() for name, _ in extra}
+        fields: list[tuple[str, str]] = []
+        if "host" not in given:
+            fields.append(("Host", self.url.hostHeader))
+        self.key = ""
+        self._expected: bytes | str = b""
+        self.body = b""
+        if self.family == HIXIE76:
+            fields += [("Upgrade", "WebSocket"), ("Connection", "Upgrade")]
+            rand = randomSource if randomSource is not None else random.SystemRandom()
+            key1 = _hixieKey(rand)
+            key2 = _hixieKey(rand)
+            self.body = bytes(rand.getrandbits(8) for _ in range(8))
+            self._expected = hixie76Answer(key1, key2, self.body)
+            if "origin" in given:
+                origin = next(v for n, v in extra if n.lower() == "origin")
+            elif origin is None:
+                origin = self.url.origin
+            if "origin" not in given:
+                fields.append(("Origin", origin))
+            self.origin: str | None = origin
+            fields += [("Sec-WebSocket-Key1", key1), ("Sec-WebSocket-Key2", key2)]
+        else:
+            fields += [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+            raw = key if key is not None else os.urandom(16)
+            if len(raw) != 16:
+                raise ValueError("The key must be 16 bytes")
+            self.key = base64.b64encode(raw).decode("ascii")
+            self._expected = acceptKey(self.key)
+            fields.append(("Sec-WebSocket-Key", self.key))
+            assert self.version is not None
+            fields.append(("Sec-WebSocket-Version", self.version))
+            self.origin = origin
+            originHeader = "Origin" if self.family == RFC6455 else "Sec-WebSocket-Origin"
+            if origin is not None and originHeader.lower() not in given:
+                fields.append((originHeader, origin))
+        if self.subprotocols:
+            fields.append(("Sec-WebSocket-Protocol", ", ".join(self.subprotocols)))
+        if self.compression is not None:
+            fields.append(("Sec-WebSocket-Extensions", self.compression.header()))
+        if cookies:
+            fields.append(("Cookie", cookieHeader(cookies)))
+        userinfo = self.url.userinfo
+        if userinfo is not None and "authorization" not in given:
+            credentials = f"{userinfo[0]}:{userinfo[1]}".encode()
+            fields.append(("Authorization", "Basic " + base64.b64encode(credentials).decode()))
+        if "user-agent" not in given:
+            fields.append(("User-Agent", "txratchet"))
+        fields += extra
+        target = quote(self.url.resource, safe="/?&=%:@!$'()*+,;~-._")
+        #: The request as sent (C{request.headers}, C{request.cookies} ...).
+        self.request = Request("GET", target, "HTTP/1.1", Headers(fields), self.body)
+        head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields)
+        #: The bytes to send: the request head (and Hixie-76's key3).
+        self.data = (head + "\r\n").encode("latin-1") + self.body
+
+    # -- The response ------------------------------------------------------
+
+    def receive(self, data: bytes) -> Response | None:
+        """
+        Take the server's next bytes; return the L{Response} once the
+        answer is complete and valid (what follows it is in L{leftover}),
+        else C{None}.
+
+        @raise InvalidStatus: the server refused (with the status, headers
+            and the refusal's body).
+        @raise InvalidResponse: the answer is malformed, too large or does
+            not match the request.
+        """
+        if self._done:
+            raise ValueError("The handshake is over")
+        parser = self._parser
+        try:
+            head = parser.feed(data)
+        except InvalidResponse as e:
+            raise self._end(e) from None
+        if head is None:
+            return None
+        buf = parser.buffer
+        status, phrase, headers = head
+        if status != 101:
+            length = headers.get("content-length", "")
+            if (
+                length is not None
+                and 0 < len(length) <= 20
+                and length.isascii()
+                and length.isdigit()
+                and len(buf) < min(int(length), self.maxBodySize)
+            ):
+                return None  # wait for the reason the server gives
+            raise self._end(self._refusal())
+        if self.family == HIXIE76:
+            if len(buf) < 16:
+                return None
+            answer = bytes(buf[:16])
+            del buf[:16]
+            response = self._checkHixie76(phrase, headers, answer)
+        else:
+            response = self._checkHybi(phrase, headers)
+        self.leftover = bytes(buf)
+        buf.clear()
+        self._done = True
+        return response
+
+    @property
+    def received(self) -> bool:
+        """
+        Has any of the server's answer arrived?
+        """
+        return self._parser.head is not None or bool(self._parser.buffer)
+
+    def connectionLost(self) -> HandshakeFailed:
+        """
+        The error to report when the connection ends before the answer is
+        complete.
+        """
+        self._done = True
+        head = self._parser.head
+        if head is not None and head[0] != 101:
+            return self._refusal()
+        if self.received:
+            return InvalidResponse("The connection closed in the middle of the server's answer")
+        return InvalidResponse("The connection closed before the server answered")
+
+    def _end(self, error: HandshakeFailed) -> HandshakeFailed:
+        self._done = True
+        self._parser.buffer.clear()
+        return error
+
+    def _refusal(self) -> InvalidStatus:
+        assert self._parser.head is not None
+        status, phrase, headers = self._parser.head
+        body = bytes(self._parser.buffer[: self.maxBodySize])
+        reason = f"The server refused the WebSocket upgrade: {status} {phrase}".rstrip()
+        text = body.decode("utf-8", "replace").strip()
+        if text and len(text) <= 200 and "<" not in text:
+            reason += f" ({text})"
+        return InvalidStatus(reason, status, headers, body)
+
+    def _invalid(self, reason: str, headers: Headers) -> InvalidResponse:
+        return InvalidResponse(reason, 101, headers)
+
+    def _checkUpgrade(self, headers: Headers) -> None:
+        if "websocket" not in headers.tokens("upgrade"):
+            raise self._invalid("The response has no 'Upgrade: websocket'", headers)
+        if "upgrade" not in headers.tokens("connection"):
+            raise self._invalid("The response has no 'Connection: Upgrade'", headers)
+
+    def _checkSubprotocol(self, headers: Headers) -> str | None:
+        values = headers.getAll("sec-websocket-protocol")
+        if not values:
+            return None
+        chosen = values[0].strip()
+        if len(values) > 1 or "," in chosen:
+            raise self._invalid("The server chose several subprotocols", headers)
+        if chosen not in self.subprotocols:
+            if not self.subprotocols:
+                raise self._invalid(
+                    f"The server chose subprotocol {chosen!r}; none was offered", headers
+                )
+            raise self._invalid(
+                f"The server chose subprotocol {chosen!r}, not one of "
+                f"{', '.join(self.subprotocols)}",
+                headers,
+            )
+        return chosen
+
+    def _checkHybi(self, phrase: str, headers: Headers) -> Response:
+        self._checkUpgrade(headers)
+        accepts = headers.getAll("sec-websocket-accept")
+        if len(accepts) != 1:
+            raise self._invalid("The response must have one Sec-WebSocket-Accept", headers)
+        if accepts[0].strip() != self._expected:
+            raise self._invalid(
+                "Wrong Sec-WebSocket-Accept: %r, expected %r" % (accepts[0], self._expected),
+                headers,
+            )
+        subprotocol = self._checkSubprotocol(headers)
+        values = headers.getAll("sec-websocket-extensions")
+        compression = None
+        extensions = None
+        if values:
+            extensions = ", ".join(values)
+            try:
+                agreed = deflate.parseExtensions(values)
+            except deflate.MalformedExtensions as e:
+                raise self._invalid(f"Malformed Sec-WebSocket-Extensions: {e}", headers) from None
+            for name, params in agreed:
+                if name != deflate.NAME or self.compression is None:
+                    raise self._invalid(
+                        f"The server accepted extension {name!r}, which was not offered",
+                        headers,
+                    )
+                if compression is not None:
+                    raise self._invalid("The server accepted permessage-deflate twice", headers)
+                try:
+                    compression = self.compression.accept(params)
+                except ValueError as e:
+                    raise self._invalid(
+                        f"Invalid permessage-deflate answer: {e}", headers
+                    ) from None
+        return Response(
+            self.family,
+            101,
+            phrase,
+            headers,
+            subprotocol,
+            extensions,
+            compression,
+            parseSetCookies(headers),
+        )
+
+    def _checkHixie76(self, phrase: str, headers: Headers, answer: bytes) -> Response:
+        self._checkUpgrade(headers)
+        if answer != self._expected:
+            raise self._invalid("Wrong Hixie-76 challenge answer", headers)
+        location = headers.get("sec-websocket-location")
+        expected = str(self.url)
+        if location is None or location.strip() != expected:
+            raise self._invalid(
+                f"Sec-WebSocket-Location {location!r} does not match {expected!r}", headers
+            )
+        origin = headers.get("sec-websocket-origin")
+        if self.origin is not None and (origin is None or origin.strip() != self.origin):
+            raise self._invalid(
+                f"Sec-WebSocket-Origin {origin!r} does not match {self.origin!r}", headers
+            )
+        subprotocol = self._checkSubprotocol(headers)
+        return Response(
+            self.family, 101, phrase, headers, subprotocol, cookies=parseSetCookies(headers)
+        )

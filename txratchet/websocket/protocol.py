@@ -23,22 +23,21 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from txratchet.errors import HandshakeError, HandshakeFailed, MalformedExtensions
 from txratchet.websocket import deflate, hixie76, rfc6455
 from txratchet.websocket.events import CloseReceived, Event, FrameEvent, Opened, RequestReceived
-
-if TYPE_CHECKING:
-    from txratchet.client.handshake import ClientHandshake, Response  # TEMP
 from txratchet.websocket.handshake import (
     HIXIE76,
     HYBI07,
     HYBI08,
     RFC6455,
     Accepted,
+    ClientHandshake,
     Request,
     RequestParser,
+    Response,
     errorResponse,
     negotiate,
 )
@@ -416,7 +415,7 @@ class WebSocketProtocol:
         params = self.compression
         self._open(
             accepted.family,
-            params if params is not None and config is not None else None,  # TEMP
+            params.agreement("server") if params is not None and config is not None else None,
             config,
         )
         return accepted.response
@@ -471,8 +470,8 @@ class WebSocketProtocol:
         agreement = None
         if agreed is not None and offer is not None:
             self.compression = agreed
-            from txratchet.client.handshake import swapped; agreement = swapped(agreed); config = offer.compressorConfig()  # TEMP
-        self._open(response.family, agreement, config if agreement else None)  # TEMP
+            agreement = agreed.agreement("client")
+        self._open(response.family, agreement, offer)
         events: list[Event] = [Opened(response)]
         leftover = handshake.leftover
         if leftover and self._reader is not None:
