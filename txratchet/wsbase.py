@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage
-from txratchet.interfaces import IApplication, IConnection, LowerConnection
+from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
 from txratchet.websocket.protocol import CLOSED, CONNECTING, OPEN, State, WebSocketProtocol
@@ -529,9 +529,10 @@ class WebSocketLayer(Generic[ConnectionT]):
         clock: IReactorTime | None,
     ) -> None:
         self.app = app
+        #: The application's optional hooks, read once.
+        self.hooks = hooksOf(app)
         if subprotocols is None:
-            # An optional hook of the application (IRequestHandler), read once.
-            subprotocols = getattr(app, "subprotocols", ())
+            subprotocols = self.hooks.subprotocols
         self.subprotocols: Sequence[str] = tuple(subprotocols or ())
         self.maxMessageSize = maxMessageSize
         self.maxFrameSize = maxFrameSize

@@ -161,7 +161,7 @@ class WebSocketConnection(BaseWebSocketConnection):
                 secure=self._outer.secure,
             )
             self._trustProxy(request)
-            hook = layer.onRequest
+            hook = layer.hooks.onRequest
             result = hook(self, request) if hook is not None else None
         except HandshakeError as e:
             self._refuse(e)
@@ -363,10 +363,6 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
         self.trustedProxies = proxy.parseNetworks(trustedProxies)
         self.proxyHeader = proxy.proxyHeaderName(proxyHeader)
         self.families = tuple(families)
-        # The application's optional hook (IRequestHandler), read once.
-        self.onRequest: Callable[[WebSocketConnection, Request], Any] | None = getattr(
-            app, "onRequest", None
-        )
 
     @property
     def _connections(self) -> dict[Any, WebSocketConnection]:
