@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, Protocol
 
 from txratchet.errors import CorruptMessage as CorruptMessage
@@ -150,20 +150,12 @@ class DeflateParams:
         """
         These parameters as C{side} (C{"server"} or C{"client"}) uses them.
         """
+        server = (self.serverNoContextTakeover, self.serverMaxWindowBits)
+        client = (self.clientNoContextTakeover, self.clientMaxWindowBits)
         if side == "server":
-            return Agreement(
-                self.serverNoContextTakeover,
-                self.serverMaxWindowBits,
-                self.clientNoContextTakeover,
-                self.clientMaxWindowBits,
-            )
+            return Agreement(*server, *client)
         if side == "client":
-            return Agreement(
-                self.clientNoContextTakeover,
-                self.clientMaxWindowBits,
-                self.serverNoContextTakeover,
-                self.serverMaxWindowBits,
-            )
+            return Agreement(*client, *server)
         raise ValueError(f"side must be 'server' or 'client', not {side!r}")
 
     def responseHeader(self) -> str:
@@ -260,7 +252,26 @@ def checkSettings(level: int, memLevel: int, *windowBits: int | None) -> None:
 
 
 @dataclass(frozen=True)
-class PerMessageDeflate:
+class _Settings:
+    """
+    What both sides' configurations share: our compressor's zlib level and
+    memLevel, checked with their window bits (every C{*MaxWindowBits}
+    field) when the configuration is made.
+    """
+
+    level: int = 6
+    memLevel: int = 8
+
+    def __post_init__(self) -> None:
+        checkSettings(
+            self.level,
+            self.memLevel,
+            *(getattr(self, f.name) for f in fields(self) if f.name.endswith("MaxWindowBits")),
+        )
+
+
+@dataclass(frozen=True)
+class PerMessageDeflate(_Settings):
     """
     Server-side permessage-deflate configuration.
 
@@ -278,18 +289,12 @@ class PerMessageDeflate:
     @ivar minSize: messages shorter than this are sent uncompressed.
     """
 
-    level: int = 6
     memLevel: int = 5
     serverMaxWindowBits: int = 12
     clientMaxWindowBits: int = 12
     serverNoContextTakeover: bool = False
     clientNoContextTakeover: bool = False
     minSize: int = 32
-
-    def __post_init__(self) -> None:
-        checkSettings(
-            self.level, self.memLevel, self.serverMaxWindowBits, self.clientMaxWindowBits
-        )
 
     def accept(
         self, params: Sequence[tuple[str, str | None]], noContextTakeover: bool = False
@@ -349,7 +354,7 @@ class PerMessageDeflate:
 
 
 @dataclass(frozen=True)
-class DeflateOffer:
+class DeflateOffer(_Settings):
     """
     Client-side permessage-deflate configuration: what to offer, how to
     compress, and the check of the server's answer.
@@ -368,18 +373,11 @@ class DeflateOffer:
     @ivar minSize: messages shorter than this are sent uncompressed.
     """
 
-    level: int = 6
-    memLevel: int = 8
     clientMaxWindowBits: int = 15
     serverMaxWindowBits: int | None = None
     clientNoContextTakeover: bool = False
     serverNoContextTakeover: bool = False
     minSize: int = 32
-
-    def __post_init__(self) -> None:
-        checkSettings(
-            self.level, self.memLevel, self.clientMaxWindowBits, self.serverMaxWindowBits
-        )
 
     def header(self) -> str:
         """

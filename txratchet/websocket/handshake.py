@@ -32,7 +32,6 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from txratchet.errors import HandshakeError as HandshakeError
@@ -161,14 +160,6 @@ class RequestParser(HeadParser[Request]):
     """
 
     line = REQUEST_LINE
-    messages: ClassVar[dict[Problem, str]] = {
-        Problem.NOT_HTTP: "Not an HTTP request line",
-        Problem.BAD_LINE: "Malformed request line",
-        Problem.TOO_LARGE: "Request head larger than %(maxSize)d bytes",
-        Problem.TOO_MANY_FIELDS: "More than %(maxHeaders)d header fields",
-        Problem.FOLDED: "Obsolete header line folding",
-        Problem.BAD_FIELD: "Malformed header line: %(detail)r",
-    }
 
     def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
         super().__init__(maxSize, maxHeaders)
@@ -623,14 +614,6 @@ class ResponseParser(HeadParser[tuple[int, str, Headers]]):
     """
 
     line = STATUS_LINE
-    messages: ClassVar[dict[Problem, str]] = {
-        Problem.NOT_HTTP: "The server's answer is not an HTTP/1.1 response: %(detail)r",
-        Problem.BAD_LINE: "Malformed status line: %(detail)r",
-        Problem.TOO_LARGE: "Response head larger than %(maxSize)d bytes",
-        Problem.TOO_MANY_FIELDS: "More than %(maxHeaders)d header fields in the response",
-        Problem.FOLDED: "Obsolete header line folding",
-        Problem.BAD_FIELD: "Malformed header line: %(detail)r",
-    }
 
     #: The status, once the status line was read.
     status: int | None = None

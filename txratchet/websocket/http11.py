@@ -208,18 +208,22 @@ class StartLine:
     """
     The grammar of a head's first line.
 
+    @ivar request: a request line (else a status line).
     @ivar whole: the line without its CRLF, with three groups.
     @ivar start: every prefix of the line, its CR included.
     @ivar text: L{whole} for the decoded (latin-1) line.
     """
 
+    request: bool
     whole: re.Pattern[bytes]
     start: re.Pattern[bytes]
     text: re.Pattern[str]
 
 
-def startLine(whole: bytes, *atoms: bytes) -> StartLine:
-    return StartLine(re.compile(whole), everyPrefix(*atoms), re.compile(whole.decode("latin-1")))
+def startLine(request: bool, whole: bytes, *atoms: bytes) -> StartLine:
+    return StartLine(
+        request, re.compile(whole), everyPrefix(*atoms), re.compile(whole.decode("latin-1"))
+    )
 
 
 #: The longest method accepted (the registered ones have at most 17
@@ -237,6 +241,7 @@ _DIGIT = b"[0-9]"
 #: RFC 9112 3: C{method SP request-target SP HTTP-version}, where the
 #: target may hold anything but space, CR, LF and NUL.
 REQUEST_LINE = startLine(
+    True,
     rb"(%s) (%s) (HTTP/[0-9]\.[0-9])" % (_METHOD, _TARGET),
     _METHOD, b" ", _TARGET, b" ", b"H", b"T", b"T", b"P", b"/", _DIGIT, rb"\.", _DIGIT, b"\r",
 )
@@ -244,6 +249,7 @@ REQUEST_LINE = startLine(
 #: RFC 9112 4: C{HTTP-version SP status-code [ SP reason-phrase ]}, HTTP/1
 #: only (an upgrade is HTTP/1.1's); the reason has no CR, LF or NUL.
 STATUS_LINE = startLine(
+    False,
     rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: ([^\r\n\x00]*))?",
     b"H", b"T", b"T", b"P", b"/", b"1", rb"\.", _DIGIT, b" ", _DIGIT, _DIGIT, _DIGIT,
     rb"(?: [^\r\n\x00]*)?", b"\r",
@@ -263,21 +269,32 @@ def isRequestLineStart(data: bytes) -> bool:
 
 class Problem(enum.Enum):
     """
-    What is wrong with a head (see L{HeadParser.error}).
+    What is wrong with a head, and what a server's refusal of a request
+    and a client's error about a response call it (C{%}-formats, see
+    L{HeadParser.error}).
     """
 
     #: What arrived cannot begin a start line (noise, TLS, another protocol).
-    NOT_HTTP = "not HTTP"
+    NOT_HTTP = (
+        "Not an HTTP request line",
+        "The server's answer is not an HTTP/1.1 response: %(detail)r",
+    )
     #: The start line arrived whole and is malformed.
-    BAD_LINE = "bad start line"
+    BAD_LINE = ("Malformed request line", "Malformed status line: %(detail)r")
     #: The head is longer than C{maxSize}.
-    TOO_LARGE = "too large"
+    TOO_LARGE = (
+        "Request head larger than %(maxSize)d bytes",
+        "Response head larger than %(maxSize)d bytes",
+    )
     #: More than C{maxHeaders} field lines.
-    TOO_MANY_FIELDS = "too many fields"
+    TOO_MANY_FIELDS = (
+        "More than %(maxHeaders)d header fields",
+        "More than %(maxHeaders)d header fields in the response",
+    )
     #: A field line starts with white space (RFC 9112 5.2).
-    FOLDED = "obs-fold"
+    FOLDED = ("Obsolete header line folding",) * 2
     #: A field line without a token name and a colon, or with CR, LF or NUL.
-    BAD_FIELD = "bad field"
+    BAD_FIELD = ("Malformed header line: %(detail)r",) * 2
 
 
 #: The start line is checked on every read until it is this long, then
@@ -291,8 +308,8 @@ class HeadParser(Generic[HeadT]):
     """
     Incremental parser of one HTTP/1.1 head (start line and fields), for
     requests and responses alike; a subclass names the start line's
-    grammar (L{line}), builds the head (L{build}) and says how problems
-    are reported (L{messages}, L{exception}).
+    grammar (L{line}), builds the head (L{build}) and makes the exception
+    that reports a problem (L{exception}).
 
     Bounded: a head longer than C{maxSize} bytes or with more than
     C{maxHeaders} fields is refused before more is buffered, and what
@@ -305,8 +322,6 @@ class HeadParser(Generic[HeadT]):
 
     #: The grammar of the first line.
     line: ClassVar[StartLine]
-    #: What each problem is called, a C{%}-format (see L{error}).
-    messages: ClassVar[Mapping[Problem, str]]
 
     def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
         self.maxSize = maxSize
@@ -412,12 +427,12 @@ class HeadParser(Generic[HeadT]):
 
     def error(self, problem: Problem, detail: object = None) -> Exception:
         """
-        The exception to raise for C{problem}: L{exception} given the
-        subclass's message for it, formatted with C{maxSize}, C{maxHeaders}
-        and C{detail} (the offending line cut to 80 characters or, for
-        L{Problem.NOT_HTTP}, the first 20 bytes).
+        The exception to raise for C{problem}: L{exception} given what the
+        problem is called on this side, formatted with C{maxSize},
+        C{maxHeaders} and C{detail} (the offending line cut to 80 characters
+        or, for L{Problem.NOT_HTTP}, the first 20 bytes).
         """
-        message = self.messages[problem] % {
+        message = problem.value[0 if self.line.request else 1] % {
             "maxSize": self.maxSize,
             "maxHeaders": self.maxHeaders,
             "detail": detail,
