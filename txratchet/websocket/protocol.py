@@ -532,7 +532,7 @@ class WebSocketProtocol:
         if deflater is None:
             return codec.frame(message)
         if message.__class__ is str:
-            payload = message.encode("utf-8")  # type: ignore[union-attr]
+            payload = message.encode("utf-8")
             opcode = rfc6455.TEXT
         else:
             payload = message  # type: ignore[assignment]
