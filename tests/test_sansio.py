@@ -13,6 +13,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 import txratchet.websocket
+from txratchet.websocket.protocol import WebSocketProtocol
 
 _PACKAGE_DIR = Path(txratchet.__file__).parent
 
@@ -91,3 +92,123 @@ class SansIOTests(SynchronousTestCase):
         )
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("the sans-I/O core imported twisted", result.stderr)
+
+
+class ProtocolAloneTests(SynchronousTestCase):
+    """
+    The core runs a whole connection with no I/O at all: a client protocol
+    and a server protocol talk to each other through plain bytes.
+    """
+
+    def connectPair(
+        self, version: int | str = 13
+    ) -> tuple[WebSocketProtocol, WebSocketProtocol]:
+        from txratchet.websocket.events import Opened, RequestReceived
+        from txratchet.websocket.handshake import ClientHandshake, parseURL
+        from txratchet.websocket.protocol import CLIENT, OPEN, SERVER
+
+        client = WebSocketProtocol(
+            CLIENT,
+            handshake=ClientHandshake(
+                parseURL("ws://example.com/chat?room=1"), version=version, subprotocols=["chat"]
+            ),
+        )
+        server = WebSocketProtocol(SERVER)
+        (event,) = server.receive(client.connect())
+        assert isinstance(event, RequestReceived)
+        self.assertTrue(event.upgrade)
+        self.assertEqual(event.request.path, "/chat")
+        server.negotiate(["chat"])
+        events = client.receive(server.accept())
+        self.assertIsInstance(events[0], Opened)
+        self.assertIs(client.state, OPEN)
+        self.assertIs(server.state, OPEN)
+        self.assertEqual((client.subprotocol, server.subprotocol), ("chat", "chat"))
+        return client, server
+
+    def test_messagesBothWays(self) -> None:
+        """
+        What one side frames, the other receives; a client's frames are
+        masked, a server's are not.
+        """
+        client, server = self.connectPair()
+        header, payload = client.frame("hello")
+        self.assertTrue(header[1] & 0x80)
+        self.assertEqual(server.receive(header + payload), ["hello"])
+        header, payload = server.frame(b"\x00\x01")
+        self.assertFalse(header[1] & 0x80)
+        self.assertEqual(client.receive(header + payload), [b"\x00\x01"])
+
+    def test_closingHandshake(self) -> None:
+        """
+        The client closes; the server answers and closes TCP; the client
+        waits for it (RFC 6455 7.1.1).
+        """
+        from txratchet.websocket.events import CloseReceived
+        from txratchet.websocket.protocol import CLOSED, CLOSING
+
+        client, server = self.connectPair()
+        (event,) = server.receive(client.close(4000, "bye"))
+        assert isinstance(event, CloseReceived)
+        answer, closeNow = server.closeReceived(event)
+        self.assertTrue(closeNow)
+        (event,) = client.receive(answer)
+        assert isinstance(event, CloseReceived)
+        again, clientCloses = client.closeReceived(event)
+        self.assertEqual((again, clientCloses), (b"", False))
+        self.assertIs(client.state, CLOSING)
+        self.assertTrue(client.connectionLost())  # it was open: the application sees it close
+        self.assertIs(client.state, CLOSED)
+        self.assertEqual((server.closeCode, server.wasClean), (4000, True))
+
+    def test_failing(self) -> None:
+        """
+        Invalid UTF-8 fails the connection with 1007: the close frame to
+        send comes back, and nothing more is read.
+        """
+        from txratchet.websocket.events import Failed
+
+        client, server = self.connectPair()
+        header, _ = client.frame(b"")
+        raw = bytes([0x81, 0x82]) + b"\x00\x00\x00\x00" + b"\xff\xfe"
+        (event,) = server.receive(raw)
+        assert isinstance(event, Failed)
+        self.assertEqual(event.code, 1007)
+        out = server.fail(event.code, event.reason)
+        self.assertEqual(out[:4], b"\x88" + bytes([len(out) - 2]) + b"\x03\xef")
+        self.assertEqual(server.receive(header), [])
+
+    def test_hixie76BehindTheSameInterface(self) -> None:
+        """
+        A Hixie-76 pair runs through the same calls: no ping, a close
+        without a code.
+        """
+        client, server = self.connectPair("hixie-76")
+        self.assertEqual(client.family, "hixie-76")
+        header, payload = client.frame("hi")
+        self.assertEqual(header + payload, b"\x00hi\xff")
+        self.assertEqual(server.receive(header + payload), ["hi"])
+        self.assertEqual(server.ping(b"x"), b"")
+        self.assertEqual(server.close(1000, "ignored"), b"\xff\x00")
+
+    def test_keepaliveDecisions(self) -> None:
+        """
+        Keepalive is decided from the times passed in: a ping after the
+        interval of silence, 1011 when it goes unanswered.
+        """
+        from txratchet.websocket.protocol import SERVER
+
+        client, _ = self.connectPair()
+        server = WebSocketProtocol(SERVER, pingInterval=10.0, pingTimeout=5.0)
+        server.receive(client.connect())
+        server.negotiate()
+        server.accept()
+        server.lastReceived = 100.0
+        self.assertEqual(server.nextLivenessCheck(), 110.0)
+        decision = server.liveness(105.0)
+        self.assertEqual((decision.ping, decision.close, decision.nextCheck), (None, None, 110.0))
+        decision = server.liveness(110.0)
+        self.assertEqual(decision.ping, b"\x89\x09keepalive")
+        self.assertEqual(decision.nextCheck, 115.0)
+        decision = server.liveness(115.0)
+        self.assertEqual(decision.close, (1011, "Keepalive ping timeout"))
