@@ -160,6 +160,14 @@ def writable(transport: Any) -> bool:
     )
 
 
+def holding(transport: Any) -> bool:
+    """
+    Does Twisted hold bytes it has not written yet for C{transport} (one
+    L{throughSocket} gave a socket for)?
+    """
+    return bool(transport._tempDataBuffer) or transport.offset != len(transport.dataBuffer)
+
+
 # ---------------------------------------------------------------- twisted.web
 
 

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txratchet.commands import execute
-from txratchet.connection import TransportConnection
+from txratchet.connection import TransportConnection, holdWrites, releaseWrites
 from txratchet.interfaces import IApplication
 
 log = Logger()
@@ -59,8 +59,10 @@ class ServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         conn = self.conn
-        # What this read makes us send to this peer leaves in one write.
+        # What this read makes us send leaves at its end, in one write per
+        # peer: to this one (cork) and to others, a broadcast (holdWrites).
         conn.cork()
+        outermost = holdWrites()
         try:
             result = self.app.onMessage(conn, data)
         except Exception:
@@ -70,6 +72,8 @@ class ServerProtocol(Protocol):
                 execute(result, conn)
         finally:
             conn.uncork()
+            if outermost:
+                releaseWrites()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if not self._made:
