@@ -174,20 +174,6 @@ class DeflateParams:
         return "; ".join(parts)
 
 
-def swapped(params: DeflateParams) -> DeflateParams:
-    """
-    Transitional: removed when layer.py moves (client/layer.py passes the
-    client's view as if it were a server's; use
-    C{params.agreement("client")} instead).
-    """
-    return DeflateParams(
-        serverNoContextTakeover=params.clientNoContextTakeover,
-        clientNoContextTakeover=params.serverNoContextTakeover,
-        serverMaxWindowBits=params.clientMaxWindowBits,
-        clientMaxWindowBits=params.serverMaxWindowBits,
-    )
-
-
 def _windowBits(value: str | None) -> int | None:
     # Two ASCII digits at most (8..15): int() is never given thousands of
     # digits or a digit it cannot read (latin-1's superscripts).
@@ -427,13 +413,6 @@ class DeflateOffer(_Settings):
             serverBits is not None,
         )
 
-    def compressorConfig(self) -> DeflateOffer:
-        """
-        Transitional: removed when layer.py moves (L{Deflater} takes the
-        offer itself).
-        """
-        return self
-
 
 #: The default offer: what browsers offer.
 DEFAULT_OFFER = DeflateOffer()
@@ -452,14 +431,6 @@ class CompressorSettings(Protocol):
     def memLevel(self) -> int: ...
 
 
-def _local(agreement: Agreement | DeflateParams) -> Agreement:
-    if isinstance(agreement, DeflateParams):
-        # transitional: removed when layer.py moves (the old layers pass
-        # DeflateParams as the server sees them).
-        return agreement.agreement("server")
-    return agreement
-
-
 class Deflater:
     """
     Compresses outgoing messages of one connection: our compressor follows
@@ -468,10 +439,10 @@ class Deflater:
 
     __slots__ = ("_agreement", "_compressor", "_level", "_memLevel")
 
-    def __init__(self, config: CompressorSettings, agreement: Agreement | DeflateParams) -> None:
+    def __init__(self, config: CompressorSettings, agreement: Agreement) -> None:
         self._level = config.level
         self._memLevel = config.memLevel
-        self._agreement = _local(agreement)
+        self._agreement = agreement
         self._compressor: zlib._Compress | None = None
 
     def _new(self) -> zlib._Compress:
@@ -516,8 +487,8 @@ class Inflater:
 
     __slots__ = ("_agreement", "_decompressor", "_ended", "_size", "maxMessageSize")
 
-    def __init__(self, agreement: Agreement | DeflateParams, maxMessageSize: int) -> None:
-        self._agreement = _local(agreement)
+    def __init__(self, agreement: Agreement, maxMessageSize: int) -> None:
+        self._agreement = agreement
         self.maxMessageSize = maxMessageSize
         self._decompressor: zlib._Decompress | None = None
         self._size = 0
