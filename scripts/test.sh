@@ -2,7 +2,10 @@
 # Run the whole txratchet test suite, installing everything it needs first:
 # a virtualenv with txratchet and the test tools, Node's `ws` for the
 # interoperability tests and, as root on Debian, Chromium for the browser test.
-# Then: ruff, mypy, the suite under trial, and the suite under pytest.
+# Then: ruff, mypy, and the suite under pytest (which runs the trial TestCases)
+# twice: on the newest Twisted, and on the oldest one setup.py allows, in a
+# second virtualenv under build/ (TXRATCHET_SKIP_OLDEST_TWISTED=1 skips that).
+# Arguments go to both pytest runs.
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 
@@ -33,16 +36,40 @@ fi
 
 echo "==> installing txratchet and test tools into $VENV"
 pip_install "$ROOT[test]"
+# The newest Twisted (nothing pins it; an upgrade that cannot be reached
+# leaves the installed one, said below, rather than failing the run).
+pip_install --upgrade twisted || echo "WARNING: could not upgrade Twisted" >&2
 if [ -f tests/node/package-lock.json ]; then
     echo "==> installing Node test clients"
     npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 fi
 
+# The oldest Twisted setup.py allows ("twisted>=X.Y" -> X.Y.*), with the test
+# tools that go with it. pyOpenSSL 26.2 and later break TLS servers on Twisted
+# older than 26.4 (Twisted mutates a TLS context already in use; newer pyOpenSSL
+# refuses), so that environment keeps pyOpenSSL 26.1.
+OLDEST="$(sed -n 's/.*"twisted>=\([0-9.]*\)".*/\1/p' "$ROOT/setup.py")"
+OLD_VENV="$ROOT/build/venv-twisted-$OLDEST"
+if [ "${TXRATCHET_SKIP_OLDEST_TWISTED:-0}" != 1 ]; then
+    [ -n "$OLDEST" ] || { echo "cannot read the Twisted bound from setup.py" >&2; exit 1; }
+    echo "==> installing Twisted $OLDEST.* and test tools into $OLD_VENV"
+    [ -x "$OLD_VENV/bin/python" ] || "$PYTHON" -m venv "$OLD_VENV"
+    constraints="$OLD_VENV/constraints.txt"
+    printf 'twisted==%s.*\npyopenssl==26.1.0\n' "$OLDEST" > "$constraints"
+    VENV="$OLD_VENV" pip_install -c "$constraints" "$ROOT[test]"
+    VENV="$OLD_VENV" pip_install --no-deps --force-reinstall "$ROOT"
+fi
+
+twistedVersion() { "$1/bin/python" -c "import twisted; print(twisted.__version__)"; }
 echo "==> ruff"
 "$VENV/bin/ruff" check .
 echo "==> mypy"
 "$VENV/bin/mypy"
-echo "==> trial"
-"$VENV/bin/python" -m twisted.trial tests
-echo "==> pytest"
-exec "$VENV/bin/python" -m pytest -q tests "$@"
+status=0
+echo "==> pytest, Twisted $(twistedVersion "$VENV") (newest)"
+"$VENV/bin/python" -m pytest -q tests "$@" || status=$?
+if [ "${TXRATCHET_SKIP_OLDEST_TWISTED:-0}" != 1 ]; then
+    echo "==> pytest, Twisted $(twistedVersion "$OLD_VENV") (oldest allowed)"
+    "$OLD_VENV/bin/python" -m pytest -q tests "$@" || status=$?
+fi
+exit "$status"
