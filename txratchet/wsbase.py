@@ -13,7 +13,7 @@ add each side's opening handshake.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -33,7 +33,29 @@ log = Logger()
 DEFAULT_MAX_INCOMPLETE_BYTES = 64 * 1024 * 1024
 
 #: A send-buffer policy: C{"close"}, C{"drop"}, or C{(conn, message) -> drop?}.
-SendBufferPolicy = "str | Callable[[Any, str | bytes], bool]"
+SendBufferPolicy = str | Callable[[Any, str | bytes], bool]
+
+
+class LayerOptions(TypedDict, total=False):
+    """
+    The options both WebSocket layers (the server's L{txratchet.WebSocket}
+    and L{txratchet.client.WebSocketClient}) take, with the same meaning
+    and defaults; L{txratchet.WebSocket} documents each.
+    """
+
+    subprotocols: Sequence[str] | None
+    maxMessageSize: int
+    maxFrameSize: int | None
+    maxIncompleteBytes: int | None
+    messageTimeout: float | None
+    handshakeTimeout: float | None
+    closeTimeout: float | None
+    pingInterval: float | None
+    pingTimeout: float | None
+    idleTimeout: float | None
+    maxSendBuffer: int
+    sendBufferPolicy: SendBufferPolicy
+    clock: IReactorTime | None
 
 
 class BaseWebSocketConnection(Connection):
@@ -514,19 +536,19 @@ class WebSocketLayer(Generic[ConnectionT]):
         self,
         app: IApplication,
         *,
-        subprotocols: Sequence[str] | None,
-        maxMessageSize: int,
-        maxFrameSize: int | None,
-        maxIncompleteBytes: int | None,
-        messageTimeout: float | None,
-        handshakeTimeout: float | None,
-        closeTimeout: float | None,
-        pingInterval: float | None,
-        pingTimeout: float | None,
-        idleTimeout: float | None,
-        maxSendBuffer: int,
-        sendBufferPolicy: str | Callable[[Any, str | bytes], bool],
-        clock: IReactorTime | None,
+        subprotocols: Sequence[str] | None = None,
+        maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
+        maxFrameSize: int | None = None,
+        maxIncompleteBytes: int | None = None,
+        messageTimeout: float | None = 60.0,
+        handshakeTimeout: float | None = 10.0,
+        closeTimeout: float | None = 5.0,
+        pingInterval: float | None = None,
+        pingTimeout: float | None = None,
+        idleTimeout: float | None = None,
+        maxSendBuffer: int = 16 * 1024 * 1024,
+        sendBufferPolicy: SendBufferPolicy = "close",
+        clock: IReactorTime | None = None,
     ) -> None:
         self.app = app
         #: The application's optional hooks, read once.

@@ -12,10 +12,9 @@ this is its Twisted glue (see L{txratchet.wsbase}).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -23,12 +22,12 @@ from zope.interface import implementer
 from txratchet import proxy
 from txratchet.errors import HandshakeError
 from txratchet.interfaces import IApplication, LowerConnection
-from txratchet.websocket import deflate, rfc6455
+from txratchet.websocket import deflate
 from txratchet.websocket.events import Event, RequestReceived
 from txratchet.websocket.handshake import HIXIE76, HYBI07, HYBI08, RFC6455, Request
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLOSED, CONNECTING, SERVER, WebSocketProtocol
-from txratchet.wsbase import BaseWebSocketConnection, WebSocketLayer
+from txratchet.wsbase import BaseWebSocketConnection, LayerOptions, WebSocketLayer
 
 log = Logger()
 
@@ -257,33 +256,33 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
     the same port, chosen per connection from the request.
 
     @param app: the application (or a decorator of it).
-    @param subprotocols: the subprotocols the application speaks, in order
+    @keyword subprotocols: the subprotocols the application speaks, in order
         of preference is the client's; defaults to C{app.subprotocols}.
-    @param maxMessageSize: the largest message accepted, in bytes; larger
+    @keyword maxMessageSize: the largest message accepted, in bytes; larger
         ones close the connection with 1009.
-    @param maxFrameSize: the largest data frame payload accepted (1009
+    @keyword maxFrameSize: the largest data frame payload accepted (1009
         beyond); C{None}: only C{maxMessageSize} applies.
     @param maxHandshakeSize: the largest request head (431 beyond).
     @param maxHeaders: the most header fields in a request (431 beyond).
-    @param maxIncompleteBytes: bytes that messages still arriving (spread
+    @keyword maxIncompleteBytes: bytes that messages still arriving (spread
         over several reads or fragments) may hold, all connections of this
         layer together; the connection whose message would pass it is
         closed with 1013 (Try Again Later). Default: 64 MiB, or
         C{maxMessageSize} if that is larger; it cannot be smaller.
-    @param messageTimeout: seconds a message may take to arrive, from its
+    @keyword messageTimeout: seconds a message may take to arrive, from its
         first read to its last (1008 beyond), so a peer cannot hold part of
         a message for ever; C{None}: no limit.
-    @param handshakeTimeout: seconds a client has to send its request.
-    @param closeTimeout: seconds a closing connection has to end, whoever
+    @keyword handshakeTimeout: seconds a client has to send its request.
+    @keyword closeTimeout: seconds a closing connection has to end, whoever
         started the close (the peer answering ours, or taking our answer
         and everything queued before it); then it is aborted. It also
         bounds L{shutdown}. C{None}: no limit (a peer that stops reading
         then holds its connection for ever).
-    @param pingInterval: send a keepalive ping after this many seconds
+    @keyword pingInterval: send a keepalive ping after this many seconds
         without receiving anything (RFC 6455 family; Hixie-76 has no ping).
-    @param pingTimeout: close (1011) a peer that sends nothing back within
+    @keyword pingTimeout: close (1011) a peer that sends nothing back within
         this many seconds of a keepalive ping; defaults to C{pingInterval}.
-    @param idleTimeout: close (1000, "Idle timeout") a connection that
+    @keyword idleTimeout: close (1000, "Idle timeout") a connection that
         received nothing for this many seconds.
     @param compression: permessage-deflate settings (RFC 7692), or
         C{None} to never negotiate it. On by default: the size limit
@@ -291,12 +290,12 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
     @param compressionContextTakeoverLimit: once this many open
         connections compress, new ones are given no context takeover both
         ways, so their zlib state is freed between messages.
-    @param maxSendBuffer: bytes that may queue up for a peer that stopped
+    @keyword maxSendBuffer: bytes that may queue up for a peer that stopped
         reading (beyond the transport's own 64 KiB) before
         C{sendBufferPolicy} applies. Meanwhile the server stops reading from
         that peer, so a peer cannot flood it with requests it never reads
         the answers to.
-    @param sendBufferPolicy: C{"close"} drops the connection (its
+    @keyword sendBufferPolicy: C{"close"} drops the connection (its
         C{closeCode} is 1008: a close frame could not get through),
         C{"drop"} discards further messages to that peer until it reads
         again, or a callable C{(conn, message) -> bool} that decides (True:
@@ -310,51 +309,24 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
         C{"X-Real-IP"}. The others are never believed (a proxy passes on
         what it does not overwrite, so a client could have written them).
     @param families: the protocol families accepted.
-    @param clock: the reactor's time provider (for tests).
+    @keyword clock: the reactor's time provider (for tests).
     """
 
     def __init__(
         self,
         app: IApplication,
         *,
-        subprotocols: Sequence[str] | None = None,
-        maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
-        maxFrameSize: int | None = None,
         maxHandshakeSize: int = 16384,
         maxHeaders: int = 100,
-        maxIncompleteBytes: int | None = None,
-        messageTimeout: float | None = 60.0,
-        handshakeTimeout: float | None = 10.0,
-        closeTimeout: float | None = 5.0,
-        pingInterval: float | None = None,
-        pingTimeout: float | None = None,
-        idleTimeout: float | None = None,
         compression: deflate.PerMessageDeflate | None = DEFAULT_COMPRESSION,
         compressionContextTakeoverLimit: int | None = None,
-        maxSendBuffer: int = 16 * 1024 * 1024,
-        sendBufferPolicy: str | Callable[[WebSocketConnection, str | bytes], bool] = "close",
         httpHandler: HTTPHandler | None = None,
         trustedProxies: Sequence[str] = (),
         proxyHeader: str = proxy.DEFAULT_PROXY_HEADER,
         families: Sequence[str] = (RFC6455, HYBI08, HYBI07, HIXIE76),
-        clock: IReactorTime | None = None,
+        **options: Unpack[LayerOptions],
     ) -> None:
-        super().__init__(
-            app,
-            subprotocols=subprotocols,
-            maxMessageSize=maxMessageSize,
-            maxFrameSize=maxFrameSize,
-            maxIncompleteBytes=maxIncompleteBytes,
-            messageTimeout=messageTimeout,
-            handshakeTimeout=handshakeTimeout,
-            closeTimeout=closeTimeout,
-            pingInterval=pingInterval,
-            pingTimeout=pingTimeout,
-            idleTimeout=idleTimeout,
-            maxSendBuffer=maxSendBuffer,
-            sendBufferPolicy=sendBufferPolicy,
-            clock=clock,
-        )
+        super().__init__(app, **options)
         self.maxHandshakeSize = maxHandshakeSize
         self.maxHeaders = maxHeaders
         self.compression = compression

@@ -11,24 +11,22 @@ masked frames, and leaves closing TCP to the server).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Unpack
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txratchet.errors import HandshakeCancelled, HandshakeFailed, HandshakeTimedOut
 from txratchet.interfaces import ClientLowerConnection, IApplication, LowerConnection
-from txratchet.websocket import rfc6455
 from txratchet.websocket.deflate import DEFAULT_OFFER, DeflateOffer
 from txratchet.websocket.events import Opened
 from txratchet.websocket.handshake import URL, ClientHandshake, Request, Response, parseURL
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLIENT, CONNECTING, WebSocketProtocol
-from txratchet.wsbase import BaseWebSocketConnection, WebSocketLayer
+from txratchet.wsbase import BaseWebSocketConnection, LayerOptions, WebSocketLayer
 
 log = Logger()
 
@@ -227,7 +225,7 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
     @param url: the C{ws://} or C{wss://} URL.
     @param version: C{13} (RFC 6455), C{8} (HyBi-08..12), C{7} or
         C{"hixie-76"}.
-    @param subprotocols: offered in order of preference; defaults to
+    @keyword subprotocols: offered in order of preference; defaults to
         C{app.subprotocols}.
     @param headers: more request headers (pairs or a mapping).
     @param cookies: sent in a C{Cookie} header (a mapping, pairs, or the
@@ -238,7 +236,7 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
         L{DeflateOffer}), or C{None} to offer none.
     @param maxResponseSize: the largest response head accepted.
     @param maxHeaders: the most header fields accepted in the response.
-    @param handshakeTimeout: seconds the server has to answer.
+    @keyword handshakeTimeout: seconds the server has to answer.
 
     The other options (C{maxMessageSize}, C{maxFrameSize},
     C{maxIncompleteBytes}, C{messageTimeout}, C{closeTimeout},
@@ -253,42 +251,15 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
         url: str | URL,
         *,
         version: int | str = 13,
-        subprotocols: Sequence[str] | None = None,
         headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
         cookies: Mapping[str, str] | Sequence[tuple[str, str]] | str | None = None,
         origin: str | None = None,
         compression: DeflateOffer | None = DEFAULT_OFFER,
-        maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
-        maxFrameSize: int | None = None,
         maxResponseSize: int = 16384,
         maxHeaders: int = 100,
-        maxIncompleteBytes: int | None = None,
-        messageTimeout: float | None = 60.0,
-        handshakeTimeout: float | None = 10.0,
-        closeTimeout: float | None = 5.0,
-        pingInterval: float | None = None,
-        pingTimeout: float | None = None,
-        idleTimeout: float | None = None,
-        maxSendBuffer: int = 16 * 1024 * 1024,
-        sendBufferPolicy: Any = "close",
-        clock: IReactorTime | None = None,
+        **options: Unpack[LayerOptions],
     ) -> None:
-        super().__init__(
-            app,
-            subprotocols=subprotocols,
-            maxMessageSize=maxMessageSize,
-            maxFrameSize=maxFrameSize,
-            maxIncompleteBytes=maxIncompleteBytes,
-            messageTimeout=messageTimeout,
-            handshakeTimeout=handshakeTimeout,
-            closeTimeout=closeTimeout,
-            pingInterval=pingInterval,
-            pingTimeout=pingTimeout,
-            idleTimeout=idleTimeout,
-            maxSendBuffer=maxSendBuffer,
-            sendBufferPolicy=sendBufferPolicy,
-            clock=clock,
-        )
+        super().__init__(app, **options)
         self.url = url if isinstance(url, URL) else parseURL(url)
         self.version = version
         self.requestHeaders = list(headers.items() if isinstance(headers, Mapping) else headers)
