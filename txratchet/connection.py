@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
@@ -541,3 +541,7 @@ class Drain:
                 count=len(self._connections),
             )
         self._fire()
+
+
+if TYPE_CHECKING:  # mypy checks that the contract is met, member by member
+    _lower: type[LowerConnection] = TransportConnection

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.application.internet import ClientService
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -37,7 +37,7 @@ from zope.interface import implementer
 from txratchet.client.layer import ClientConnection, WebSocketClient
 from txratchet.commands import execute
 from txratchet.connection import TransportConnection
-from txratchet.interfaces import IApplication
+from txratchet.interfaces import IApplication, LowerConnection, hooksOf
 from txratchet.server import ServerProtocol
 from txratchet.websocket import rfc6455
 from txratchet.websocket.handshake import URL, parseURL
@@ -85,6 +85,10 @@ class ClientTransportConnection(TransportConnection):
         self._opening = False
         if self.writePaused and not self._readingPaused:
             self.pauseProducing()
+
+
+if TYPE_CHECKING:  # mypy checks that the contract is met, member by member
+    _lower: type[LowerConnection] = ClientTransportConnection
 
 
 class ClientProtocol(ServerProtocol):
@@ -432,7 +436,7 @@ class WebSocketClientService(ClientService):
         options.setdefault("clock", reactor)
         self.layer = WebSocketClient(app, url, **options)
         if onReconnect is None:
-            onReconnect = getattr(app, "onReconnect", None)
+            onReconnect = hooksOf(app).onReconnect
         self.onReconnect = onReconnect
         #: How many connections opened so far.
         self.openCount = 0
