@@ -25,7 +25,7 @@ from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
-from txratchet.websocket.protocol import CLOSED, CONNECTING, OPEN, State, WebSocketProtocol
+from txratchet.websocket.protocol import CLOSED, CONNECTING, OPEN, Reader, State, WebSocketProtocol
 
 log = Logger()
 
@@ -73,12 +73,14 @@ class BaseWebSocketConnection(Connection):
     # takes what applications and decorators add (conn.session, ...).
     __slots__ = (
         "_dropping",
+        "_frame",
         "_incomplete",
         "_layer",
         "_liveTimer",
         "_messageTimer",
         "_outer",
         "_proto",
+        "_reader",
         "_send",
         "_timer",
         "_watchActivity",
@@ -105,6 +107,10 @@ class BaseWebSocketConnection(Connection):
         self._messageTimer: IDelayedCall | None = None
         self._liveTimer: IDelayedCall | None = None
         self._watchActivity = proto.watchesActivity
+        # Once open: the protocol's reader and framer, called directly on
+        # the hot paths (see _becomeOpen).
+        self._reader: Reader | None = None
+        self._frame: Callable[[str | bytes], tuple[bytes, bytes]] = proto.frame
 
     # -- What the protocol knows -------------------------------------------------
 
@@ -198,7 +204,7 @@ class BaseWebSocketConnection(Connection):
                 layer.sendBufferPolicy, layer.maxSendBuffer, message
             ):
                 return
-        header, payload = proto.frame(message)
+        header, payload = self._frame(message)
         # Small frames in one piece; large payloads without a copy.
         if len(payload) < 4096:
             self._send(header + payload)
@@ -247,11 +253,26 @@ class BaseWebSocketConnection(Connection):
         """
         Bytes from the lower connection.
         """
-        proto = self._proto
-        if proto.failed:
-            return  # RFC 6455 7.1.7: nothing more is processed
         if self._watchActivity:
-            proto.lastReceived = self._layer.clock.seconds()
+            self._proto.lastReceived = self._layer.clock.seconds()
+        reader = self._reader
+        if reader is None:
+            self._handshakeData(data)
+            return
+        # Open: straight to the family's reader (which reads nothing more
+        # once the connection failed, RFC 6455 7.1.7).
+        events = reader.receive(data)
+        if events:
+            self._dispatch(events)
+        held = reader.buffered()
+        if held or self._incomplete:
+            self._holdIncomplete(held, events)
+
+    def _handshakeData(self, data: bytes) -> None:
+        """
+        Bytes before the connection is open: the opening handshake's.
+        """
+        proto = self._proto
         try:
             events = proto.receive(data)
         except Exception as e:
@@ -259,8 +280,9 @@ class BaseWebSocketConnection(Connection):
             return
         if events:
             self._dispatch(events)
-        if self._incomplete or proto.buffered():
-            self._holdIncomplete(proto.buffered(), events)
+        reader = self._reader
+        if reader is not None and (reader.buffered() or self._incomplete):
+            self._holdIncomplete(reader.buffered(), events)
 
     def _handshakeRaised(self, error: Exception) -> None:
         """
@@ -428,6 +450,8 @@ class BaseWebSocketConnection(Connection):
         """
         self._cancelTimer()
         proto = self._proto
+        self._reader = proto.reader
+        self._frame = proto.framer
         if proto.compressing:
             self._layer.compressing += 1
         if self._watchActivity:

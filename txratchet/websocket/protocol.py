@@ -21,7 +21,7 @@ frame still goes out before our answer to that close.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -518,6 +518,27 @@ class WebSocketProtocol:
         its family sends for the same message (no mask, no compression)?
         """
         return self._deflater is None and self.side is SERVER
+
+    @property
+    def reader(self) -> Reader | None:
+        """
+        Once open, the family's frame reader: what L{receive} hands the
+        bytes to from then on (a caller on a hot path may call it
+        directly, with L{Reader.buffered}).
+        """
+        return self._reader
+
+    @property
+    def framer(self) -> Callable[[str | bytes], tuple[bytes, bytes]]:
+        """
+        Once open, the fastest callable that does what L{frame} does for
+        this connection: the codec's own (which frames a broadcast once)
+        unless messages are compressed.
+        """
+        codec = self._codec
+        if codec is None or self._deflater is not None:
+            return self.frame
+        return codec.frame
 
     def frame(self, message: str | bytes) -> tuple[bytes, bytes]:
         """
