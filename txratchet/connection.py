@@ -151,8 +151,9 @@ class Connection:
         execute(result)
 
 
-# The connections sent to while a read is handled (None: no read is).
-_held: list[TransportConnection] | None = None
+# Is a read being handled? And the connections sent to meanwhile.
+_holding = False
+_held: list[TransportConnection] = []
 
 
 def holdWrites() -> bool:
@@ -169,11 +170,11 @@ def holdWrites() -> bool:
 
     @return: is this the outermost read (the one to call L{releaseWrites})?
     """
-    global _held
-    if _held is None:
-        _held = []
-        return True
-    return False
+    global _holding
+    if _holding:
+        return False
+    _holding = True
+    return True
 
 
 def releaseWrites() -> None:
@@ -181,9 +182,10 @@ def releaseWrites() -> None:
     The outermost read is handled: write what L{holdWrites} held, each
     connection's in one send.
     """
-    global _held
-    held, _held = _held, None
-    if held:
+    global _holding, _held
+    _holding = False
+    if _held:
+        held, _held = _held, []
         for conn in held:
             conn.uncork()
 
@@ -302,13 +304,12 @@ class TransportConnection(Connection):
         if corked is not None:
             corked.append(message)
             return
-        held = _held
-        if held is not None:
+        if _holding:
             # A peer other than the one being read (a broadcast's): held
             # to the end of the read, so the deliveries of all its
             # messages to this peer leave in one send.
             self._corked = [message]
-            held.append(self)
+            _held.append(self)
             return
         sock = self._socket
         if sock is not None:
@@ -345,6 +346,38 @@ class TransportConnection(Connection):
         self._corked = None
         if corked:
             self._writeThrough(corked)
+
+    def startRead(self) -> bool:
+        """
+        A read from this peer starts being handled: L{cork} this connection
+        and L{holdWrites} (one call per read, on the hot path).
+
+        @return: the value for L{endRead}.
+        """
+        global _holding
+        if self._corked is None:
+            self._corked = []
+        if _holding:
+            return False
+        _holding = True
+        return True
+
+    def endRead(self, outermost: bool) -> None:
+        """
+        The read is handled: L{uncork}, then L{releaseWrites} if
+        C{outermost}.
+        """
+        global _holding, _held
+        corked = self._corked
+        self._corked = None
+        if corked:
+            self._writeThrough(corked)
+        if outermost:
+            _holding = False
+            if _held:
+                held, _held = _held, []
+                for conn in held:
+                    conn.uncork()
 
     def _flushQueued(self) -> None:
         # Closing: what is held goes out with the FIN in Twisted's next

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txratchet.commands import execute
-from txratchet.connection import TransportConnection, holdWrites, releaseWrites
+from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication
 
 log = Logger()
@@ -61,8 +61,7 @@ class ServerProtocol(Protocol):
         conn = self.conn
         # What this read makes us send leaves at its end, in one write per
         # peer: to this one (cork) and to others, a broadcast (holdWrites).
-        conn.cork()
-        outermost = holdWrites()
+        outermost = conn.startRead()
         try:
             result = self.app.onMessage(conn, data)
         except Exception:
@@ -71,9 +70,7 @@ class ServerProtocol(Protocol):
             if result is not None:
                 execute(result, conn)
         finally:
-            conn.uncork()
-            if outermost:
-                releaseWrites()
+            conn.endRead(outermost)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if not self._made:
