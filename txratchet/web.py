@@ -122,7 +122,8 @@ class _RequestHeadChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        timeout = getattr(self.site, "headTimeout", None)
+        site = self.site
+        timeout = site.headTimeout if isinstance(site, WebSocketSite) else None
         if timeout:
             self._headTimer = self.callLater(timeout, self._headTimedOut)
 

@@ -159,6 +159,9 @@ class _HandshakeGate(Protocol):
         self.transport = transport
         self.connected = True
         self.wrapped.makeConnection(transport)
+        # The wrapped protocol is whatever the caller's factory built: a
+        # ClientProtocol, a wrapper forwarding its attributes, or another
+        # protocol altogether (which opens at once).
         ws = getattr(self.wrapped, "websocket", None)
         if ws is None:
             self._opened(None)
