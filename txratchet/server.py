@@ -101,6 +101,6 @@ class Server(Factory):
         self.app = app
 
     def buildProtocol(self, addr: IAddress | None) -> ServerProtocol:
-        proto = ServerProtocol(self.app)
+        proto = self.protocol(self.app)  # type: ignore[call-arg]
         proto.factory = self
-        return proto
+        return proto  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -38,7 +38,7 @@ from txratchet.client.layer import ClientConnection, WebSocketClient
 from txratchet.commands import execute
 from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication, LowerConnection, hooksOf
-from txratchet.server import ServerProtocol
+from txratchet.server import Server, ServerProtocol
 from txratchet.websocket import rfc6455
 from txratchet.websocket.handshake import URL, parseURL
 
@@ -121,24 +121,18 @@ class ClientProtocol(ServerProtocol):
         return self
 
 
-class Client(Factory):
+class Client(Server):
     """
     A Twisted factory connecting C{app}, the client twin of
-    L{txratchet.Server}::
+    L{txratchet.Server} (the same factory, building L{ClientProtocol})::
 
         endpoint.connect(Client(WebSocketClient(app, "ws://example.com/")))
     """
 
-    protocol = ClientProtocol
-    noisy = False
-
-    def __init__(self, app: IApplication) -> None:
-        self.app = app
+    protocol = ClientProtocol  # type: ignore[assignment]
 
     def buildProtocol(self, addr: IAddress | None) -> ClientProtocol:
-        proto = ClientProtocol(self.app)
-        proto.factory = self
-        return proto
+        return cast(ClientProtocol, super().buildProtocol(addr))
 
 
 class _HandshakeGate(Protocol):
