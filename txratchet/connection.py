@@ -9,6 +9,7 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
@@ -201,7 +202,23 @@ _HALF_CLOSE = 4  # loseWriteConnection, and not TLS
 _ABORT = 8  # abortConnection
 
 
+#: Abilities by transport class, for the classes that declare them on the
+#: class alone (a TLS wrapper declares its transport's on each instance).
+_classAbilities: dict[type, int] = {}
+
+
 def _abilities(transport: ITransport, secure: bool) -> int:
+    cls = type(transport)
+    if cls is tcp.Server and not secure:
+        # Every accepted TCP connection: found once, not per connection.
+        abilities = _classAbilities.get(cls)
+        if abilities is None:
+            abilities = _classAbilities[cls] = _findAbilities(transport, secure)
+        return abilities
+    return _findAbilities(transport, secure)
+
+
+def _findAbilities(transport: ITransport, secure: bool) -> int:
     abilities = 0
     if IConsumer.providedBy(transport):
         abilities |= _CONSUMER
