@@ -205,11 +205,10 @@ class BaseWebSocketConnection(Connection):
             ):
                 return
         header, payload = self._frame(message)
-        # Small frames in one piece; large payloads without a copy.
-        if len(payload) < 4096:
-            self._send(header + payload)
-        else:
-            self._send(header)
+        # Small frames come whole (payload b""); large payloads apart, so
+        # they are never copied into one piece.
+        self._send(header)
+        if payload:
             self._send(payload)
 
     def _overflowed(self) -> None:
@@ -322,15 +321,6 @@ class BaseWebSocketConnection(Connection):
                 self._opened(event)  # type: ignore[arg-type]
                 if proto.state is CLOSED:
                     return
-            else:
-                self._otherEvent(event)
-                if proto.state is not OPEN:
-                    return
-
-    def _otherEvent(self, event: Event) -> None:
-        """
-        An event only one side has (a server's L{RequestReceived}).
-        """
 
     def _opened(self, event: Opened) -> None:
         """

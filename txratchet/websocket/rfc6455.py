@@ -592,6 +592,10 @@ class FrameReader:
         return CloseReceived(code, reason)
 
 
+#: Frames with payloads shorter than this are sent whole; longer payloads
+#: go apart from their header, without a copy.
+SMALL_FRAME = 4096
+
 #: The headers of unfragmented, unmasked small frames, by payload length.
 _TEXT_HEADERS = [frameHeader(TEXT, n) for n in range(126)]
 _BINARY_HEADERS = [frameHeader(BINARY, n) for n in range(126)]
@@ -639,9 +643,9 @@ class Codec:
 
     def frame(self, message: str | bytes) -> tuple[bytes, bytes]:
         """
-        A whole message in one frame, as (header, payload): the payload is
-        not copied into the header, so large ones are written without a
-        join.
+        A whole message in one frame, as (header, payload): a small frame
+        is whole in the header (the payload is C{b""}); a large payload is
+        not copied into the header, so it is written without a join.
         """
         if self.masks:
             if message.__class__ is str:
@@ -658,7 +662,10 @@ class Codec:
             headers = _BINARY_HEADERS
             opcode = BINARY
         n = len(payload)
-        frame = (headers[n] if n < 126 else frameHeader(opcode, n), payload)
+        header = headers[n] if n < 126 else frameHeader(opcode, n)
+        # A small frame whole, joined once for every connection it goes to
+        # (a broadcast's); a large payload apart, never copied.
+        frame = (header + payload, b"") if n < SMALL_FRAME else (header, payload)
         self._lastMessage = message
         self._lastFrame = frame
         return frame
@@ -670,9 +677,9 @@ class Codec:
         """
         header = frameHeader(opcode, len(payload), True, rsv)
         if not self.masks:
-            return header, payload
+            return (header + payload, b"") if len(payload) < SMALL_FRAME else (header, payload)
         key = os.urandom(4)
-        if len(payload) < 4096:
+        if len(payload) < SMALL_FRAME:
             return header[:1] + bytes((header[1] | 0x80,)) + header[2:] + key + mask(payload, key), b""
         return header[:1] + bytes((header[1] | 0x80,)) + header[2:] + key, mask(payload, key)
 
