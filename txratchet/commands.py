@@ -116,7 +116,14 @@ class Composite(Command):
 
     def run(self) -> None:
         for command in self._queue:
-            execute(command)
+            if command.__class__ is SendMessage:
+                # A broadcast's deliveries, without a call to execute each.
+                try:
+                    command.conn.send(command.message)  # type: ignore[attr-defined]
+                except Exception:
+                    reportFailure(command, Failure())
+            else:
+                execute(command)
 
     def __repr__(self) -> str:
         return f"Composite({list(self._queue)!r})"

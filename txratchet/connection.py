@@ -394,7 +394,10 @@ class TransportConnection(Connection):
             if _held:
                 held, _held = _held, []
                 for conn in held:
-                    conn.uncork()
+                    corked = conn._corked
+                    conn._corked = None
+                    if corked:
+                        conn._writeThrough(corked)
 
     def _flushQueued(self) -> None:
         # Closing: what is held goes out with the FIN in Twisted's next
