@@ -196,11 +196,11 @@ class ProtocolAloneTests(SynchronousTestCase):
         Keepalive is decided from the times passed in: a ping after the
         interval of silence, 1011 when it goes unanswered.
         """
+        from txratchet.websocket.handshake import ClientHandshake, parseURL
         from txratchet.websocket.protocol import SERVER
 
-        client, _ = self.connectPair()
         server = WebSocketProtocol(SERVER, pingInterval=10.0, pingTimeout=5.0)
-        server.receive(client.connect())
+        server.receive(ClientHandshake(parseURL("ws://example.com/")).data)
         server.negotiate()
         server.accept()
         server.lastReceived = 100.0

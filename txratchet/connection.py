@@ -63,6 +63,10 @@ class Connection:
 
     protocol = "tcp"
     peer: Any = None
+    #: The session a L{txratchet.components.SessionProvider} in the stack
+    #: loaded for this connection (whatever its store keeps); C{None}
+    #: without one.
+    session: Any = None
     __slots__ = ("__dict__", "__weakref__", "_attributes", "app")
 
     def __init__(self, app: IApplication) -> None:

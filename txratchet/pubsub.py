@@ -132,11 +132,10 @@ def defaultUserOf(conn: IConnection) -> str | None:
     a L{txratchet.components.SessionProvider} loaded a session, else
     C{None}.
     """
-    # conn.session is there only when a SessionProvider is in the stack
-    # (it adds it to each connection), and the session is whatever the
-    # store keeps (a dict, a twisted.web session ...): both looked up by
-    # name, as the application itself would.
-    session = getattr(conn, "session", None)
+    # Every txratchet connection has a session attribute (None unless a
+    # SessionProvider set it); the session is whatever the store keeps (a
+    # dict, a twisted.web session ...): a boundary, looked up by name.
+    session = conn.session if isinstance(conn, Connection) else None
     if session is None:
         return None
     getter = getattr(session, "get", None)

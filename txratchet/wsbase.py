@@ -25,7 +25,15 @@ from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
-from txratchet.websocket.protocol import CLOSED, CONNECTING, OPEN, Reader, State, WebSocketProtocol
+from txratchet.websocket.protocol import (
+    CLOSED,
+    CONNECTING,
+    OPEN,
+    Limits,
+    Reader,
+    State,
+    WebSocketProtocol,
+)
 
 log = Logger()
 
@@ -599,20 +607,43 @@ class WebSocketLayer(Generic[ConnectionT]):
 
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self._limits: Limits | None = None
         self.connectionsByLower: dict[LowerConnection, ConnectionT] = {}
         self._drain = Drain(self.connectionsByLower, self.clock)
 
-    def _protocolOptions(self) -> dict[str, Any]:
+    @property
+    def limits(self) -> Limits:
         """
-        The keyword arguments of L{WebSocketProtocol} this layer sets.
+        The L{Limits} every new connection of this layer shares (made again
+        if an option was changed since).
         """
-        return {
-            "maxMessageSize": self.maxMessageSize,
-            "maxFrameSize": self.maxFrameSize,
-            "pingInterval": self.pingInterval,
-            "pingTimeout": self.pingTimeout,
-            "idleTimeout": self.idleTimeout,
-        }
+        limits = self._limits
+        if (
+            limits is None
+            or limits.maxMessageSize != self.maxMessageSize
+            or limits.maxFrameSize != self.maxFrameSize
+            or limits.pingInterval != self.pingInterval
+            or limits.pingTimeout != self.pingTimeout
+            or limits.idleTimeout != self.idleTimeout
+            or limits.maxHandshakeSize != self._handshakeLimits[0]
+            or limits.maxHeaders != self._handshakeLimits[1]
+        ):
+            limits = self._limits = Limits(
+                self.maxMessageSize,
+                self.maxFrameSize,
+                *self._handshakeLimits,
+                self.pingInterval,
+                self.pingTimeout,
+                self.idleTimeout,
+            )
+        return limits
+
+    @property
+    def _handshakeLimits(self) -> tuple[int, int]:
+        """
+        The size limits on the peer's handshake head: (bytes, fields).
+        """
+        return (16384, 100)
 
     @property
     def connections(self) -> list[ConnectionT]:

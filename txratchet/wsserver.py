@@ -74,12 +74,7 @@ class WebSocketConnection(BaseWebSocketConnection):
         super().__init__(
             layer,
             lower,
-            WebSocketProtocol(
-                SERVER,
-                maxHandshakeSize=layer.maxHandshakeSize,
-                maxHeaders=layer.maxHeaders,
-                **layer._protocolOptions(),
-            ),
+            WebSocketProtocol(SERVER, limits=layer.limits),
         )
         self.transportPeer = self.peer
         self._startTimer(layer.handshakeTimeout, self._handshakeTimedOut)
@@ -352,6 +347,10 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
     def _connections(self) -> dict[Any, WebSocketConnection]:
         # The name earlier releases used (tests and tools read it).
         return self.connectionsByLower
+
+    @property
+    def _handshakeLimits(self) -> tuple[int, int]:
+        return (self.maxHandshakeSize, self.maxHeaders)
 
     def _newConnection(self, lower: LowerConnection) -> WebSocketConnection:
         return WebSocketConnection(self, lower)

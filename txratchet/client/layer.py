@@ -58,7 +58,7 @@ class ClientConnection(BaseWebSocketConnection):
     def __init__(self, layer: WebSocketClient, lower: ClientLowerConnection) -> None:
         handshake = layer.newHandshake()
         super().__init__(
-            layer, lower, WebSocketProtocol(CLIENT, handshake=handshake, **layer._protocolOptions())
+            layer, lower, WebSocketProtocol(CLIENT, handshake=handshake, limits=layer.limits)
         )
         self.url = layer.url
         self.handshakeFailure: Failure | None = None

@@ -220,7 +220,7 @@ class SessionProvider(RefusingDecorator):
         # conn.session is what this decorator adds to the connections it
         # passes on (the application's per-connection state, not a member
         # of the connection's class).
-        conn.session = session  # type: ignore[attr-defined]
+        conn.session = session  # type: ignore[attr-defined]  # IConnection does not declare it
         self._decided.add(conn)
         return super().onRequest(conn, request)
 

@@ -9,6 +9,8 @@ C{0xFF 0x00}. The protocol has no binary messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from txratchet.errors import BinaryNotSupported as BinaryNotSupported
 from txratchet.websocket.events import CloseReceived, FrameEvent
 from txratchet.websocket.events import Failed as Failed
@@ -171,11 +173,14 @@ class Codec:
     hasPing = False
     hasBinary = False
 
-    __slots__ = ("_lastFrame", "_lastMessage")
+    __slots__ = ("_lastFrame", "_lastMessage", "framer")
 
     def __init__(self) -> None:
         self._lastMessage: object = None
         self._lastFrame: tuple[bytes, bytes] = (b"", b"")
+        #: L{frame}, bound once: what every connection framing with this
+        #: codec calls (a bound method per connection would cost 64 bytes).
+        self.framer: Callable[[str | bytes], tuple[bytes, bytes]] = self.frame
 
     def reader(
         self, maxMessageSize: int, maxFrameSize: int | None, inflater: object

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from txratchet.errors import HandshakeError, HandshakeFailed, MalformedExtensions
 from txratchet.websocket import deflate, hixie76, rfc6455
@@ -110,6 +110,8 @@ class Codec(Protocol):
     hasPing: bool
     #: Are there binary messages?
     hasBinary: bool
+    #: L{frame}, bound once and shared by every connection.
+    framer: Callable[[str | bytes], tuple[bytes, bytes]]
 
     def reader(
         self, maxMessageSize: int, maxFrameSize: int | None, inflater: deflate.Inflater | None
@@ -153,6 +155,48 @@ class Liveness:
     ping: bytes | None
     close: tuple[int, str] | None
     nextCheck: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """
+    The limits and timeouts of a connection: one object shared by every
+    connection of a layer (a connection holds a reference, not copies).
+
+    @ivar maxMessageSize: the largest message accepted (1009 beyond).
+    @ivar maxFrameSize: the largest data frame accepted (1009 beyond), or
+        C{None}.
+    @ivar maxHandshakeSize: a server's limit on the request head (431),
+        and on what may arrive while the application decides.
+    @ivar maxHeaders: a server's limit on request header fields (431).
+    @ivar pingInterval: see L{WebSocketProtocol.liveness}.
+    @ivar pingTimeout: see L{WebSocketProtocol.liveness}.
+    @ivar idleTimeout: see L{WebSocketProtocol.liveness}.
+    """
+
+    maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE
+    maxFrameSize: int | None = None
+    maxHandshakeSize: int = 16384
+    maxHeaders: int = 100
+    pingInterval: float | None = None
+    pingTimeout: float | None = None
+    idleTimeout: float | None = None
+
+
+class _Opening:
+    """
+    What only the opening handshake needs; dropped once it is over.
+    """
+
+    __slots__ = ("accepted", "deflateConfig", "handshake", "held", "heldSize", "parser")
+
+    def __init__(self, parser: RequestParser | None, handshake: ClientHandshake | None) -> None:
+        self.parser = parser
+        self.handshake = handshake
+        self.accepted: Accepted | None = None
+        self.deflateConfig: deflate.PerMessageDeflate | deflate.DeflateOffer | None = None
+        self.held: list[bytes] | None = None
+        self.heldSize = 0
 
 
 def codecFor(family: str, side: Side) -> Codec:
@@ -200,15 +244,10 @@ class WebSocketProtocol:
     """
 
     __slots__ = (
-        "_accepted",
         "_codec",
         "_compressMin",
-        "_deflateConfig",
         "_deflater",
-        "_handshake",
-        "_held",
-        "_heldSize",
-        "_parser",
+        "_opening",
         "_pingSentAt",
         "_reader",
         "closeCode",
@@ -216,14 +255,9 @@ class WebSocketProtocol:
         "compression",
         "failed",
         "family",
-        "idleTimeout",
         "lastReceived",
         "leftover",
-        "maxFrameSize",
-        "maxHandshakeSize",
-        "maxMessageSize",
-        "pingInterval",
-        "pingTimeout",
+        "limits",
         "request",
         "response",
         "side",
@@ -237,28 +271,24 @@ class WebSocketProtocol:
         side: Side,
         *,
         handshake: ClientHandshake | None = None,
-        maxMessageSize: int = rfc6455.DEFAULT_MAX_MESSAGE_SIZE,
-        maxFrameSize: int | None = None,
-        maxHandshakeSize: int = 16384,
-        maxHeaders: int = 100,
-        pingInterval: float | None = None,
-        pingTimeout: float | None = None,
-        idleTimeout: float | None = None,
+        limits: Limits | None = None,
+        **options: Any,
     ) -> None:
         """
         @param handshake: a client's opening handshake (required for
             L{CLIENT}, refused for L{SERVER}).
-        @param maxMessageSize: the largest message accepted (1009 beyond).
-        @param maxFrameSize: the largest data frame accepted (1009 beyond).
-        @param maxHandshakeSize: a server's limit on the request head (431),
-            and on what may arrive while the application decides.
-        @param maxHeaders: a server's limit on request header fields.
-        @param pingInterval: see L{liveness}.
-        @param pingTimeout: see L{liveness}.
-        @param idleTimeout: see L{liveness}.
+        @param limits: the connection's L{Limits} (a layer shares one among
+            its connections).
+        @param options: or the fields of L{Limits} as keywords, for a
+            connection of its own.
         """
         if (handshake is None) is (side is CLIENT):
             raise ValueError("A client protocol needs a handshake; a server's takes none")
+        if limits is None:
+            limits = Limits(**options)
+        elif options:
+            raise TypeError("Give limits or its fields, not both")
+        self.limits = limits
         self.side = side
         self.state = CONNECTING
         self.family: str | None = None
@@ -270,23 +300,15 @@ class WebSocketProtocol:
         self.closeReason = ""
         self.wasClean = False
         self.failed = False
-        self.maxMessageSize = maxMessageSize
-        self.maxFrameSize = maxFrameSize
-        self.maxHandshakeSize = maxHandshakeSize
-        self.pingInterval = pingInterval
-        self.pingTimeout = pingTimeout
-        self.idleTimeout = idleTimeout
         self.lastReceived = 0.0
         self.leftover = b""
         self._pingSentAt: float | None = None
-        self._handshake = handshake
-        self._parser = (
-            RequestParser(maxHandshakeSize, maxHeaders) if handshake is None else None
+        self._opening: _Opening | None = _Opening(
+            RequestParser(limits.maxHandshakeSize, limits.maxHeaders)
+            if handshake is None
+            else None,
+            handshake,
         )
-        self._accepted: Accepted | None = None
-        self._deflateConfig: deflate.PerMessageDeflate | deflate.DeflateOffer | None = None
-        self._held: list[bytes] | None = None
-        self._heldSize = 0
         self._codec: Codec | None = None
         self._reader: Reader | None = None
         self._deflater: deflate.Deflater | None = None
@@ -306,11 +328,12 @@ class WebSocketProtocol:
         reader = self._reader
         if reader is not None:
             return reader.receive(data)
-        if self.state is not CONNECTING:
+        opening = self._opening
+        if self.state is not CONNECTING or opening is None:
             return ()
-        if self._handshake is not None:
-            return self._responseData(self._handshake, data)
-        return self._requestData(data)
+        if opening.handshake is not None:
+            return self._responseData(opening.handshake, data)
+        return self._requestData(opening, data)
 
     def buffered(self) -> int:
         """
@@ -329,26 +352,27 @@ class WebSocketProtocol:
 
     # -- A server's opening handshake ------------------------------------------
 
-    def _requestData(self, data: bytes) -> Sequence[Event]:
-        parser = self._parser
+    def _requestData(self, opening: _Opening, data: bytes) -> Sequence[Event]:
+        parser = opening.parser
         if parser is None:
-            held = self._held
+            held = opening.held
             if held is not None:
                 # The application is still deciding (onRequest): keep what
                 # the client sends meanwhile, within bounds.
                 held.append(data)
-                self._heldSize += len(data)
-                if self._heldSize > self.maxHandshakeSize + self.maxMessageSize:
+                opening.heldSize += len(data)
+                limits = self.limits
+                if opening.heldSize > limits.maxHandshakeSize + limits.maxMessageSize:
                     raise HandshakeError(400, "Too much data before the handshake ended")
             return ()
         request = parser.feed(data)
         if request is None:
             return ()
-        self._parser = None
+        opening.parser = None
         self.request = request
         leftover = parser.leftover
-        self._held = [leftover]
-        self._heldSize = len(leftover)
+        opening.held = [leftover]
+        opening.heldSize = len(leftover)
         upgrade = request.isUpgrade or "sec-websocket-key1" in request.headers
         return (RequestReceived(request, upgrade),)
 
@@ -371,7 +395,8 @@ class WebSocketProtocol:
         @raise HandshakeError: the request cannot be accepted.
         """
         request = self.request
-        if request is None or self.state is not CONNECTING:
+        opening = self._opening
+        if request is None or opening is None or self.state is not CONNECTING:
             raise RuntimeError("No handshake request to negotiate")
 
         def extensions(request: Request) -> str | None:
@@ -394,8 +419,8 @@ class WebSocketProtocol:
             families=families,
             extensions=extensions if compression is not None else None,
         )
-        self._accepted = accepted
-        self._deflateConfig = compression
+        opening.accepted = accepted
+        opening.deflateConfig = compression
         self.family = accepted.family
         self.subprotocol = accepted.subprotocol
         return accepted
@@ -405,13 +430,13 @@ class WebSocketProtocol:
         Accept the negotiated handshake: the connection is open. Returns
         the response to send; then feed L{leftover} to L{receive}.
         """
-        accepted = self._accepted
-        if accepted is None or self.state is not CONNECTING:
+        opening = self._opening
+        accepted = opening.accepted if opening is not None else None
+        if opening is None or accepted is None or self.state is not CONNECTING:
             raise RuntimeError("No negotiated handshake to accept")
-        self._accepted = None
-        held, self._held = self._held or [], None
-        self.leftover = b"".join(held)
-        config = self._deflateConfig
+        self._opening = None
+        self.leftover = b"".join(opening.held or ())
+        config = opening.deflateConfig
         params = self.compression
         self._open(
             accepted.family,
@@ -434,9 +459,7 @@ class WebSocketProtocol:
         answered by the caller): what arrives is ignored.
         """
         self.state = CLOSED
-        self._accepted = None
-        self._held = None
-        self._parser = None
+        self._opening = None
 
     # -- A client's opening handshake -----------------------------------------
 
@@ -444,16 +467,19 @@ class WebSocketProtocol:
         """
         A client's: the opening handshake request to send.
         """
-        if self._handshake is None:
+        handshake = self.handshake
+        if handshake is None:
             raise RuntimeError("A server does not send a handshake request")
-        return self._handshake.data
+        return handshake.data
 
     @property
     def handshake(self) -> ClientHandshake | None:
         """
-        A client's opening handshake (C{None} on a server).
+        A client's opening handshake while it is going on (C{None} on a
+        server, and once it is over).
         """
-        return self._handshake
+        opening = self._opening
+        return opening.handshake if opening is not None else None
 
     def _responseData(self, handshake: ClientHandshake, data: bytes) -> Sequence[Event]:
         try:
@@ -472,6 +498,7 @@ class WebSocketProtocol:
             self.compression = agreed
             agreement = agreed.agreement("client")
         self._open(response.family, agreement, offer)
+        self._opening = None
         events: list[Event] = [Opened(response)]
         leftover = handshake.leftover
         if leftover and self._reader is not None:
@@ -489,9 +516,9 @@ class WebSocketProtocol:
         if agreement is not None and config is not None:
             self._deflater = deflate.Deflater(config, agreement)
             self._compressMin = config.minSize
-            inflater = deflate.Inflater(agreement, self.maxMessageSize)
+            inflater = deflate.Inflater(agreement, self.limits.maxMessageSize)
         self._codec = codec
-        self._reader = codec.reader(self.maxMessageSize, self.maxFrameSize, inflater)
+        self._reader = codec.reader(self.limits.maxMessageSize, self.limits.maxFrameSize, inflater)
         self.family = family
         self.state = OPEN
 
@@ -538,7 +565,7 @@ class WebSocketProtocol:
         codec = self._codec
         if codec is None or self._deflater is not None:
             return self.frame
-        return codec.frame
+        return codec.framer
 
     def frame(self, message: str | bytes) -> tuple[bytes, bytes]:
         """
@@ -656,7 +683,7 @@ class WebSocketProtocol:
         wasOpen = self._codec is not None and self.state in (OPEN, CLOSING)
         self.state = CLOSED
         self._deflater = None
-        self._held = None
+        self._opening = None
         if self.closeCode is None and not self.wasClean:
             self.closeCode = rfc6455.ABNORMAL_CLOSURE
         return wasOpen
@@ -668,7 +695,7 @@ class WebSocketProtocol:
         """
         Must the caller keep L{lastReceived} up to date?
         """
-        return bool(self.pingInterval or self.idleTimeout)
+        return bool(self.limits.pingInterval or self.limits.idleTimeout)
 
     def liveness(self, now: float) -> Liveness:
         """
@@ -682,17 +709,18 @@ class WebSocketProtocol:
         if self.state is not OPEN:
             return Liveness(None, None, None)
         last = self.lastReceived
-        if self.idleTimeout and now - last >= self.idleTimeout:
+        limits = self.limits
+        if limits.idleTimeout and now - last >= limits.idleTimeout:
             return Liveness(None, (rfc6455.NORMAL_CLOSURE, "Idle timeout"), None)
         ping = None
         codec = self._codec
-        interval = self.pingInterval if codec is not None and codec.hasPing else None
+        interval = limits.pingInterval if codec is not None and codec.hasPing else None
         if interval:
             sentAt = self._pingSentAt
             if sentAt is not None and last >= sentAt:
                 self._pingSentAt = sentAt = None  # anything received proves liveness
             if sentAt is not None:
-                if now - sentAt >= (self.pingTimeout or interval):
+                if now - sentAt >= (limits.pingTimeout or interval):
                     return Liveness(None, (rfc6455.INTERNAL_ERROR, "Keepalive ping timeout"), None)
             elif now - last >= interval:
                 self._pingSentAt = now
@@ -704,20 +732,23 @@ class WebSocketProtocol:
         When the next keepalive decision is due, or C{None}.
         """
         deadlines = []
-        if self.idleTimeout:
-            deadlines.append(self.lastReceived + self.idleTimeout)
+        limits = self.limits
+        if limits.idleTimeout:
+            deadlines.append(self.lastReceived + limits.idleTimeout)
         codec = self._codec
-        interval = self.pingInterval
+        interval = limits.pingInterval
         if interval and (codec is None or codec.hasPing):
             sentAt = self._pingSentAt
             if sentAt is not None:
-                deadlines.append(sentAt + (self.pingTimeout or interval))
+                deadlines.append(sentAt + (limits.pingTimeout or interval))
             else:
                 deadlines.append(self.lastReceived + interval)
         return min(deadlines) if deadlines else None
 
     def __repr__(self) -> str:
-        return f"<WebSocketProtocol {self.side.value} {self.family or 'connecting'} {self.state.name}>"
+        return (
+            f"<WebSocketProtocol {self.side.value} {self.family or 'connecting'} {self.state.name}>"
+        )
 
 
 __all__ = [
