@@ -614,20 +614,11 @@ class WebSocketLayer(Generic[ConnectionT]):
     @property
     def limits(self) -> Limits:
         """
-        The L{Limits} every new connection of this layer shares (made again
-        if an option was changed since).
+        The L{Limits} every connection of this layer shares, made from the
+        layer's options when the first connection arrives.
         """
         limits = self._limits
-        if (
-            limits is None
-            or limits.maxMessageSize != self.maxMessageSize
-            or limits.maxFrameSize != self.maxFrameSize
-            or limits.pingInterval != self.pingInterval
-            or limits.pingTimeout != self.pingTimeout
-            or limits.idleTimeout != self.idleTimeout
-            or limits.maxHandshakeSize != self._handshakeLimits[0]
-            or limits.maxHeaders != self._handshakeLimits[1]
-        ):
+        if limits is None:
             limits = self._limits = Limits(
                 self.maxMessageSize,
                 self.maxFrameSize,

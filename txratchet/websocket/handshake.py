@@ -161,6 +161,8 @@ class RequestParser(HeadParser[Request]):
 
     line = REQUEST_LINE
 
+    __slots__ = ("leftover",)
+
     def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
         super().__init__(maxSize, maxHeaders)
         #: The bytes that followed the request (the first frames).
@@ -615,8 +617,12 @@ class ResponseParser(HeadParser[tuple[int, str, Headers]]):
 
     line = STATUS_LINE
 
-    #: The status, once the status line was read.
-    status: int | None = None
+    __slots__ = ("status",)
+
+    def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
+        super().__init__(maxSize, maxHeaders)
+        #: The status, once the status line was read.
+        self.status: int | None = None
 
     def started(self, line: re.Match[str]) -> None:
         self.status = int(line[2])

@@ -323,6 +323,8 @@ class HeadParser(Generic[HeadT]):
     #: The grammar of the first line.
     line: ClassVar[StartLine]
 
+    __slots__ = ("_lineChecked", "buffer", "head", "maxHeaders", "maxSize")
+
     def __init__(self, maxSize: int = 16384, maxHeaders: int = 100) -> None:
         self.maxSize = maxSize
         self.maxHeaders = maxHeaders
