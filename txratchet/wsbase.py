@@ -279,14 +279,20 @@ class BaseWebSocketConnection(Connection):
         """
         Bytes before the connection is open: the opening handshake's.
         """
-        proto = self._proto
         try:
-            events = proto.receive(data)
+            events = self._proto.receive(data)
         except Exception as e:
             self._handshakeRaised(e)
             return
         if events:
-            self._dispatch(events)
+            self._handshakeEvents(events)
+
+    def _handshakeEvents(self, events: Sequence[Event]) -> None:
+        """
+        What the handshake's bytes gave (each side says what it expects):
+        here, a client's L{Opened} and the frames that came with it.
+        """
+        self._dispatch(events)
         reader = self._reader
         if reader is not None and (reader.buffered() or self._incomplete):
             self._holdIncomplete(reader.buffered(), events)

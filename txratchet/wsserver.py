@@ -23,7 +23,7 @@ from txratchet import proxy
 from txratchet.errors import HandshakeError
 from txratchet.interfaces import IApplication, LowerConnection
 from txratchet.websocket import deflate
-from txratchet.websocket.events import RequestReceived
+from txratchet.websocket.events import Event, RequestReceived
 from txratchet.websocket.handshake import HIXIE76, HYBI07, HYBI08, RFC6455, Request
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLOSED, CONNECTING, SERVER, WebSocketProtocol
@@ -137,15 +137,9 @@ class WebSocketConnection(BaseWebSocketConnection):
         log.failure("Reading the handshake failed; refusing it", Failure(error))
         self._refuse(HandshakeError(500, "Internal server error"))
 
-    def _handshakeData(self, data: bytes) -> None:
-        proto = self._proto
-        try:
-            events = proto.receive(data)
-        except Exception as e:
-            self._handshakeRaised(e)
-            return
-        # Before the request is whole: nothing; then one RequestReceived
-        # (what follows it waits in proto.leftover until the answer).
+    def _handshakeEvents(self, events: Sequence[Event]) -> None:
+        # One RequestReceived once the request is whole (what follows it
+        # waits in proto.leftover until the answer).
         for event in events:
             if isinstance(event, RequestReceived):
                 self._requestReceived(event)
