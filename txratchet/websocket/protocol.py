@@ -539,14 +539,6 @@ class WebSocketProtocol:
         return self._deflater is not None
 
     @property
-    def framesShareable(self) -> bool:
-        """
-        Are this connection's frames the same bytes any other connection of
-        its family sends for the same message (no mask, no compression)?
-        """
-        return self._deflater is None and self.side is SERVER
-
-    @property
     def reader(self) -> Reader | None:
         """
         Once open, the family's frame reader: what L{receive} hands the
