@@ -16,53 +16,15 @@ from twisted.internet import tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 
+from tests.util import EndsTransport
 from txratchet import Application, Server, _twisted
 from txratchet.client.connect import ClientTransportConnection
 from txratchet.connection import TransportConnection, holdWrites, releaseWrites
 from txratchet.interfaces import LowerConnection
-
-
-class EndsTransport(StringTransport):
-    """
-    A StringTransport that records each write and how the connection was
-    ended, with TCP's half-close and abort.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.ends: list[str] = []
-        self.pauses: list[str] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        super().write(data)
-
-    def writeSequence(self, data: Any) -> None:
-        self.writes.append(b"".join(data))
-        super().writeSequence(data)
-
-    def loseConnection(self) -> None:
-        self.ends.append("loseConnection")
-        super().loseConnection()
-
-    def loseWriteConnection(self) -> None:
-        self.ends.append("loseWriteConnection")
-
-    def abortConnection(self) -> None:
-        self.ends.append("abortConnection")
-
-    def pauseProducing(self) -> None:
-        self.pauses.append("pause")
-        super().pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.pauses.append("resume")
-        super().resumeProducing()
 
 
 class BareTransport:

@@ -24,6 +24,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.util import EndsTransport
 from txratchet import Application, Server, WebSocket
 from txratchet.client import (
     Client,
@@ -208,35 +209,22 @@ def hixieRequest(path: str = "/chat") -> bytes:
 # -- The in-memory transport and a recording application -----------------------
 
 
-class RecordingTransport(StringTransport):
+class RecordingTransport(EndsTransport):
     """
-    A StringTransport that records each write, and how the connection was
-    ended: C{loseConnection} (after a flush), C{loseWriteConnection} (our
-    half-close) or C{abortConnection} (at once).
+    An L{EndsTransport} (each write, and how the connection was ended:
+    C{loseConnection} after a flush, C{loseWriteConnection} our half-close,
+    C{abortConnection} at once) that takes any write and reads as
+    disconnected once aborted.
     """
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__(lenient=True, **kw)
+        StringTransport.__init__(self, lenient=True, **kw)
         self.writes: list[bytes] = []
         self.ends: list[str] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        super().write(data)
-
-    def writeSequence(self, data: Any) -> None:
-        self.writes.append(b"".join(data))
-        super().writeSequence(data)
-
-    def loseConnection(self) -> None:
-        self.ends.append("loseConnection")
-        super().loseConnection()
-
-    def loseWriteConnection(self) -> None:
-        self.ends.append("loseWriteConnection")
+        self.pauses: list[str] = []
 
     def abortConnection(self) -> None:
-        self.ends.append("abortConnection")
+        super().abortConnection()
         self.disconnected = True
         self.disconnecting = True
 

@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from txratchet import Application, SendMessage, Server
@@ -67,3 +68,42 @@ class ServerTestCase(TestCase):
             transport = getattr(conn, "transport", None)
             if transport is not None:
                 transport.abortConnection()
+
+
+class EndsTransport(StringTransport):
+    """
+    A StringTransport that records each write and how the connection was
+    ended, with TCP's half-close and abort.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.ends: list[str] = []
+        self.pauses: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.writes.append(b"".join(data))
+        super().writeSequence(data)
+
+    def loseConnection(self) -> None:
+        self.ends.append("loseConnection")
+        super().loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        self.ends.append("loseWriteConnection")
+
+    def abortConnection(self) -> None:
+        self.ends.append("abortConnection")
+
+    def pauseProducing(self) -> None:
+        self.pauses.append("pause")
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.pauses.append("resume")
+        super().resumeProducing()
