@@ -588,6 +588,44 @@ class RouterTests(ServerTestCase):
         self.assertIn(b"wsgi says hi from /deep/page", pages[1])
         self.assertEqual(info["path"], "/")
 
+    @inlineCallbacks
+    def test_pathStrOrBytes(self):
+        """
+        Issue 14: the path is the whole request path, C{"/ws"} or (as
+        C{putChild} names are bytes) C{b"/ws"}, both routing the socket the
+        same way; a relative C{"ws"}, which no request would match, is a
+        ValueError at once.
+        """
+        from websockets.sync.client import connect
+
+        from txratchet.web import WebSocketRouter
+
+        for bad in ("ws", b"ws", ""):
+            with self.assertRaises(ValueError) as raised:
+                WebSocketRouter(bad, WebSocketResource(WebSocket(WhoAmI())), Resource())
+            self.assertIn("must be the whole request path, starting with '/'", str(raised.exception))
+        for path in ("/ws", b"/ws"):
+            layer = WebSocket(WhoAmI())
+            pages = Resource()
+            pages.putChild(b"ws", Data(b"the page at /ws", "text/plain"))
+            root = WebSocketRouter(path, WebSocketResource(layer), pages)
+            port = yield TCP4ServerEndpoint(reactor, 0, interface=HOST).listen(Site(root))
+            self.addCleanup(port.stopListening)
+            self.addCleanup(self._dropConnections, layer)
+            portNumber = port.getHost().port
+
+            def talk(portNumber=portNumber):
+                page = rawclients.raw_request(
+                    HOST, portNumber, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                with connect(f"ws://{HOST}:{portNumber}/ws?x=1") as ws:
+                    ws.send("?")
+                    return page, json.loads(ws.recv(timeout=5))
+
+            page, info = yield deferToThread(talk)
+            self.assertIn(b"the page at /ws", page, path)
+            self.assertEqual((info["path"], info["query"]), ("/ws", "x=1"), path)
+
 
 def makeTree(parent):
     """

@@ -207,12 +207,25 @@ class WebSocketRouter:
     A root resource that sends upgrade requests for C{path} to a
     L{WebSocketResource} and everything else to C{fallback} (say, a
     C{File}), so the socket can live at C{/} next to the site's pages.
+
+    @param path: the whole request path of the socket, query left out:
+        C{"/"} or C{"/ws"}, as C{str} (or C{bytes}, as C{putChild} names
+        are: C{b"/ws"} is the same). It must start with C{/}: a relative
+        C{"ws"} would never match a request, so it is refused.
+    @raise ValueError: C{path} does not start with C{/}.
     """
 
     isLeaf = False
 
-    def __init__(self, path: str, websocket: WebSocketResource, fallback: Any) -> None:
-        self.path = path.encode("utf-8")
+    def __init__(self, path: str | bytes, websocket: WebSocketResource, fallback: Any) -> None:
+        if isinstance(path, str):
+            path = path.encode("utf-8")
+        if not path.startswith(b"/"):
+            raise ValueError(
+                f"WebSocketRouter path {path.decode('utf-8', 'replace')!r} must be the "
+                "whole request path, starting with '/' (e.g. '/ws')"
+            )
+        self.path = path
         self.websocket = websocket
         self.fallback = fallback
 
