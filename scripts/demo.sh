@@ -6,5 +6,8 @@ source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 echo "==> installing txratchet into $VENV"
 pip_install "$ROOT"
-echo "==> chat demo on http://localhost:8080/ (Ctrl-C to stop)"
+# twistd logs the address to open once it listens ("the chat demo is at
+# http://localhost:8080/"), from the port it really got: --port tcp:9000,
+# an interface or --tls-cert all show there.
+echo "==> starting the chat demo; open the address it logs (Ctrl-C to stop)"
 exec "$VENV/bin/twistd" -n --pidfile= txratchet "$@"

@@ -19,6 +19,12 @@ def layerOf(service):
     raise AssertionError("no server in the service")
 
 
+def parsed(args):
+    options = Options()
+    options.parseOptions(args)
+    return options
+
+
 class OptionsTests(SynchronousTestCase):
     def test_limitsAndTimeouts(self):
         options = Options()
@@ -73,6 +79,54 @@ class OptionsTests(SynchronousTestCase):
             ["--compression-window-bits", "16"],
         ):
             self.assertRaises(usage.UsageError, Options().parseOptions, args)
+
+    def test_everyOptionHasItsTwin(self):
+        """
+        The README: every C{WebSocket} option has a C{twistd txratchet}
+        twin, named in kebab case, but C{httpHandler} (C{--web-root}
+        instead), C{compression} (C{--no-compression} and the
+        C{--compression-*} options) and the test clock.
+        """
+        import inspect
+        import re
+
+        from txratchet import WebSocket
+        from txratchet.wsbase import LayerOptions
+
+        names = set(LayerOptions.__annotations__)
+        names |= {
+            n for n, p in inspect.signature(WebSocket).parameters.items()
+            if p.kind is p.KEYWORD_ONLY
+        }
+        names -= {"httpHandler", "compression", "clock"}
+        twins = {p[0] for p in Options.optParameters} | {f[0] for f in Options.optFlags}
+        shorter = {
+            "trustedProxies": "trusted-proxy",
+            "compressionContextTakeoverLimit": "compression-takeover-limit",
+        }
+        missing = [
+            n for n in sorted(names)
+            if shorter.get(n, re.sub("([A-Z])", r"-\1", n).lower()) not in twins
+        ]
+        self.assertEqual(missing, [])
+
+    def test_families(self):
+        """
+        Issue 14: C{families} has its twin, C{--families}, checked by name
+        (a misspelt family would refuse its clients with 426 silently).
+        """
+        from txratchet.websocket.protocol import ALL_FAMILIES
+
+        self.assertEqual(layerOf(makeService(parsed([]))).families, ALL_FAMILIES)
+        options = parsed(["--app", "examples.echo.Echo", "--families", "rfc6455, HYBI-08,rfc6455"])
+        self.assertEqual(layerOf(makeService(options)).families, ("rfc6455", "hybi-08"))
+        for value, message in (
+            ("rfc6455,hybi-10", "unknown 'hybi-10'; give one or more of rfc6455,hybi-08,hybi-07,hixie-76"),
+            (",", "give one or more of"),
+        ):
+            with self.assertRaises(usage.UsageError) as raised:
+                Options().parseOptions(["--families", value])
+            self.assertIn(message, str(raised.exception))
 
 
 class GracefulShutdownTests(SynchronousTestCase):

@@ -44,6 +44,29 @@ def waitForPort(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> Non
     raise AssertionError(f"twistd did not listen on {port} within {timeout}s")
 
 
+def readUntil(proc: subprocess.Popen, pattern: bytes, timeout: float = 20.0) -> str:
+    """
+    Read C{proc}'s output until C{pattern} (a regular expression with one
+    group) matches; that group. Bounded by C{timeout}.
+    """
+    import re
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, seen)
+        if found:
+            return found.group(1).decode()
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+    raise AssertionError(f"no {pattern!r} in twistd's output: {seen.decode(errors='replace')}")
+
+
 class TwistdTestCase(TestCase):
     timeout = 90
 
@@ -100,6 +123,44 @@ class TwistdPluginTests(TwistdTestCase):
             self.assertTrue(missing.startswith(b"HTTP/1.1 404 "))
             self.assertTrue(joined.startswith("* someone joined (hixie-76)"), joined)
             self.assertEqual(relayed, "hi from hixie")
+
+        return deferToThread(talk).addCallback(check)
+
+    def test_demoLogsItsURL(self):
+        """
+        Issue 14: the demo logs the address to open from the port it really
+        listens on (C{scripts/demo.sh --port tcp:9000} printed 8080): here
+        C{tcp:0}, so only the logged URL can lead a client to it. And
+        C{--families rfc6455} leaves the others 426.
+        """
+        proc = self.startTwistd(
+            "--port", f"tcp:0:interface={HOST}", "--families", "rfc6455",
+            cwd=Path(tempfile.gettempdir()),
+        )
+
+        def talk():
+            url = readUntil(proc, rb"the chat demo is at (http://\S+/) ")
+            port = int(url.rsplit(":", 1)[1].rstrip("/"))
+            self.assertEqual(url, f"http://{HOST}:{port}/")
+            page = rawclients.raw_request(HOST, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            refused = []
+            for client in (
+                rawclients.HybiClient(HOST, port, "/", version=8),
+                rawclients.Hixie76Client(HOST, port, "/"),
+            ):
+                try:
+                    client.connect()
+                except rawclients.HandshakeError as e:
+                    refused.append(e.status)
+            c = rawclients.HybiClient(HOST, port, "/", version=13)
+            c.connect()
+            c.close()
+            return page, refused
+
+        def check(result):
+            page, refused = result
+            self.assertIn(b"new WebSocket(", page)
+            self.assertEqual(refused, [426, 426])
 
         return deferToThread(talk).addCallback(check)
 

@@ -38,6 +38,7 @@ from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
 from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter, WebSocketSite
+from txratchet.websocket.protocol import ALL_FAMILIES
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
 
 log = Logger()
@@ -124,6 +125,7 @@ class Options(usage.Options):
         ["master-fd", None, None, "(Used by --workers) stop when this pipe from the master closes.", int],
         ["backplane", None, None, "redis://host:port: publish/subscribe across processes (apps taking a 'backplane' argument get it)."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
+        ["families", None, ",".join(ALL_FAMILIES), "Comma-separated protocol families to accept (the others get 426): " + ", ".join(ALL_FAMILIES) + "."],
     ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -164,6 +166,7 @@ class Options(usage.Options):
                 self[name] = spec + ":backlog=1024"
         if not self["ws-path"].startswith("/"):
             raise usage.UsageError("--ws-path must start with /")
+        self["families"] = _families(self["families"])
         try:
             proxyHeaderName(self["proxy-header"])
         except ValueError as e:
@@ -223,6 +226,22 @@ Options.optParameters = [
     [*p[:4], _number(p[0], p[4])] if len(p) > 4 and p[4] in (int, float) else p
     for p in cast("list[list[Any]]", Options.optParameters)
 ]
+
+
+def _families(value: str) -> tuple[str, ...]:
+    """
+    The protocol families of C{--families}, checked (a misspelt one would
+    otherwise refuse its clients with 426 without a word).
+    """
+    names = [n.lower() for n in _csv(value)]
+    unknown = [n for n in names if n not in ALL_FAMILIES]
+    if unknown or not names:
+        raise usage.UsageError(
+            f"--families {value!r}: "
+            + (f"unknown {', '.join(map(repr, unknown))}; " if unknown else "")
+            + "give one or more of " + ",".join(ALL_FAMILIES)
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _escape(value: str) -> str:
@@ -439,6 +458,7 @@ def makeService(options: Options) -> IService:
         httpHandler=None if options["web-root"] else httpHandler,
         trustedProxies=_csv(options["trusted-proxy"]),
         proxyHeader=options["proxy-header"],
+        families=options["families"],
         clock=reactor,  # type: ignore[arg-type]
     )
     service = MultiService()
@@ -476,13 +496,11 @@ def makeService(options: Options) -> IService:
         _AdoptedPort(options["inherit-fd"], _tls(options, factory)).setServiceParent(service)
         log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     else:
-        _Listen(
+        listener = _Listen(
             options["port"], f"{options.given.get('port') or options['port']} (--port)", factory,
-            lambda: log.info(
-                "txratchet: serving {name} over WebSockets on {port}",
-                name=name, port=options["port"],
-            ),
-        ).setServiceParent(service)
+            lambda: _announce(options, name, listener.port),
+        )
+        listener.setServiceParent(service)
     if options["line-port"]:
         lines = LineProtocol(
             app,
@@ -502,6 +520,31 @@ def makeService(options: Options) -> IService:
                 lambda: log.info("txratchet: line protocol on {port}", port=options["line-port"]),
             ).setServiceParent(service)
     return service
+
+
+def _announce(options: Options, name: str, port: IListeningPort | None) -> None:
+    """
+    Say what is served where, with the URL to open (for the demo, its page;
+    otherwise the socket's) built from the address actually listened on,
+    so C{--port tcp:9000} or C{tcp:0} shows the right one.
+    """
+    log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
+    address = port.getHost() if port is not None else None
+    host, number = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(number, int):
+        return  # not TCP (a UNIX socket, say): no URL to give
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    secure = options["port"].startswith("ssl:")
+    if options["app"]:
+        path = options["ws-path"] if options["web-root"] else "/"
+        url = f"{'wss' if secure else 'ws'}://{host}:{number}{path}"
+        log.info("txratchet: WebSocket clients connect to {url}", url=url)
+    else:
+        url = f"{'https' if secure else 'http'}://{host}:{number}/"
+        log.info("txratchet: the chat demo is at {url} (open it in two browser tabs)", url=url)
 
 
 def _workerPool(options: Options) -> IService:
