@@ -9,7 +9,9 @@ connection's work is done. L{execute} runs a handler's result.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from types import CoroutineType
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
@@ -159,7 +161,8 @@ def reportFailure(command: Command, failure: Failure) -> None:
 def execute(result: object, conn: IConnection | None = None) -> None:
     """
     Carry out what a handler returned: a L{Command}, a L{Deferred} that
-    fires with one, or C{None}.
+    fires with one, the coroutine of an C{async def} handler (whose result
+    is carried out in turn), or C{None}.
 
     @param conn: the connection whose handler returned C{result}. A
         Deferred that fails is reported to it (logged, then given to the
@@ -186,11 +189,29 @@ def execute(result: object, conn: IConnection | None = None) -> None:
     elif isinstance(result, Deferred):
         result.addCallback(execute, conn)
         result.addErrback(_deferredFailed, conn)
+    elif result.__class__ is CoroutineType:
+        _startCoroutine(result, conn)  # type: ignore[arg-type]
     else:
         log.warn(
             "Ignored a handler's result that is not a command: {result!r}",
             result=result,
         )
+
+
+def _startCoroutine(coroutine: Coroutine[Any, Any, object], conn: IConnection | None) -> None:
+    """
+    Run what an C{async def} handler returned. A connection of txratchet's
+    runs it (keeping its messages in order, cancelling it when lost: see
+    L{txratchet.connection.Connection.startHandler}); otherwise (C{onClose}
+    and C{onError} results, a test's stand-in connection) it just runs, as
+    a Deferred would.
+    """
+    from txratchet.connection import Connection
+
+    if isinstance(conn, Connection):
+        conn.startHandler(coroutine)
+    else:
+        execute(Deferred.fromCoroutine(coroutine), conn)
 
 
 def _deferredFailed(failure: Failure, conn: IConnection | None) -> None:

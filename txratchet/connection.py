@@ -6,11 +6,12 @@ decorating layer wraps the connection below it.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import tcp
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -25,7 +26,7 @@ from zope.interface import implementer
 
 from txratchet._twisted import throughSocket, writable
 from txratchet.commands import execute
-from txratchet.interfaces import IApplication, IConnection, LowerConnection
+from txratchet.interfaces import IApplication, IConnection, LowerConnection, concurrentMessages
 
 log = Logger()
 
@@ -89,6 +90,120 @@ class Connection:
         raise NotImplementedError()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        raise NotImplementedError()
+
+    # -- Handlers that are coroutines ----------------------------------------------
+    #
+    # Kept in the instance __dict__, made only for applications with async
+    # handlers: a connection of a synchronous application pays nothing.
+
+    #: Is an C{onOpen} or C{onMessage} coroutine of this connection still
+    #: running? Messages then wait in C{_waiting}, in order, and reading from
+    #: the peer is paused (the next ones wait in the kernel).
+    _busy: bool = False
+    _waiting: deque[str | bytes] | None = None
+    #: Coroutines of this connection still running (to cancel when it is lost).
+    _tasks: set[Deferred[object]] | None = None
+    #: Is the connection lost (its coroutines cancelled)?
+    _lost: bool = False
+
+    def startHandler(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        """
+        Run C{coroutine}, what an C{async def} C{onOpen} or C{onMessage} of
+        this connection returned (L{execute} hands it here): its result is
+        executed as a handler's, its failure goes to C{onError}, and it is
+        cancelled if the connection is lost first. Until it ends, this
+        connection's next messages wait, unless the application declares
+        C{concurrentMessages = True}.
+        """
+        d: Deferred[object] = Deferred.fromCoroutine(coroutine)
+        if d.called:
+            # It ended without waiting for anything: nothing to track.
+            d.addCallbacks(execute, self.reportError, callbackArgs=(self,))
+            return
+        if self._lost:
+            d.addErrback(lambda _: None)
+            d.cancel()
+            return
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(d)
+        serial = not concurrentMessages(self.app)
+        if serial:
+            self._busy = True
+        d.addBoth(self._coroutineEnded, d, serial)
+
+    def _coroutineEnded(self, result: object, d: Deferred[object], serial: bool) -> None:
+        if self._lost:
+            # Cancelled because the connection was lost (or it ended while
+            # being cancelled): nothing left to act on.
+            if isinstance(result, Failure) and not result.check(CancelledError):
+                log.failure("A handler failed after its connection was lost", result)
+            return
+        cast(set[Deferred[object]], self._tasks).discard(d)
+        if isinstance(result, Failure):
+            self.reportError(result)
+        else:
+            execute(result, self)
+        if serial:
+            self._busy = False
+            self._deliverWaiting()
+
+    def _wait(self, message: str | bytes) -> None:
+        """
+        Keep C{message} until the handler coroutine running ends; the first
+        one kept pauses reading from the peer.
+        """
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = deque()
+        if not waiting:
+            self._pauseReading()
+        waiting.append(message)
+
+    def _deliverWaiting(self) -> None:
+        waiting = self._waiting
+        if not waiting:
+            return
+        while waiting and not self._busy and not self._lost:
+            message = waiting.popleft()
+            try:
+                result = self.app.onMessage(self, message)
+            except Exception:
+                self.reportError(Failure())
+            else:
+                execute(result, self)
+        if not waiting and not self._lost:
+            self._resumeReading()
+
+    def _cancelHandlers(self) -> None:
+        """
+        The connection is lost: cancel its handler coroutines still running
+        (C{CancelledError} is raised where each one waits) and drop the
+        messages waiting for them, before C{onClose}.
+        """
+        if self._tasks is None and self._waiting is None:
+            return  # never ran a coroutine
+        tasks = self._tasks
+        self._lost = True
+        self._tasks = None
+        self._busy = False
+        waiting = self._waiting
+        if waiting:
+            log.debug("Dropping {n} messages waiting for a handler", n=len(waiting))
+        self._waiting = None
+        if tasks:
+            for d in list(tasks):
+                d.cancel()
+
+    def _pauseReading(self) -> None:
+        """
+        Stop reading from the peer (a handler coroutine is still busy).
+        """
+        raise NotImplementedError()
+
+    def _resumeReading(self) -> None:
         raise NotImplementedError()
 
     #: Set once a C{"drop"} send-buffer policy skips messages to this peer
@@ -506,8 +621,36 @@ class TransportConnection(Connection):
     def resumeProducing(self) -> None:
         self.writePaused = False
         self.bufferedWhilePaused = 0
-        if not self.closed and self._abilities & _PRODUCER:
+        if not self.closed and not self._readPaused and self._abilities & _PRODUCER:
             self.transport.resumeProducing()
+
+    #: Is reading paused while the application is busy (see L{pauseReading})?
+    #: In the instance __dict__ only once used.
+    _readPaused = False
+
+    def pauseReading(self) -> None:
+        """
+        Stop reading from the peer until L{resumeReading}: an C{async def}
+        handler of the application is still busy with an earlier message.
+        """
+        self._readPaused = True
+        if self._abilities & _PRODUCER:
+            self.transport.pauseProducing()
+
+    def resumeReading(self) -> None:
+        """
+        Read again after L{pauseReading}, unless flow control still holds
+        reading paused (C{writePaused}).
+        """
+        self._readPaused = False
+        if not self.closed and not self.writePaused and self._abilities & _PRODUCER:
+            self.transport.resumeProducing()
+
+    def _pauseReading(self) -> None:
+        self.pauseReading()
+
+    def _resumeReading(self) -> None:
+        self.resumeReading()
 
     def stopProducing(self) -> None:
         self.closed = True

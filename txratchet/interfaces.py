@@ -139,6 +139,18 @@ class LowerConnection(Protocol):
         Drop the connection now, discarding what is unsent.
         """
 
+    def pauseReading(self) -> None:
+        """
+        Stop reading from the peer until L{resumeReading} (the application
+        is still busy with an earlier message); independent of the pause
+        that flow control makes while C{writePaused}.
+        """
+
+    def resumeReading(self) -> None:
+        """
+        Read from the peer again after L{pauseReading}.
+        """
+
 
 
 @runtime_checkable
@@ -221,3 +233,13 @@ def hooksOf(app: IApplication) -> Hooks:
         tuple(getattr(app, "subprotocols", None) or ()),
         getattr(app, "onReconnect", None),
     )
+
+
+def concurrentMessages(app: IApplication) -> bool:
+    """
+    Does C{app} let the C{async def} C{onMessage} of one connection handle
+    several of its messages at once (its C{concurrentMessages} attribute,
+    C{False} by default: each message waits for the previous one's
+    coroutine)? Read when a coroutine has to wait, never per message.
+    """
+    return bool(getattr(app, "concurrentMessages", False))

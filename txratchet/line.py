@@ -167,6 +167,13 @@ class LineConnection(Connection):
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        self._cancelHandlers()
+
+    def _pauseReading(self) -> None:
+        self._outer.pauseReading()
+
+    def _resumeReading(self) -> None:
+        self._outer.resumeReading()
 
     def dataReceived(self, data: bytes) -> None:
         layer = self._layer
@@ -193,6 +200,9 @@ class LineConnection(Connection):
                 message = raw.decode("utf-8")
             except UnicodeDecodeError:
                 message = raw
+            if self._busy:
+                self._wait(message)  # an async onMessage still runs: in order, later
+                continue
             try:
                 result = app.onMessage(self, message)
             except Exception:

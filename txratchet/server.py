@@ -61,6 +61,9 @@ class ServerProtocol(Protocol):
         conn = self.conn
         # What this read makes us send leaves at its end, in one write per
         # peer: to this one (cork) and to others, a broadcast (holdWrites).
+        if conn._busy:
+            conn._wait(data)  # an async onMessage still runs: in order, later
+            return
         outermost = conn.startRead()
         try:
             result = self.app.onMessage(conn, data)
@@ -77,6 +80,7 @@ class ServerProtocol(Protocol):
             return
         conn = self.conn
         conn.closed = True
+        conn._cancelHandlers()
         try:
             result = self.app.onClose(conn)
         except Exception:

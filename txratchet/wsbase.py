@@ -254,6 +254,12 @@ class BaseWebSocketConnection(Connection):
         self._armCloseTimer()
         self._outer.close()
 
+    def _pauseReading(self) -> None:
+        self._outer.pauseReading()
+
+    def _resumeReading(self) -> None:
+        self._outer.resumeReading()
+
     # -- Receiving -----------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
@@ -311,6 +317,9 @@ class BaseWebSocketConnection(Connection):
             if cls is str or cls is bytes:
                 if proto.state is CLOSED:
                     return
+                if self._busy:
+                    self._wait(event)  # type: ignore[arg-type]
+                    continue
                 try:
                     result = app.onMessage(self, event)  # type: ignore[arg-type]
                 except Exception:
@@ -537,6 +546,7 @@ class BaseWebSocketConnection(Connection):
         proto = self._proto
         if proto.compressing:
             self._layer.compressing -= 1
+        self._cancelHandlers()
         if not proto.connectionLost():
             return
         try:

@@ -12,6 +12,7 @@ this is its Twisted glue (see L{txratchet.wsbase}).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import CoroutineType
 from typing import Any, Unpack
 
 from twisted.internet.defer import Deferred
@@ -170,6 +171,10 @@ class WebSocketConnection(BaseWebSocketConnection):
             log.failure("onRequest raised; refusing the handshake")
             self._refuse(HandshakeError(500, "Internal server error"))
             return
+        if result.__class__ is CoroutineType:  # an async def onRequest
+            result = Deferred.fromCoroutine(result)
+            if not result.called:
+                self._tasks = {result}  # cancelled if the peer leaves first
         if isinstance(result, Deferred):
             result.addCallbacks(self._requestAccepted, self._requestRefused)
             return
@@ -180,8 +185,8 @@ class WebSocketConnection(BaseWebSocketConnection):
             self._open()
 
     def _requestRefused(self, failure: Failure) -> None:
-        if self._proto.state is not CONNECTING:
-            return
+        if self._proto.state is not CONNECTING or self._lost:
+            return  # the peer left (an async onRequest is cancelled then)
         error = failure.value
         if isinstance(error, HandshakeError):
             self._refuse(error)

@@ -15,6 +15,7 @@ from txratchet.interfaces import (
     IConnection,
     IReconnectHandler,
     IRequestHandler,
+    concurrentMessages,
     hooksOf,
 )
 
@@ -46,6 +47,10 @@ class Decorator:
     @property
     def subprotocols(self) -> Sequence[str]:
         return self._hooks.subprotocols
+
+    @property
+    def concurrentMessages(self) -> bool:
+        return concurrentMessages(self.app)
 
     def onRequest(self, conn: IConnection, request: Request) -> object:
         hook = self._hooks.onRequest
