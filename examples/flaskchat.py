@@ -10,7 +10,11 @@ Run it from the repository root (Flask must be installed)::
     python examples/flaskchat.py --store sqlite:sessions.db
     python examples/flaskchat.py --store redis:127.0.0.1:6379
 
-Open the page in two browser tabs, log in with two names, and chat.
+To chat as two people, log in at http://localhost:8080/ in one tab and at
+http://127.0.0.1:8080/ in another (or in a private window, or in another
+browser). Two tabs of one address share its session cookie, so a second
+login there would replace the first; a browser keeps one cookie jar per
+host name, and these are two names for this server.
 
 Safe by default against cross-site WebSocket hijacking (a hostile page
 opening C{/ws} with the visitor's cookie): the socket accepts only the page's
@@ -242,7 +246,17 @@ def main(argv=None):
         print(f"Cannot listen: {failure.getErrorMessage()}", file=sys.stderr)
         reactor.callWhenRunning(reactor.stop)
 
-    listening.addErrback(cannotListen)
+    def listened(port):
+        # A second user needs a second cookie jar: another host name for
+        # this server, or a private window.
+        number = port.getHost().port
+        names = {"": ["localhost", "127.0.0.1"], "127.0.0.1": ["127.0.0.1", "localhost"]}
+        first, *other = names.get(args.interface, [args.interface])
+        also = f"at http://{other[0]}:{number}/ " if other else ""
+        print(f"chat on http://{first}:{number}/ (log in as a second user {also}"
+              "in another tab, or in a private window)", flush=True)
+
+    listening.addCallbacks(listened, cannotListen)
     reactor.run()
     return 1 if failed else 0
 

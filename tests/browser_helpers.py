@@ -46,8 +46,10 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--disable-default-apps",
     # Belt and braces for "only 127.0.0.1": no host name resolves at all
-    # (the page is loaded by IP), no proxy, no pings or metrics.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    # (the page is loaded by IP) but localhost, which Chromium itself maps
+    # to loopback (a second host name for a second cookie jar: the
+    # flaskchat test); no proxy, no pings or metrics.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
     "--no-proxy-server",
     "--no-pings",
     "--disable-domain-reliability",

@@ -664,3 +664,52 @@ class FlaskChatBrowserTests(TestCase):
             if browser is not None:
                 browser.quit()
             server.stop()
+
+    def test_twoUsersInOneBrowser(self):
+        """
+        Issue 14: what the README tells a user to do to chat as two people
+        works. Two tabs of one address share its cookie (a second login
+        replaces the first), so the second user logs in at another host
+        name of the same server: 127.0.0.1 and localhost, two cookie jars.
+        """
+        missing = browser_helpers.missing_browser_parts()
+        if missing:
+            self.fail("cannot run the browser test:\n  " + "\n  ".join(missing))
+        workdir = Path(tempfile.mkdtemp(prefix="txratchet-flaskchat-"))
+        self.addCleanup(shutil.rmtree, workdir, True)
+        return deferToThread(self.twoUsers, workdir)
+
+    def twoUsers(self, workdir):
+        from selenium.webdriver.common.by import By
+
+        server = services.ExampleServer(workdir / "server", "flaskchat.py")
+        server.start()
+        browser = None
+        try:
+            browser = browser_helpers.Browser(workdir)
+            driver = browser.driver
+            wait = browser.wait()
+            tabs = {}
+            for name, host in (("Ann", "127.0.0.1"), ("Bob", "localhost")):
+                if tabs:
+                    driver.switch_to.new_window("tab")
+                tabs[name] = driver.current_window_handle
+                driver.get(f"http://{host}:{server.port}/")
+                driver.find_element(By.ID, "name").send_keys(name)
+                driver.find_element(By.ID, "login").click()
+                wait.until(lambda d, name=name: [t for t, _ in browser.logEntries()] == [f"Hello, {name}"])
+            driver.find_element(By.ID, "text").send_keys("hi Ann")
+            driver.find_element(By.CSS_SELECTOR, "#say button").click()
+            driver.switch_to.window(tabs["Ann"])
+            try:
+                wait.until(lambda d: [t for t, _ in browser.logEntries()] == ["Hello, Ann", "Bob: hi Ann"])
+            except Exception:
+                raise AssertionError(
+                    f"Ann's tab: {browser.logEntries()}\n{browser.consoleLog()}\n{server.logs()}"
+                ) from None
+            driver.refresh()  # Ann is still Ann: Bob's login did not replace hers
+            self.assertEqual(browser.text("#me"), "Ann")
+        finally:
+            if browser is not None:
+                browser.quit()
+            server.stop()
