@@ -3,18 +3,31 @@ Packaging for txratchet. The twistd plugin lives in twisted/plugins/ (no
 __init__.py there on purpose: it is Twisted's namespace for drop-ins).
 """
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+# The one version source, read as text: importing txratchet would need Twisted.
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$', (HERE / "txratchet" / "_version.py").read_text(), re.M
+)
+assert VERSION is not None, "txratchet/_version.py has no __version__"
+
 setup(
     name="txratchet",
-    version="0.1.0",
+    version=VERSION.group(1),
     description="Real-time applications on Twisted: WebSockets of every version, the Ratchet way",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
+    # Packages are found from the repository root, said explicitly: with it,
+    # `pip install -e .` puts the root on sys.path (a .pth file) instead of
+    # an import hook that knows only the package names, so twistd's plugin
+    # discovery, which scans sys.path for twisted/plugins/, finds ours.
+    package_dir={"": "."},
     packages=[*find_packages(include=["txratchet", "txratchet.*"]), "twisted.plugins"],
     package_data={"txratchet.demo": ["index.html"], "txratchet": ["py.typed"]},
     install_requires=[
@@ -27,6 +40,8 @@ setup(
         "redis": ["txredisapi"],
         # Compiled masking for large messages (websockets' C helper); optional.
         "speedups": ["websockets"],
+        # scripts/docs.sh: the API reference (pinned: its warnings fail CI).
+        "docs": ["pydoctor==25.10.*"],
         "test": [
             "txredisapi",
             "flask",
@@ -40,6 +55,8 @@ setup(
             "ruff",
             "mypy>=2.4,<2.5",
             "mypy-zope",
+            "pydoctor==25.10.*",  # scripts/test.sh builds the API reference
+            "build",  # scripts/check-dist.sh builds the sdist and the wheel
         ],
     },
     classifiers=[

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from txratchet._version import __version__ as __version__  # setup.py reads the same file
 from txratchet.application import Application
 from txratchet.commands import CloseConnection, Command, Composite, SendMessage
 from txratchet.errors import BinaryNotSupported, HandshakeError, TxratchetError
@@ -30,9 +31,6 @@ from txratchet.line import LineProtocol
 from txratchet.server import Server
 from txratchet.websocket.deflate import PerMessageDeflate
 from txratchet.wsserver import WebSocket, WebSocketConnection
-
-#: The version; setup.py declares the same (tests/test_api.py checks).
-__version__ = "0.1.0"
 
 __all__ = [
     "Application",

@@ -317,6 +317,7 @@ class BaseWebSocketConnection(Connection):
             if cls is str or cls is bytes:
                 if proto.state is CLOSED:
                     return
+                self._stats.messagesIn += 1
                 if self._busy:
                     self._wait(event)  # type: ignore[arg-type]
                     continue
@@ -514,6 +515,12 @@ class BaseWebSocketConnection(Connection):
         Carry out the protocol's keepalive decision.
         """
         self._liveTimer = None
+        if self._busy:
+            # Reading is paused for a handler coroutine: the peer's silence
+            # (or its unread pong) says nothing; count from now.
+            self._proto.lastReceived = self._layer.clock.seconds()
+            self._armLiveTimer()
+            return
         decision = self._proto.liveness(self._layer.clock.seconds())
         if decision.close is not None:
             code, reason = decision.close
