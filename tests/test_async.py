@@ -30,6 +30,7 @@ from tests.test_glue import (
     ClientCase,
     Recorder,
     ServerCase,
+    advance,
     frame,
     lost,
     parseFrames,
@@ -398,3 +399,27 @@ class EndToEndTests(TestCase):
         replay, code = await threads.deferToThread(second)
         self.assertEqual(replay, [f"127.0.0.1: m{i}" for i in range(20)])
         self.assertEqual(code, 1009)
+
+
+class KeepaliveWhileBusyTests(ServerCase):
+    def test_slowHandlerIsNotSilence(self) -> None:
+        """
+        While reading is paused for a handler coroutine, keepalive neither
+        pings nor closes; once the handler ends, silence counts again.
+        """
+        app = Waiting()
+        self.serve(app, pingInterval=1.0, pingTimeout=1.0)
+        proto, transport, conn = self.opened()
+        proto.dataReceived(frame(TEXT, b"one") + frame(TEXT, b"two"))
+        advance(self.clock, 10.0)
+        self.assertEqual(transport.frames(), [])
+        self.assertEqual(conn.closeCode, None)
+        app.pending[0].callback(None)
+        app.pending[1].callback(None)
+        self.assertEqual([f.payload for f in transport.frames()], [b"one", b"two"])
+        advance(self.clock, 1.0)
+        (ping,) = transport.frames()
+        self.assertEqual(ping.opcode, 0x9)
+        advance(self.clock, 1.0)
+        (close,) = transport.frames()
+        self.assertEqual(close.closeCode, 1011)
