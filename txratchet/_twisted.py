@@ -3,19 +3,19 @@ The fence: the only module of txratchet that reads Twisted's private state.
 
 Two things need more than Twisted's public API:
 
-- B{Write-through.} C{transport.write} always queues and writes on the
-  next reactor turn (two C{epoll_ctl} calls and a loop iteration per
-  answer). On plain TCP (and UNIX) sockets, txratchet hands its bytes to
-  the kernel at once when Twisted holds nothing queued for that socket,
-  and gives Twisted only what the kernel would not take. Knowing "nothing
-  is queued" means reading C{FileDescriptor._tempDataBuffer},
-  C{dataBuffer}, C{offset} and C{_writeDisconnected}, and the socket means
-  C{tcp.Connection.socket} and C{TLS}.
-- B{Taking a connection over from twisted.web} (L{txratchet.web}): the
-  bytes C{HTTPChannel} received after the upgrade request's head but did
-  not parse are in its private C{_dataBuffer} (and in C{LineReceiver}'s
-  buffer, which C{clearLineBuffer} returns publicly), and the transport's
-  protocol is re-pointed at the WebSocket.
+  - B{Write-through.} C{transport.write} always queues and writes on the
+    next reactor turn (two C{epoll_ctl} calls and a loop iteration per
+    answer). On plain TCP (and UNIX) sockets, txratchet hands its bytes to
+    the kernel at once when Twisted holds nothing queued for that socket,
+    and gives Twisted only what the kernel would not take. Knowing "nothing
+    is queued" means reading C{FileDescriptor._tempDataBuffer},
+    C{dataBuffer}, C{offset} and C{_writeDisconnected}, and the socket means
+    C{tcp.Connection.socket} and C{TLS}.
+  - B{Taking a connection over from twisted.web} (L{txratchet.web}): the
+    bytes C{HTTPChannel} received after the upgrade request's head but did
+    not parse are in its private C{_dataBuffer} (and in C{LineReceiver}'s
+    buffer, which C{clearLineBuffer} returns publicly), and the transport's
+    protocol is re-pointed at the WebSocket.
 
 Each use is checked at first use against the installed Twisted (does the
 object have what is read, with the expected types?). When it does not, one

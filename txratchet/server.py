@@ -4,7 +4,7 @@ L{Server}: the Twisted factory at the bottom of every stack.
 It turns Twisted's protocol events into application events on a
 L{TransportConnection}: C{connectionMade} is C{onOpen}, each
 C{dataReceived} chunk is an C{onMessage} with C{bytes}, and C{connectionLost}
-is C{onClose}. Decorators above it (L{txratchet.websocket.WebSocket},
+is C{onClose}. Decorators above it (L{txratchet.wsserver.WebSocket},
 L{txratchet.line.LineProtocol}) turn those bytes into messages.
 """
 

@@ -55,7 +55,7 @@ class WebSocketResource:
     A leaf resource that hands upgrade requests to a WebSocket layer.
 
     The HTTP connection is taken over from C{twisted.web}: the request is
-    given, as it came, to C{app} (a L{txratchet.websocket.WebSocket}, which
+    given, as it came, to C{app} (a L{txratchet.wsserver.WebSocket}, which
     checks and answers it for whichever protocol family it asks for), and
     the connection then belongs to it. Other requests get 426 Upgrade
     Required.

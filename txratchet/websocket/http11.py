@@ -195,7 +195,7 @@ def everyPrefix(*atoms: bytes) -> re.Pattern[bytes]:
     C{atoms}: what may arrive of a line before its end.
 
     Each atom must itself match every non-empty prefix of what it matches
-    (a character class, C{X+}, C{X{1,n}}, an optional group).
+    (a character class, C{X+}, C{XE{lb}1,nE{rb}}, an optional group).
     """
     pattern = b""
     for atom in reversed(atoms):
