@@ -2,7 +2,8 @@
 # Run the whole txratchet test suite, installing everything it needs first:
 # a virtualenv with txratchet and the test tools, Node's `ws` for the
 # interoperability tests and, as root on Debian, Chromium for the browser test.
-# Then: ruff, mypy, and the suite under pytest (which runs the trial TestCases)
+# Then: ruff, mypy, the API reference (scripts/docs.sh), the sdist and wheel
+# (scripts/check-dist.sh), and the suite under pytest (which runs the trial TestCases)
 # twice: on the newest Twisted, and on the oldest one setup.py allows, in a
 # second virtualenv under build/ (TXRATCHET_SKIP_OLDEST_TWISTED=1 skips that).
 # Arguments go to both pytest runs.
@@ -66,6 +67,10 @@ echo "==> ruff"
 echo "==> mypy"
 "$VENV/bin/mypy"
 status=0
+# The API reference (a docstring warning fails it), then the sdist and the
+# wheel, installed in a fresh virtualenv and tried there; under a minute each.
+bash scripts/docs.sh || { status=$?; echo "FAILED: scripts/docs.sh" >&2; }
+bash scripts/check-dist.sh || { status=$?; echo "FAILED: scripts/check-dist.sh" >&2; }
 echo "==> pytest, Twisted $(twistedVersion "$VENV") (newest)"
 "$VENV/bin/python" -m pytest -q tests "$@" || status=$?
 if [ "${TXRATCHET_SKIP_OLDEST_TWISTED:-0}" != 1 ]; then
