@@ -42,6 +42,8 @@ setup(
         "speedups": ["websockets"],
         # scripts/docs.sh: the API reference (pinned: its warnings fail CI).
         "docs": ["pydoctor==25.10.*"],
+        # Prometheus metrics: txratchet.metrics, twistd --metrics.
+        "metrics": ["prometheus_client>=0.17"],
         "test": [
             "txredisapi",
             "flask",
@@ -57,6 +59,7 @@ setup(
             "mypy-zope",
             "pydoctor==25.10.*",  # scripts/test.sh builds the API reference
             "build",  # scripts/check-dist.sh builds the sdist and the wheel
+            "prometheus_client>=0.17",  # txratchet.metrics, --metrics
         ],
     },
     classifiers=[

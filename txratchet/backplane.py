@@ -90,6 +90,9 @@ class InProcessBackplane:
     Publish/subscribe inside this process: delivery is immediate.
     """
 
+    #: Always (there is nothing to connect to); see L{RedisBackplane.connected}.
+    connected = True
+
     def __init__(self) -> None:
         self._subscriptions = _Subscriptions()
 
@@ -151,6 +154,15 @@ class RedisBackplane:
 
     def _shuttingDown(self) -> None:
         self._health.quiet = True
+
+    @property
+    def connected(self) -> bool:
+        """
+        Are both links to Redis (publishing, subscribed) up right now?
+        (C{txratchet_backplane_connected} in L{txratchet.metrics}.)
+        """
+        up = self._health.up
+        return bool(up) and all(up.values())
 
     def _channels(self) -> list[str]:
         return [self.prefix + channel for channel in self._subscriptions.callbacks]

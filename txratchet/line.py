@@ -14,13 +14,14 @@ from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection
+from txratchet.stats import LayerStats
 
 log = Logger()
 
@@ -93,6 +94,7 @@ class LineConnection(Connection):
         self.closed = False
         self.closeCode: int | None = None
         self.closeReason = ""
+        self._stats = layer.stats.opened(self, self.protocol, "")
 
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """
@@ -120,10 +122,17 @@ class LineConnection(Connection):
         if (
             outer.writePaused
             and outer.bufferedWhilePaused > layer.maxSendBuffer
-            and self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message)
+            and layer.stats.sendBufferFull(
+                layer.sendBufferPolicy,
+                self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message),
+            )
         ):
             return
-        outer.send(data + layer.delimiter)
+        data += layer.delimiter
+        stats = self._stats
+        stats.messagesOut += 1
+        stats.bytesOut += len(data)
+        outer.send(data)
 
     def _overflowed(self) -> None:
         self.closeCode = 1008
@@ -177,6 +186,8 @@ class LineConnection(Connection):
 
     def dataReceived(self, data: bytes) -> None:
         layer = self._layer
+        stats = self._stats
+        stats.bytesIn += len(data)
         delimiter = layer.delimiter
         buffer = self._buffer + data if self._buffer else data
         lines = buffer.split(delimiter)
@@ -200,6 +211,7 @@ class LineConnection(Connection):
                 message = raw.decode("utf-8")
             except UnicodeDecodeError:
                 message = raw
+            stats.messagesIn += 1
             if self._busy:
                 self._wait(message)  # an async onMessage still runs: in order, later
                 continue
@@ -237,6 +249,9 @@ class LineProtocol:
         lines before it is aborted; also bounds L{shutdown}. C{None}: no
         limit.
     @param clock: the reactor's time provider (for tests).
+    @param logConnections: log one line per connection opened and one per
+        connection closed at this level (C{LogLevel.info}); C{None}, the
+        default: not logged.
     """
 
     def __init__(
@@ -249,6 +264,7 @@ class LineProtocol:
         sendBufferPolicy: str | Callable[[LineConnection, str | bytes], bool] = "close",
         closeTimeout: float | None = 5.0,
         clock: IReactorTime | None = None,
+        logConnections: LogLevel | None = None,
     ) -> None:
         if sendBufferPolicy not in ("close", "drop") and not callable(sendBufferPolicy):
             raise ValueError("sendBufferPolicy must be 'close', 'drop' or a callable")
@@ -269,6 +285,9 @@ class LineProtocol:
 
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
+        #: What this layer counted (see L{txratchet.metrics}), and its
+        #: connection log.
+        self.stats = LayerStats(self.clock, logConnections)
         self._connections: dict[LowerConnection, LineConnection] = {}
         self._drain = Drain(self._connections, self.clock)
 
@@ -309,6 +328,7 @@ class LineProtocol:
         if line is None:
             return
         line.connectionLost()
+        self.stats.closed(line, line._stats, line.closeCode, "")
         try:
             result = self.app.onClose(line)
         except Exception:

@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.logger import Logger
+from twisted.logger import InvalidLogLevelError, Logger, LogLevel
 from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.python.reflect import namedAny
@@ -125,6 +125,8 @@ class Options(usage.Options):
         ["master-fd", None, None, "(Used by --workers) stop when this pipe from the master closes.", int],
         ["backplane", None, None, "redis://host:port: publish/subscribe across processes (apps taking a 'backplane' argument get it)."],
         ["subprotocols", None, None, "Comma-separated subprotocols the application speaks."],
+        ["log-connections", None, None, "Log one line per connection opened and one per connection closed at this level: debug, info, warn, error or critical (default: not logged)."],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (tcp:9100 listens on 127.0.0.1 unless it names an interface; needs txratchet[metrics]). With --workers: all workers' on this one endpoint."],
         ["families", None, ",".join(ALL_FAMILIES), "Comma-separated protocol families to accept (the others get 426): " + ", ".join(ALL_FAMILIES) + "."],
     ]
 
@@ -192,6 +194,9 @@ class Options(usage.Options):
         if self["backplane"]:
             parseBackplane(self["backplane"])
             _requireRedisClient()
+        self["log-level"] = _logLevel(self["log-connections"])
+        if self["metrics"]:
+            self["metrics"] = _metricsEndpoint(self["metrics"])
         self["compression"] = None
         if not self["no-compression"]:
             try:
@@ -299,6 +304,40 @@ def parseBackplane(spec: str) -> tuple[str, int, str | None, int | None]:
     if db and not db.isdigit():
         raise usage.UsageError(f"--backplane {shown!r}: the database (after /) must be a number")
     return url.hostname or "127.0.0.1", port, url.password, int(db) if db else None
+
+
+def _logLevel(name: str | None) -> LogLevel | None:
+    """
+    The C{--log-connections} level, or C{None}.
+    """
+    if name is None:
+        return None
+    try:
+        return LogLevel.levelWithName(name.lower())
+    except InvalidLogLevelError:
+        raise usage.UsageError(
+            f"--log-connections {name!r} is not a level: debug, info, warn, error or critical"
+        ) from None
+
+
+def _metricsEndpoint(spec: str) -> str:
+    """
+    Check C{--metrics} (an endpoint string, and C{prometheus_client}
+    importable); a TCP endpoint that names no interface gets the loopback
+    one (metrics are for the operator, not the world).
+    """
+    _checkEndpoint("metrics", spec, spec, False)
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as e:
+        raise usage.UsageError(
+            f"--metrics needs prometheus_client, which cannot be imported ({e}): "
+            "pip install 'txratchet[metrics]'"
+        ) from None
+    kind = spec.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and "interface=" not in spec:
+        spec += ":interface=" + ("127.0.0.1" if kind == "tcp" else "\\:\\:1")
+    return spec
 
 
 def _requireRedisClient() -> None:
@@ -460,6 +499,7 @@ def makeService(options: Options) -> IService:
         proxyHeader=options["proxy-header"],
         families=options["families"],
         clock=reactor,  # type: ignore[arg-type]
+        logConnections=options["log-level"],
     )
     service = MultiService()
     layers: list[WebSocket | LineProtocol] = [layer]
@@ -508,6 +548,7 @@ def makeService(options: Options) -> IService:
             sendBufferPolicy=options["send-buffer-policy"],
             closeTimeout=options["close-timeout"],
             clock=reactor,  # type: ignore[arg-type]
+            logConnections=options["log-level"],
         )
         layers.append(lines)
         if options["inherit-line-fd"] is not None:
@@ -519,7 +560,22 @@ def makeService(options: Options) -> IService:
                 Server(lines),
                 lambda: log.info("txratchet: line protocol on {port}", port=options["line-port"]),
             ).setServiceParent(service)
+    if options["metrics"]:
+        from txratchet.metrics import metricsSite, register
+
+        register(*layers, backplane=backplane)
+        _serveMetrics(options, metricsSite()).setServiceParent(service)
     return service
+
+
+def _serveMetrics(options: Options, site: Site) -> _Listen:
+    """
+    Listen for Prometheus on C{--metrics}.
+    """
+    return _Listen(
+        options["metrics"], f"{options['metrics']} (--metrics)", site,
+        lambda: log.info("txratchet: metrics at {port} /metrics", port=options["metrics"]),
+    )
 
 
 def _announce(options: Options, name: str, port: IListeningPort | None) -> None:
@@ -570,7 +626,7 @@ def _workerPool(options: Options) -> IService:
     except OSError as e:
         shown = options.given.get("port") or spec
         raise CannotServe(f"cannot listen on {shown} (--port): {e.strerror or e}") from None
-    args = [*childArguments(options.rawArgs), "--inherit-fd", "3"]
+    args = [*childArguments(options.rawArgs, ("--workers", "--metrics")), "--inherit-fd", "3"]
     if options["line-port"]:
         try:
             line = listeningSocket(options["line-port"])
@@ -587,7 +643,20 @@ def _workerPool(options: Options) -> IService:
         n=options["workers"], port=spec,
         backplane="" if options["backplane"] else " (no --backplane: each process on its own)",
     )
-    return WorkerPool(count, args, sockets, stopTimeout=options["close-timeout"] + 10)
+    pool = WorkerPool(
+        count, args, sockets, stopTimeout=options["close-timeout"] + 10,
+        metrics=bool(options["metrics"]),
+    )
+    if not options["metrics"]:
+        return pool
+    # One endpoint for all: each worker's metrics, labelled worker="I".
+    from txratchet.metrics import WorkerMetricsResource, metricsSite
+
+    service = MultiService()
+    pool.setServiceParent(service)
+    resource = WorkerMetricsResource(pool.metricsEndpoints, reactor)  # type: ignore[arg-type]
+    _serveMetrics(options, metricsSite(resource)).setServiceParent(service)
+    return service
 
 
 def _tls(options: Options, factory: IProtocolFactory) -> IProtocolFactory:

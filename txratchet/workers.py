@@ -11,6 +11,11 @@ and waits for their close answers.
 Peers in different processes reach each other through a backplane
 (C{--backplane redis://...}).
 
+Each child logs with its worker number (C{[worker 1 ...]}, see
+L{workerLogObserver}); with C{--metrics}, each serves its metrics on a
+private UNIX socket, and the master answers for all of them
+(L{txratchet.metrics.WorkerMetricsResource}).
+
 A worker must not outlive its master, however the master ends (even
 SIGKILL, which no handler sees): each child inherits the read end of a pipe
 whose write end only the master holds (C{--master-fd}); the kernel closes
@@ -21,9 +26,11 @@ file, stops gracefully (L{MasterLink}).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -31,16 +38,40 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IProcessTransport, IReadDescriptor
+from twisted.internet.interfaces import IProcessTransport, IReadDescriptor, IStreamClientEndpoint
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import FileLogObserver, ILogObserver, Logger, formatEventAsClassicLogText
 from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
+
+#: The environment variable that tells a child its worker number.
+WORKER_ENV = "TXRATCHET_WORKER"
+
+
+def workerLogObserver() -> ILogObserver:
+    """
+    The log observer of a C{--workers} child (twistd's C{--logger}): twistd's
+    own format on standard output, each line's system prefixed with the
+    worker's number (C{[worker 1 txratchet.connections#info]}), so the
+    workers' lines, which share the master's output, tell whose they are.
+    """
+    worker = os.environ.get(WORKER_ENV, "?")
+    out = sys.stdout
+
+    def formatEvent(event: dict[str, Any]) -> str | None:
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            system = f"{event.get('log_namespace', '-')}#{level.name if level else '-'}"
+        return formatEventAsClassicLogText({**event, "log_system": f"worker {worker} {system}"})
+
+    return FileLogObserver(out, formatEvent)
 
 
 def listeningSocket(spec: str, reusePort: bool = False) -> socket.socket:
@@ -84,13 +115,17 @@ class WorkerPool(Service):
     master keeps them open, so connections wait for a restarted child.
 
     @param stopTimeout: seconds a child has to stop before it is killed.
+    @param metrics: give each child C{--metrics} on a UNIX socket of its
+        own, in a private directory made at start (L{metricsEndpoints}).
     """
 
     def __init__(
         self, count: int, args: Sequence[str], sockets: Sequence[Sequence[socket.socket]],
-        stopTimeout: float = 15.0,
+        stopTimeout: float = 15.0, metrics: bool = False,
     ) -> None:
         self.count = count
+        self.metrics = metrics
+        self.metricsDir: str | None = None
         self.args = list(args)
         self.sockets = [list(each) for each in sockets]
         self.stopTimeout = stopTimeout
@@ -100,7 +135,15 @@ class WorkerPool(Service):
 
     def _spawn(self, index: int) -> None:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        command = [sys.executable, twistd, "-n", "--pidfile=", "txratchet", *self.args]
+        command = [
+            sys.executable, twistd, "-n", "--pidfile=",
+            f"--logger={__name__}.workerLogObserver", "txratchet", *self.args,
+        ]
+        if self.metricsDir is not None:
+            path = self._metricsSocket(index)
+            if os.path.exists(path):  # left by a worker that died
+                os.unlink(path)
+            command += ["--metrics", f"unix:{path}:mode=600"]
         childFDs: dict[int, str | int] = {0: "w", 1: 1, 2: 2}
         for offset, sock in enumerate(self.sockets[index]):
             childFDs[3 + offset] = sock.fileno()
@@ -111,16 +154,36 @@ class WorkerPool(Service):
         command += ["--master-fd", str(masterFd)]
         protocol = _Child(self, index)
         self._protocols[index] = protocol
+        env = {**os.environ, WORKER_ENV: str(index)}
         self.children[index] = reactor.spawnProcess(  # type: ignore[attr-defined]
-            protocol, sys.executable, command, env=os.environ.copy(), childFDs=childFDs
+            protocol, sys.executable, command, env=env, childFDs=childFDs
         )
         log.info("txratchet: worker {index} started (pid {pid})",
                  index=index, pid=self.children[index].pid)
 
     def startService(self) -> None:
         Service.startService(self)
+        if self.metrics:
+            # Made now, as the user twistd runs as (after --uid).
+            self.metricsDir = tempfile.mkdtemp(prefix="txratchet-metrics-")
         for index in range(self.count):
             self._spawn(index)
+
+    def _metricsSocket(self, index: int) -> str:
+        assert self.metricsDir is not None
+        return os.path.join(self.metricsDir, f"worker-{index}.sock")
+
+    def metricsEndpoints(self) -> dict[int, IStreamClientEndpoint]:
+        """
+        Where each worker serves its metrics (none before start, or
+        without C{metrics}).
+        """
+        if self.metricsDir is None:
+            return {}
+        return {
+            index: UNIXClientEndpoint(reactor, self._metricsSocket(index), timeout=5)
+            for index in range(self.count)
+        }
 
     def _childEnded(self, child: _Child, reason: Failure) -> None:
         self.children.pop(child.index, None)
@@ -156,6 +219,8 @@ class WorkerPool(Service):
             for each in self.sockets:
                 for sock in each:
                     sock.close()
+            if self.metricsDir is not None:
+                shutil.rmtree(self.metricsDir, ignore_errors=True)
             log.info("txratchet: every worker stopped")
             return result
 
@@ -270,10 +335,10 @@ class MasterLink(Service):
             self._reader = None
 
 
-def childArguments(rawArgs: Sequence[str]) -> list[str]:
+def childArguments(rawArgs: Sequence[str], drop: Sequence[str] = ("--workers",)) -> list[str]:
     """
-    The plugin arguments for a child: the master's, without C{--workers}
-    (whatever the spelling).
+    The plugin arguments for a child: the master's, without the options
+    in C{drop} (C{--workers}; whatever the spelling) and their values.
     """
     out: list[str] = []
     skip = False
@@ -281,10 +346,10 @@ def childArguments(rawArgs: Sequence[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg == "--workers":
+        if arg in drop:
             skip = True
             continue
-        if arg.startswith("--workers="):
+        if arg.startswith(tuple(f"{option}=" for option in drop)):
             continue
         out.append(arg)
     return out

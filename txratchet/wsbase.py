@@ -17,12 +17,13 @@ from typing import Any, Generic, TypedDict, TypeVar, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
+from txratchet.stats import NOT_OPEN, LayerStats
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
 from txratchet.websocket.protocol import (
@@ -64,6 +65,7 @@ class LayerOptions(TypedDict, total=False):
     maxSendBuffer: int
     sendBufferPolicy: SendBufferPolicy
     clock: IReactorTime | None
+    logConnections: LogLevel | None
 
 
 class BaseWebSocketConnection(Connection):
@@ -90,6 +92,7 @@ class BaseWebSocketConnection(Connection):
         "_proto",
         "_reader",
         "_send",
+        "_stats",
         "_timer",
         "_watchActivity",
         "peer",
@@ -119,6 +122,8 @@ class BaseWebSocketConnection(Connection):
         # the hot paths (see _becomeOpen).
         self._reader: Reader | None = None
         self._frame: Callable[[str | bytes], tuple[bytes, bytes]] = proto.frame
+        # Its family's counters (layer.stats), from _becomeOpen on.
+        self._stats = NOT_OPEN
 
     # -- What the protocol knows -------------------------------------------------
 
@@ -184,6 +189,13 @@ class BaseWebSocketConnection(Connection):
         """
         return self._proto
 
+    def _path(self) -> str:
+        """
+        The request's path (for the connection log), C{''} before it.
+        """
+        request = self._proto.request
+        return request.path if request is not None else ""
+
     # -- Sending -----------------------------------------------------------------
 
     def send(self, message: str | bytes) -> None:
@@ -208,16 +220,22 @@ class BaseWebSocketConnection(Connection):
         outer = self._outer
         if outer.writePaused:
             layer = self._layer
-            if outer.bufferedWhilePaused > layer.maxSendBuffer and self._sendBufferFull(
-                layer.sendBufferPolicy, layer.maxSendBuffer, message
+            if outer.bufferedWhilePaused > layer.maxSendBuffer and layer.stats.sendBufferFull(
+                layer.sendBufferPolicy,
+                self._sendBufferFull(layer.sendBufferPolicy, layer.maxSendBuffer, message),
             ):
                 return
         header, payload = self._frame(message)
+        stats = self._stats
+        stats.messagesOut += 1
         # Small frames come whole (payload b""); large payloads apart, so
         # they are never copied into one piece.
         self._send(header)
         if payload:
+            stats.bytesOut += len(header) + len(payload)
             self._send(payload)
+        else:
+            stats.bytesOut += len(header)
 
     def _overflowed(self) -> None:
         self._proto.fail(rfc6455.POLICY_VIOLATION, "Send buffer overflow", sendClose=False)
@@ -274,6 +292,7 @@ class BaseWebSocketConnection(Connection):
             return
         # Open: straight to the family's reader (which reads nothing more
         # once the connection failed, RFC 6455 7.1.7).
+        self._stats.bytesIn += len(data)
         events = reader.receive(data)
         if events:
             self._dispatch(events)
@@ -466,6 +485,7 @@ class BaseWebSocketConnection(Connection):
         proto = self._proto
         self._reader = proto.reader
         self._frame = proto.framer
+        self._stats = self._layer.stats.opened(self, proto.family or "", self._path())
         if proto.compressing:
             self._layer.compressing += 1
         if self._watchActivity:
@@ -556,6 +576,7 @@ class BaseWebSocketConnection(Connection):
         self._cancelHandlers()
         if not proto.connectionLost():
             return
+        self._layer.stats.closed(self, self._stats, proto.closeCode, self._path())
         try:
             result = self.app.onClose(self)
         except Exception:
@@ -594,6 +615,7 @@ class WebSocketLayer(Generic[ConnectionT]):
         maxSendBuffer: int = 16 * 1024 * 1024,
         sendBufferPolicy: SendBufferPolicy = "close",
         clock: IReactorTime | None = None,
+        logConnections: LogLevel | None = None,
     ) -> None:
         self.app = app
         #: The application's optional hooks, read once.
@@ -630,6 +652,9 @@ class WebSocketLayer(Generic[ConnectionT]):
 
             clock = reactor  # type: ignore[assignment]
         self.clock: IReactorTime = clock  # type: ignore[assignment]
+        #: What this layer counted (L{txratchet.metrics} exposes it), and
+        #: its connection log (C{logConnections}: a level, or C{None}).
+        self.stats = LayerStats(self.clock, logConnections)
         self._limits: Limits | None = None
         self.connectionsByLower: dict[LowerConnection, ConnectionT] = {}
         self._drain = Drain(self.connectionsByLower, self.clock)

@@ -219,6 +219,7 @@ class WebSocketConnection(BaseWebSocketConnection):
             return
         self._proto.endHandshake()
         self._armCloseTimer(restart=True)
+        self._layer.stats.httpAnswered(response)
         self._send(response)
         self._outer.close()
 
@@ -230,6 +231,7 @@ class WebSocketConnection(BaseWebSocketConnection):
             reason=error.reason,
         )
         response = self._proto.refuse(error)
+        self._layer.stats.handshake("refused", error.status)
         self._armCloseTimer(restart=True)
         self._send(response)
         self._outer.close()
@@ -240,6 +242,7 @@ class WebSocketConnection(BaseWebSocketConnection):
         request = proto.request
         if request is not None:
             request.headers.compact()
+        self._layer.stats.handshake("accepted", 101)
         self._send(response)
         self._becomeOpen()
         leftover, proto.leftover = proto.leftover, b""
@@ -316,6 +319,12 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
         what it does not overwrite, so a client could have written them).
     @param families: the protocol families accepted.
     @keyword clock: the reactor's time provider (for tests).
+    @keyword logConnections: log one line per connection opened and one per
+        connection closed (peer, family, path; then close code and
+        duration) at this C{twisted.logger.LogLevel}, in the
+        C{txratchet.connections} namespace; C{None}, the default: not
+        logged. What the layer counts is in C{layer.stats} either way (see
+        L{txratchet.metrics}).
     """
 
     def __init__(

@@ -157,6 +157,7 @@ class ClientConnection(BaseWebSocketConnection):
             "WebSocket handshake with {url} failed: {error}", url=str(self.url), error=error
         )
         self.handshakeFailure = Failure(error)
+        self._layer.stats.handshake("failed", error.status or 0)
         self._proto.endHandshake()
         self._cancelTimer()
         if abort:
@@ -176,6 +177,7 @@ class ClientConnection(BaseWebSocketConnection):
             )
 
     def _opened(self, event: Opened) -> None:
+        self._layer.stats.handshake("accepted", 101)
         self._outer.opened()
         self._becomeOpen()
 
@@ -202,6 +204,7 @@ class ClientConnection(BaseWebSocketConnection):
                 self.handshakeFailure = reason
             else:
                 self.handshakeFailure = Failure(error)
+            self._layer.stats.handshake("failed", error.status or 0)
         self._lost = True
         super().connectionLost()
         if not opened:
@@ -241,7 +244,7 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
     The other options (C{maxMessageSize}, C{maxFrameSize},
     C{maxIncompleteBytes}, C{messageTimeout}, C{closeTimeout},
     C{pingInterval}, C{pingTimeout}, C{idleTimeout}, C{maxSendBuffer},
-    C{sendBufferPolicy}, C{clock}) mean what they mean on
+    C{sendBufferPolicy}, C{clock}, C{logConnections}) mean what they mean on
     L{txratchet.WebSocket}.
     """
 
