@@ -684,6 +684,78 @@ class LineTests(SynchronousTestCase):
         self.assertTrue(client.closed)
 
 
+class AsyncHandlerTests(SynchronousTestCase):
+    """
+    Applications with C{async def} handlers: the kit holds what the client
+    sends while the server paused reading for a coroutine, and delivers
+    the answers once it ends.
+    """
+
+    def test_orderKept(self) -> None:
+        pending: list[Deferred[None]] = []
+        cancelled: list[str | bytes] = []
+
+        class Slow(Application):
+            async def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+                d: Deferred[None] = Deferred()
+                pending.append(d)
+                try:
+                    await d
+                except BaseException:
+                    cancelled.append(message)
+                    raise
+                return SendMessage(conn, message)
+
+        server = TestServer(Slow())
+        client = server.connect()
+        client.send("one")
+        client.send("two")
+        self.assertEqual(len(pending), 1)  # "two" waits for "one"'s handler
+        self.assertEqual(client.serverConnection.transport.producerState, "paused")  # type: ignore[union-attr]
+        pending[0].callback(None)
+        self.assertEqual(client.receiveNow(), "one")
+        self.assertEqual(len(pending), 2)
+        pending[1].callback(None)
+        self.assertEqual(client.receiveNow(), "two")
+
+        client.send("three")
+        client.disconnect()
+        self.assertEqual(cancelled, ["three"])
+
+    def test_awaitTheClock(self) -> None:
+        """
+        A handler that awaits the server's clock answers once the test
+        advances it.
+        """
+
+        class Timer(Application):
+            clock: task.Clock
+
+            async def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+                await task.deferLater(self.clock, 5, lambda: None)
+                return SendMessage(conn, f"{message} after 5 s")
+
+        app = Timer()
+        server = TestServer(app)
+        app.clock = server.clock  # type: ignore[assignment]
+        client = server.connect()
+        client.send("ping")
+        server.advance(4)
+        self.assertEqual(client.receiveAll(), [])
+        server.advance(1)
+        self.assertEqual(client.receiveNow(), "ping after 5 s")
+
+    def test_asyncErrorCloses(self) -> None:
+        class Broken(Application):
+            async def onOpen(self, conn: IConnection) -> object:
+                await succeed(None)
+                raise ValueError("no database")
+
+        client = TestServer(Broken()).connect()
+        self.assertEqual((client.closeCode, client.closeReason), (1011, "Internal error"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
 class AsynchronousTests(TestCase):
     """
     The kit under trial's asynchronous TestCase, with the real reactor.

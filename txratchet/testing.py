@@ -1032,8 +1032,8 @@ class TestServer:
         finally:
             self._pumping = False
         for peer in self._peers[:]:
-            peer._fire()
-            if peer._lost and not peer._waiting():
+            peer._fire()  # may run a test's code, which may flush again
+            if peer._lost and not peer._waiting() and peer in self._peers:
                 self._peers.remove(peer)
         scheduled = self._scheduled
         if scheduled is not None and not any(peer._waiting() for peer in self._peers):
