@@ -311,26 +311,32 @@ class WorkerMetricsResource(Resource):
         self.endpoints = endpoints
         self.reactor = reactor
         self.timeout = timeout
+        # Workers whose last scrape failed (logged once, not every scrape).
+        self._silent: set[int] = set()
 
     def render_GET(self, request: Request) -> int:
         endpoints = self.endpoints()
         indexes = list(endpoints)
         gathered = gatherResults([self._ask(index, endpoints[index]) for index in indexes])
+        gone: list[object] = []
+        request.notifyFinish().addBoth(gone.append)  # the scraper may leave first
 
         def answer(texts: list[str | None]) -> None:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(_Merged(mergeWorkers(dict(zip(indexes, texts, strict=True)))))
             encoder, contentType = choose_encoder(_accept(request))
-            request.setHeader(b"Content-Type", contentType.encode("ascii"))
-            request.write(encoder(registry))
-            request.finish()
+            if not gone:
+                request.setHeader(b"Content-Type", contentType.encode("ascii"))
+                request.write(encoder(registry))
+                request.finish()
 
         def failed(failure: Failure) -> None:
             log.failure("Merging the workers' metrics failed", failure)
-            request.setResponseCode(500)
-            request.finish()
+            if not gone:
+                request.setResponseCode(500)
+                request.finish()
 
-        gathered.addCallbacks(answer, failed)
+        gathered.addCallback(answer).addErrback(failed)
         return NOT_DONE_YET
 
     def _ask(self, index: int, endpoint: IStreamClientEndpoint) -> Deferred[str | None]:
@@ -339,14 +345,22 @@ class WorkerMetricsResource(Resource):
         body: Deferred[bytes] = connected.addCallback(lambda _: fetch.done)
         body.addTimeout(self.timeout, self.reactor)  # type: ignore[arg-type]
 
+        def answered(response: bytes) -> str:
+            text = _body(response)
+            list(text_string_to_metric_families(text))  # a bad answer is no answer
+            self._silent.discard(index)
+            return text
+
         def missing(failure: Failure) -> None:
-            log.info(
-                "txratchet: worker {index} did not give its metrics: {why}",
-                index=index, why=failure.getErrorMessage(),
-            )
+            if index not in self._silent:
+                self._silent.add(index)
+                log.info(
+                    "txratchet: worker {index} did not give its metrics: {why}",
+                    index=index, why=failure.getErrorMessage(),
+                )
             return None
 
-        return body.addCallbacks(_body, missing)
+        return body.addCallback(answered).addErrback(missing)
 
 
 #: The most a worker's answer may hold.
