@@ -169,8 +169,6 @@ class _Peer:
     What both kinds of test client share: one in-memory connection to the
     server, the messages received and the Deferreds waiting for them.
 
-    @ivar received: every message received so far, in order (the
-        C{receive} methods read it from the first one not read yet).
     @ivar reading: does the client read what the server sends? (See
         L{stopReading}.)
     @ivar bytesSent: bytes the client sent, handshake included.
@@ -182,7 +180,7 @@ class _Peer:
 
     def __init__(self, server: TestServer, factory: Server, peer: Peer) -> None:
         self._server = server
-        self.received: list[Message] = []
+        self._log: list[Message] = []
         self._unread: deque[Message] = deque()
         self._outgoing: list[bytes] = []
         self._messageWaiters: list[Deferred[Message]] = []
@@ -229,7 +227,12 @@ class _Peer:
                 t.producerPaused = False
                 t.producer.resumeProducing()
                 moved = True
-        if self._outgoing and t.reading and not t.disconnecting and self._drop is None:
+        if (
+            self._outgoing
+            and t.reading
+            and not t.disconnecting
+            and (self._drop is None or self._drop is ConnectionDone)  # a clean close sends first
+        ):
             data = b"".join(self._outgoing)
             self._outgoing.clear()
             self.bytesSent += len(data)
@@ -308,8 +311,17 @@ class _Peer:
     # -- Messages --------------------------------------------------------------
 
     def _received(self, message: Message) -> None:
-        self.received.append(message)
+        self._log.append(message)
         self._unread.append(message)
+
+    @property
+    def received(self) -> list[Message]:
+        """
+        Every message received so far, in order, read or not (the
+        C{receive} methods read them from the first one not read yet).
+        """
+        self._server.flush()
+        return self._log
 
     def receiveNow(self) -> Message:
         """
@@ -451,8 +463,6 @@ class TestClient(_Peer):
         L{InvalidStatus <txratchet.errors.InvalidStatus>} for a refusal
         (C{.status}, C{.headers}, C{.body}), or an
         L{InvalidResponse <txratchet.errors.InvalidResponse>}.
-    @ivar pings: the payloads of the pings the server sent.
-    @ivar pongs: the payloads of the pongs the server sent.
     @ivar autoPong: answer the server's pings (a browser does).
     @ivar answerClose: answer the server's close frame (a browser does).
     @ivar serverConnection: the connection the application was handed
@@ -471,8 +481,8 @@ class TestClient(_Peer):
         )
         self.response: Response | None = None
         self.error: HandshakeFailed | None = None
-        self.pings: list[bytes] = []
-        self.pongs: list[bytes] = []
+        self._pings: list[bytes] = []
+        self._pongs: list[bytes] = []
         self.autoPong = True
         self.answerClose = True
         self.serverConnection: WebSocketConnection | None = None
@@ -508,11 +518,11 @@ class TestClient(_Peer):
             elif isinstance(event, Opened):
                 self.response = event.response
             elif isinstance(event, Ping):
-                self.pings.append(event.payload)
+                self._pings.append(event.payload)
                 if self.autoPong:
                     self._send(proto.pong(event.payload))
             elif isinstance(event, Pong):
-                self.pongs.append(event.payload)
+                self._pongs.append(event.payload)
             elif isinstance(event, CloseReceived):
                 self._closeFrame = (event.code, event.reason)
                 if self._closeCode is None:
@@ -675,6 +685,23 @@ class TestClient(_Peer):
         """
         self._server.flush()
         return self._closeFrame
+
+    @property
+    def pings(self) -> list[bytes]:
+        """
+        The payloads of the pings the server sent (its keepalive's are
+        C{b"keepalive"}).
+        """
+        self._server.flush()
+        return self._pings
+
+    @property
+    def pongs(self) -> list[bytes]:
+        """
+        The payloads of the pongs the server sent (answers to L{ping}).
+        """
+        self._server.flush()
+        return self._pongs
 
     @property
     def wasClean(self) -> bool:
