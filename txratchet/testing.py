@@ -91,7 +91,12 @@ TRANSPORT_BUFFER_SIZE = 65536
 
 _T = TypeVar("_T")
 Message = str | bytes
-Peer = str | tuple[str, int] | IAddress
+#: A client's address: a host, (host, port), or a Twisted address (the
+#: address classes are named too: not every type checker reads zope
+#: interfaces).
+Peer = str | tuple[str, int] | IPv4Address | IPv6Address | IAddress
+#: A clock: a L{task.Clock}, or a reactor.
+Clock = task.Clock | IReactorTime
 
 
 class _Transport(StringTransport):
@@ -860,8 +865,8 @@ class TestServer:
         self,
         app: IApplication,
         *,
-        clock: IReactorTime | None = None,
-        reactor: IReactorTime | None = None,
+        clock: Clock | None = None,
+        reactor: Clock | None = None,
         lineOptions: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
@@ -878,7 +883,7 @@ class TestServer:
         """
         layer = _findLayer(app)
         if layer is None:
-            self.clock: IReactorTime = clock if clock is not None else task.Clock()
+            self.clock: Clock = clock if clock is not None else task.Clock()
             layer = WebSocket(app, clock=self.clock, **options)
             stack: IApplication = layer
             self.app = app
@@ -908,7 +913,7 @@ class TestServer:
         self._scheduled: IDelayedCall | None = None
 
     @property
-    def reactor(self) -> IReactorTime:
+    def reactor(self) -> Clock:
         """
         The reactor the kit's Deferreds wait on.
         """
