@@ -413,6 +413,28 @@ class CloseTests(SynchronousTestCase):
         self.assertEqual(server.connections, [])
 
 
+class ShutdownTimeoutTests(SynchronousTestCase):
+    def test_rudeClientAborted(self) -> None:
+        """
+        A client that does not answer the shutdown's close frame holds it
+        up until C{closeTimeout} passes on the clock, then is aborted.
+        """
+        app = Recorder()
+        server = TestServer(app, closeTimeout=5)
+        polite, rude = server.connect(), server.connect()
+        rude.answerClose = False
+        d = server.shutdown()
+        self.assertTrue(polite.closed)
+        self.assertNoResult(d)
+        server.advance(4.9)
+        self.assertFalse(rude.closed)
+        server.advance(0.1)
+        self.assertTrue(rude.closed)
+        self.assertEqual(rude.serverCloseFrame, (1001, "Server shutting down"))
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(len([e for e in app.events if e[0] == "close"]), 2)
+
+
 class TimeTests(SynchronousTestCase):
     """
     The layers' timers run on the server's clock, which the test moves.
