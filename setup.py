@@ -57,6 +57,9 @@ setup(
             "ruff",
             "mypy>=2.4,<2.5",
             "mypy-zope",
+            # tests/test_typing.py: the README's code under pyright too (the
+            # wrapper fetches pyright itself from npm at its first run; needs Node.js)
+            "pyright",
             "pydoctor==25.10.*",  # scripts/test.sh builds the API reference
             "build",  # scripts/check-dist.sh builds the sdist and the wheel
             "prometheus_client>=0.17",  # txratchet.metrics, --metrics

@@ -55,6 +55,7 @@ from txratchet import Application, WebSocket
 from txratchet.components import OriginCheck
 from txratchet.components.session import (
     FlaskCookieSessions,
+    ISessionStore,
     RedisSessionStore,
     SessionProvider,
     SQLiteSessionStore,
@@ -159,10 +160,16 @@ class Root(Resource):
         super().__init__()
         self.wsgi = wsgi
 
-    def getChild(self, name, request):
+    def getChild(self, path, request):
         request.prepath.pop()
-        request.postpath.insert(0, name)
+        request.postpath.insert(0, path)
         return self.wsgi
+
+
+class ChatSite(Site):
+    """The site, and the session store its chat reads (for tests to fill)."""
+
+    sessionStore: ISessionStore
 
 
 def makeStore(spec: str, flaskApp: Flask):
@@ -173,6 +180,7 @@ def makeStore(spec: str, flaskApp: Flask):
         # secureOverHTTPS changes it.
         flaskApp.session_interface = SecureCookieSessionInterface()
         return FlaskCookieSessions(flaskApp)
+    store: SQLiteSessionStore | RedisSessionStore
     if kind == "sqlite":
         store = SQLiteSessionStore(where or "sessions.db")
     elif kind == "redis":
@@ -189,7 +197,7 @@ def makeSite(
     secretKey: str | None = None,
     origins: list[str] | tuple[str, ...] = (),
     secureCookie: bool = False,
-) -> Site:
+) -> ChatSite:
     """
     The Flask pages and, at C{/ws}, the chat: C{OriginCheck(sameHost=True)} outside
     C{SessionProvider}, so no other site's page gets a visitor's session.
@@ -207,13 +215,13 @@ def makeSite(
     chat = OriginCheck(SessionProvider(Chat(), sessions), origins, sameHost=True)
     root = Root(WSGIResource(reactor, reactor.getThreadPool(), flaskApp))
     root.putChild(b"ws", WebSocketResource(WebSocket(chat)))
-    site = Site(root)
+    site = ChatSite(root)
     site.sessionStore = sessions
     return site
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--interface", default="", help="address to listen on (default: all)")
     parser.add_argument("--store", default="cookie", help="cookie, sqlite:FILE or redis:HOST:PORT")

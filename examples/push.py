@@ -84,7 +84,7 @@ def makeFlaskApp(hub: Hub) -> Flask:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n").split("\n")[1])
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--interface", default="")
     parser.add_argument("--backplane", default=None)

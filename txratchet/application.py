@@ -20,17 +20,20 @@ class Application:
     wrong. The framework has already logged the failure, with its
     traceback, before any C{onError} runs: an override decides what happens
     to the connection, it need not log.
+
+    Handlers get their arguments by position: an override names them as it
+    likes (C{onMessage(self, sender, msg)}), and may be an C{async def}.
     """
 
-    def onOpen(self, conn: IConnection) -> object:
+    def onOpen(self, conn: IConnection, /) -> object:
         return None
 
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+    def onMessage(self, conn: IConnection, message: str | bytes, /) -> object:
         return None
 
-    def onClose(self, conn: IConnection) -> object:
+    def onClose(self, conn: IConnection, /) -> object:
         return None
 
-    def onError(self, conn: IConnection, failure: Failure) -> object:
+    def onError(self, conn: IConnection, failure: Failure, /) -> object:
         conn.close(1011, "Internal error")
         return None

@@ -11,40 +11,52 @@ in any language: C{PUBLISH txratchet:<channel> <payload>}) reaches them all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import implementer
+
+from txratchet.interfaces import typedInterface
+
+if TYPE_CHECKING:  # what txratchet.interfaces.TypedInterface is, said so for pydoctor
+    from zope.interface import Interface as TypedInterface
+else:
+    from txratchet.interfaces import TypedInterface
 
 log = Logger()
 
 Callback = Callable[[str, str], object]
 
 
-class IBackplane(Interface):
+@typedInterface
+@runtime_checkable
+class IBackplane(TypedInterface, Protocol):  # type: ignore[misc]  # see typedInterface
     """
     Publish/subscribe between processes. Channels and payloads are C{str}.
+
+    Any object with these members will do (a zope interface, declared for
+    type checkers too: see L{txratchet.interfaces.typedInterface}).
     """
 
-    def publish(channel: str, payload: str) -> Deferred[None]:
+    def publish(self, channel: str, payload: str) -> Deferred[None]:  # type: ignore[misc]
         """
         Deliver C{payload} to every subscriber of C{channel}, in every
         process (this one included).
         """
 
-    def subscribe(channel: str, callback: Callback) -> None:
+    def subscribe(self, channel: str, callback: Callback) -> None:  # type: ignore[misc]
         """
         Call C{callback(channel, payload)} for every message on C{channel}.
         """
 
-    def unsubscribe(channel: str, callback: Callback) -> None:
+    def unsubscribe(self, channel: str, callback: Callback) -> None:  # type: ignore[misc]
         """
         Stop calling C{callback} for C{channel}.
         """
 
-    def close() -> Deferred[None] | None:
+    def close(self) -> Deferred[None] | None:  # type: ignore[misc]
         """
         Disconnect for good, quietly (a server's shutdown calls it once
         its connections are closed); a Deferred fires when that is done.

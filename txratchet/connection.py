@@ -27,6 +27,11 @@ from zope.interface import implementer
 from txratchet._twisted import throughSocket, writable
 from txratchet.commands import execute
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, concurrentMessages
+from txratchet.websocket.http11 import Headers
+from txratchet.websocket.protocol import CLOSED, OPEN, State
+
+if TYPE_CHECKING:
+    from txratchet.websocket.handshake import Request
 
 log = Logger()
 
@@ -69,6 +74,53 @@ class Connection:
     #: without one.
     session: Any = None
     __slots__ = ("__dict__", "__weakref__", "_attributes", "app")
+
+    # What a connection without an opening handshake (a line peer, the
+    # TCP connection under a layer) tells of one, for IConnection:
+    # nothing. The WebSocket connections override these.
+    closeCode: int | None = None
+    closeReason = ""
+    wasClean = False
+    #: Did we start closing, or is the connection gone? (Not on WebSocket
+    #: connections, whose L{state} says more.)
+    closed: bool
+
+    @property
+    def path(self) -> str:
+        return ""
+
+    @property
+    def query(self) -> str:
+        return ""
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        return {}
+
+    @property
+    def headers(self) -> Headers:
+        return Headers()
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def subprotocol(self) -> str | None:
+        return None
+
+    @property
+    def request(self) -> Request | None:
+        return None
+
+    @property
+    def state(self) -> State:
+        """
+        C{OPEN}, then C{CLOSED} once closing started (there is no closing
+        handshake to wait for).
+        """
+        return CLOSED if self.closed else OPEN
+
 
     def __init__(self, app: IApplication) -> None:
         self.app = app

@@ -3,73 +3,241 @@ The two interfaces every layer of txratchet speaks.
 
 An application and every decorator around it provide L{IApplication}; each
 layer hands the layer inside it a connection providing L{IConnection}.
+
+Both are C{zope.interface} interfaces at run time (C{@implementer},
+C{providedBy} and C{verifyObject} work as ever) and, for type checkers,
+protocols (PEP 544) that also derive from C{Interface}: mypy, with or
+without the mypy-zope plugin, and pyright accept any object with the
+members as an application or a connection, whether it declares
+C{@implementer} or not, and see the methods with C{self}, as called.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
+from zope.interface.interface import InterfaceClass, fromFunction
 
 if TYPE_CHECKING:
     from txratchet.websocket.handshake import Request
+    from txratchet.websocket.http11 import Headers
+    from txratchet.websocket.protocol import State
+
+_I = TypeVar("_I", bound=type)
 
 
-class IConnection(Interface):
+class _Declaration(Protocol):
     """
-    One peer, as seen by the layer that received it.
+    What C{TypedInterface} is at run time: the base of the protocol classes
+    that L{typedInterface} makes zope interfaces.
+    """
+
+
+# The base of an interface declared for type checkers and zope alike (see
+# typedInterface): zope.interface.Interface to type checkers (so that
+# mypy-zope takes @implementer and providedBy), a protocol class at run time.
+if TYPE_CHECKING:
+    from zope.interface import Interface as TypedInterface
+else:
+    TypedInterface = _Declaration
+
+
+def typedInterface(declaration: _I) -> _I:
+    """
+    Make C{declaration} a zope interface at run time, while type checkers
+    keep seeing the protocol it is written as.
+
+    Declare the interface as a protocol deriving from C{TypedInterface}
+    (C{class IThing(TypedInterface, Protocol)}; C{zope.interface.Interface}
+    to type checkers, a protocol at run time): methods take C{self},
+    read-only attributes are properties, settable ones are annotated. Type
+    checkers then match any object with those members (pyright and plain
+    mypy do not know C{@implementer}), and the mypy-zope plugin still sees
+    an interface. At run time this returns the zope interface the
+    declaration stands for: methods without C{self} (a parameter spelt
+    C{__name}, positional-only for type checkers, is C{name} again),
+    properties and annotated attributes as C{Attribute}s.
+
+    An interface declared this way cannot be extended the same way; a
+    plain zope interface can extend it.
+    """
+    prefix = f"_{declaration.__name__}__"
+    members: dict[str, Any] = {}
+    for name in declaration.__annotations__:
+        if not name.startswith("_"):
+            members[name] = Attribute("")
+    for name, value in vars(declaration).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            members[name] = Attribute(value.__doc__ or "")
+        elif callable(value):
+            method = fromFunction(value, None, imlevel=1, name=name)
+            method.positional = tuple(p.removeprefix(prefix) for p in method.positional)
+            method.required = tuple(p.removeprefix(prefix) for p in method.required)
+            members[name] = method
+    return InterfaceClass(  # type: ignore[return-value]  # a zope interface, to the checker a protocol
+        declaration.__name__,
+        (Interface,),
+        members,
+        declaration.__doc__,
+        declaration.__module__,
+    )
+
+
+@typedInterface
+@runtime_checkable  # so that mypy-zope takes IConnection.providedBy(x)
+class IConnection(TypedInterface, Protocol):  # type: ignore[misc]  # a protocol and an interface
+    """
+    One peer, as the application sees it: what the connection tells about
+    the peer and how it ended, and how to send to it and close it.
+
+    Connections without an opening handshake (L{txratchet.LineProtocol}'s,
+    the raw TCP connection under a layer) have an empty C{path}, C{query},
+    C{params}, C{headers} and C{cookies}, no C{request} and no
+    C{subprotocol}.
 
     A decorating layer wraps the connection it was given: C{send} on a
     WebSocket connection frames the message and hands the bytes to the
     connection below it, down to the Twisted transport.
     """
 
-    protocol = Attribute(
-        "Which protocol the connection speaks: C{'hixie-76'}, C{'hybi-07'}, "
-        "C{'hybi-08'}, C{'rfc6455'}, C{'line'} or C{'tcp'}."
-    )
-    peer = Attribute("The peer's L{twisted.internet.interfaces.IAddress}.")
+    #: A dict for the application's own per-connection state.
+    attributes: dict[str, Any]
+    #: The session a L{txratchet.components.SessionProvider} in the stack
+    #: loaded for this connection (whatever its store keeps: a C{dict} for
+    #: the shared stores), or C{None}.
+    session: Any
 
-    def send(message: str | bytes) -> None:
+    @property
+    def protocol(self) -> str:
+        """
+        Which protocol the connection speaks: C{'hixie-76'}, C{'hybi-07'},
+        C{'hybi-08'}, C{'rfc6455'} (C{''} before the handshake chose one),
+        C{'line'} or C{'tcp'}.
+        """
+
+    @property
+    def peer(self) -> Any:
+        """
+        The peer's address (a Twisted C{IAddress}: C{peer.host},
+        C{peer.port} for TCP); behind a trusted proxy, the client's.
+        """
+
+    @property
+    def path(self) -> str:
+        """
+        The request path, e.g. C{'/chat'}.
+        """
+
+    @property
+    def query(self) -> str:
+        """
+        The raw query string, C{''} when there is none.
+        """
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """
+        The query, parsed: C{{name: [values]}}.
+        """
+
+    @property
+    def headers(self) -> Headers:
+        """
+        The request's headers, case-insensitive (C{.get(name)},
+        C{.getAll(name)}).
+        """
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """
+        The request's cookies, C{{name: value}}.
+        """
+
+    @property
+    def subprotocol(self) -> str | None:
+        """
+        The negotiated subprotocol, or C{None}.
+        """
+
+    @property
+    def request(self) -> Request | None:
+        """
+        The whole parsed opening handshake, or C{None}.
+        """
+
+    @property
+    def state(self) -> State:
+        """
+        C{State.CONNECTING}, C{OPEN}, C{CLOSING} or C{CLOSED}.
+        """
+
+    @property
+    def closeCode(self) -> int | None:
+        """
+        How it ended: the peer's close code (1005 when its close frame had
+        none), the code we closed or failed it with, 1006 when it just
+        dropped; C{None} while open.
+        """
+
+    @property
+    def closeReason(self) -> str:
+        """
+        The reason that came with L{closeCode}.
+        """
+
+    @property
+    def wasClean(self) -> bool:
+        """
+        Did the closing handshake complete normally?
+        """
+
+    def send(self, message: str | bytes) -> None:  # type: ignore[misc]  # self: see the module
         """
         Send one message: C{str} as text, C{bytes} as binary.
 
         Messages sent after the connection started closing are dropped.
         """
 
-    def close(code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str = "") -> None:  # type: ignore[misc]
         """
         Start closing the connection; what was sent before is delivered
         first.
         """
 
 
-class IApplication(Interface):
+@typedInterface
+@runtime_checkable
+class IApplication(TypedInterface, Protocol):  # type: ignore[misc]  # a protocol and an interface
     """
     A real-time application, or a layer that decorates one.
 
     Every handler may return a command (see L{txratchet.commands}), a
-    L{twisted.internet.defer.Deferred} that fires with one, or C{None}.
+    L{twisted.internet.defer.Deferred} that fires with one, or C{None};
+    or be an C{async def} whose coroutine returns one of those.
+    Handlers take their arguments by position: name them as you like.
     """
 
-    def onOpen(conn: IConnection) -> object:
+    def onOpen(self, __conn: IConnection) -> object:  # type: ignore[misc]
         """
         A peer connected (for WebSockets: after the opening handshake).
         """
 
-    def onMessage(conn: IConnection, message: str | bytes) -> object:
+    def onMessage(self, __conn: IConnection, __message: str | bytes) -> object:  # type: ignore[misc]
         """
         A whole message arrived: C{str} for text, C{bytes} for binary.
         """
 
-    def onClose(conn: IConnection) -> object:
+    def onClose(self, __conn: IConnection) -> object:  # type: ignore[misc]
         """
         The connection is gone; called once per connection that was opened.
         """
 
-    def onError(conn: IConnection, failure: Failure) -> object:
+    def onError(self, __conn: IConnection, __failure: Failure) -> object:  # type: ignore[misc]
         """
         A handler raised, or something the application asked for failed.
         """

@@ -485,7 +485,7 @@ class Hub(Decorator):
 
     # -- The decorator and its wire protocol -----------------------------------
 
-    def onOpen(self, conn: IConnection) -> object:
+    def onOpen(self, conn: IConnection, /) -> object:
         user = self.userOf(conn)
         if user is not None:
             problem = self.topicProblem(user)
@@ -496,7 +496,7 @@ class Hub(Decorator):
                          user=repr(user)[:100], peer=conn.peer, problem=problem)
         return self.app.onOpen(conn)
 
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+    def onMessage(self, conn: IConnection, message: str | bytes, /) -> object:
         if self.wire and isinstance(message, str) and message[:1] == "{":
             try:
                 request = json.loads(message)
@@ -541,7 +541,7 @@ class Hub(Decorator):
         if kind == "subscribe":
             self._reply(conn, {"type": "subscribed", "topic": topic})
 
-    def onClose(self, conn: IConnection) -> object:
+    def onClose(self, conn: IConnection, /) -> object:
         for channel in list(self._channelsOf.get(conn, ())):
             self._leave(conn, channel)
         self._channelsOf.pop(conn, None)
@@ -552,7 +552,7 @@ class Hub(Decorator):
             pass
         return self.app.onClose(conn)
 
-    def onError(self, conn: IConnection, failure: Failure) -> object:
+    def onError(self, conn: IConnection, failure: Failure, /) -> object:
         return self.app.onError(conn, failure)
 
 

@@ -160,7 +160,7 @@ class BaseWebSocketConnection(Connection):
         return self._proto.compression
 
     @property
-    def closeCode(self) -> int | None:
+    def closeCode(self) -> int | None:  # type: ignore[override]  # a plain attribute on line connections
         """
         The code of the close frame the peer sent (to start the closing
         handshake or to answer ours); when we failed the connection, the
@@ -169,14 +169,14 @@ class BaseWebSocketConnection(Connection):
         return self._proto.closeCode
 
     @property
-    def closeReason(self) -> str:
+    def closeReason(self) -> str:  # type: ignore[override]  # a plain attribute on line connections
         """
         The reason that came with L{closeCode}.
         """
         return self._proto.closeReason
 
     @property
-    def wasClean(self) -> bool:
+    def wasClean(self) -> bool:  # type: ignore[override]  # a plain attribute on line connections
         """
         Did the closing handshake complete normally?
         """

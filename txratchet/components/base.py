@@ -52,24 +52,24 @@ class Decorator:
     def concurrentMessages(self) -> bool:
         return concurrentMessages(self.app)
 
-    def onRequest(self, conn: IConnection, request: Request) -> object:
+    def onRequest(self, conn: IConnection, request: Request, /) -> object:
         hook = self._hooks.onRequest
         return hook(conn, request) if hook is not None else None
 
-    def onReconnect(self, conn: IConnection) -> object:
+    def onReconnect(self, conn: IConnection, /) -> object:
         hook = self._hooks.onReconnect
         return hook(conn) if hook is not None else None
 
-    def onOpen(self, conn: IConnection) -> object:
+    def onOpen(self, conn: IConnection, /) -> object:
         return self.app.onOpen(conn)
 
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+    def onMessage(self, conn: IConnection, message: str | bytes, /) -> object:
         return self.app.onMessage(conn, message)
 
-    def onClose(self, conn: IConnection) -> object:
+    def onClose(self, conn: IConnection, /) -> object:
         return self.app.onClose(conn)
 
-    def onError(self, conn: IConnection, failure: Failure) -> object:
+    def onError(self, conn: IConnection, failure: Failure, /) -> object:
         return self.app.onError(conn, failure)
 
 
@@ -91,18 +91,18 @@ class RefusingDecorator(Decorator):
         self._refused.add(conn)
         conn.close(code, reason)
 
-    def onMessage(self, conn: IConnection, message: str | bytes) -> object:
+    def onMessage(self, conn: IConnection, message: str | bytes, /) -> object:
         if conn in self._refused:
             return None
         return self.app.onMessage(conn, message)
 
-    def onClose(self, conn: IConnection) -> object:
+    def onClose(self, conn: IConnection, /) -> object:
         if conn in self._refused:
             self._refused.discard(conn)
             return None
         return self.app.onClose(conn)
 
-    def onError(self, conn: IConnection, failure: Failure) -> object:
+    def onError(self, conn: IConnection, failure: Failure, /) -> object:
         if conn in self._refused:
             return None
         return self.app.onError(conn, failure)

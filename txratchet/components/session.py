@@ -60,17 +60,22 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred, TimeoutError, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
 from txratchet.components.base import RefusingDecorator
 from txratchet.errors import HandshakeError as HandshakeError
 from txratchet.errors import SessionStoreUnavailable as SessionStoreUnavailable
-from txratchet.interfaces import IApplication, IConnection
+from txratchet.interfaces import IApplication, IConnection, typedInterface
+
+if TYPE_CHECKING:  # what txratchet.interfaces.TypedInterface is, said so for pydoctor
+    from zope.interface import Interface as TypedInterface
+else:
+    from txratchet.interfaces import TypedInterface
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -85,16 +90,23 @@ log = Logger()
 MAX_SESSION_ID = 4096
 
 
-class ISessionStore(Interface):
+@typedInterface
+@runtime_checkable
+class ISessionStore(TypedInterface, Protocol):  # type: ignore[misc]  # see typedInterface
     """
-    Where L{SessionProvider} finds sessions.
+    Where L{SessionProvider} finds sessions: any object with these members
+    (a zope interface, declared for type checkers too: see
+    L{txratchet.interfaces.typedInterface}).
     """
 
-    cookieNames = Attribute(
-        "The names of the cookies that may carry the session id, tried in order."
-    )
+    @property
+    def cookieNames(self) -> Sequence[str]:
+        """
+        The names of the cookies that may carry the session id, tried in
+        order.
+        """
 
-    def load(sessionId: str) -> Deferred[Any]:
+    def load(self, sessionId: str) -> Deferred[Any]:  # type: ignore[misc]
         """
         Look a session up, without creating one (Any: a session is
         whatever the store keeps, for the application to use).
@@ -217,10 +229,9 @@ class SessionProvider(RefusingDecorator):
     def _decide(self, conn: IConnection, request: Request, session: object) -> object:
         if session is None and self.required:
             raise HandshakeError(403, "A valid session is required")
-        # conn.session is what this decorator adds to the connections it
-        # passes on (the application's per-connection state, not a member
-        # of the connection's class).
-        conn.session = session  # type: ignore[attr-defined]  # IConnection does not declare it
+        # IConnection.session: what this decorator gives the connections it
+        # passes on.
+        conn.session = session
         self._decided.add(conn)
         return super().onRequest(conn, request)
 
@@ -230,7 +241,7 @@ class SessionProvider(RefusingDecorator):
         if conn in self._decided:
             self._decided.discard(conn)
         else:
-            conn.session = None  # type: ignore[attr-defined]
+            conn.session = None
             if self.required:
                 log.info("Refused {peer}: no session", peer=conn.peer)
                 self.refuse(conn, 1008, "A valid session is required")
