@@ -21,6 +21,10 @@ command -v node >/dev/null || pkgs="$pkgs nodejs npm"
 command -v gcc >/dev/null || pkgs="$pkgs gcc libc6-dev"   # the benchmark smoke test
 [ -f /usr/include/zlib.h ] || pkgs="$pkgs zlib1g-dev"     # its load generator links zlib
 command -v pgrep >/dev/null || pkgs="$pkgs procps"
+# docs/deployment.md's systemd unit: systemd-analyze checks it, strace records
+# the system calls its command makes (tests/test_deploy.py).
+command -v systemd-analyze >/dev/null || pkgs="$pkgs systemd"
+command -v strace >/dev/null || pkgs="$pkgs strace"
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "==> installing Debian packages:$pkgs"

@@ -20,11 +20,13 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
 
 from examples.rooms import Rooms
 from tests.test_twistd import ROOT, TWISTD, TwistdTestCase, readUntil
 from tests.util import ServerTestCase
 from txratchet import WebSocket
+from txratchet.testing import TestServer
 
 HOST = "127.0.0.1"
 SECRET = "tutorial secret"
@@ -156,6 +158,38 @@ class RoomsTests(ServerTestCase):
             Rooms()
 
 
+class RoomsInMemoryTests(SynchronousTestCase):
+    """
+    The same rules through C{txratchet.testing}: the real stack in memory,
+    no sockets, a clock the test moves (docs/testing.md shows this class).
+    """
+
+    def test_roomsAndRefusals(self) -> None:
+        server = TestServer(Rooms(SECRET))
+        ann = server.connect(f"/rooms/lobby?token={token('ann')}")
+        bob = server.connect(f"/rooms/lobby?token={token('bob')}", family="hixie-76")
+        carol = server.connect(f"/rooms/kitchen?token={token('carol')}")
+        self.assertEqual(ann.receiveAll(), ["* ann joined lobby", "* bob joined lobby"])
+        bob.send("hi")
+        self.assertEqual(ann.receiveNow(), "bob: hi")
+        self.assertEqual(bob.receiveAll(), ["* bob joined lobby", "bob: hi"])
+        self.assertEqual(carol.receiveAll(), ["* carol joined kitchen"])
+
+        forged = server.connect(f"/rooms/lobby?token={token('ann', secret='guess')}")
+        self.assertEqual((forged.status, forged.body), (403, b"A valid ?token= is needed\n"))
+        self.assertEqual(server.connect("/lobby").status, 404)
+
+    def test_idlePeersLeave(self) -> None:
+        server = TestServer(Rooms(SECRET), idleTimeout=600)
+        ann = server.connect(f"/rooms/lobby?token={token('ann')}")
+        bob = server.connect(f"/rooms/lobby?token={token('bob')}")
+        server.advance(300)
+        bob.send("still here")
+        server.advance(301)  # ann said nothing for 601 s
+        self.assertEqual((ann.closeCode, ann.closeReason), (1000, "Idle timeout"))
+        self.assertEqual(bob.receiveAll()[-2:], ["bob: still here", "* ann left"])
+
+
 class RoomsUnderTwistdTests(TwistdTestCase):
     """
     The tutorial's commands, as a user types them: the secret in
@@ -164,10 +198,10 @@ class RoomsUnderTwistdTests(TwistdTestCase):
     """
 
     def setUp(self):
-        self.environ = dict(os.environ)
+        environ = dict(os.environ)
+        self.addCleanup(os.environ.update, environ)  # cleanups run last first:
+        self.addCleanup(os.environ.clear)  # clear, then restore
         os.environ["ROOMS_SECRET"] = SECRET
-        self.addCleanup(os.environ.clear)
-        self.addCleanup(os.environ.update, self.environ)
 
     def test_tutorialCommands(self):
         proc = self.startTwistd(
@@ -194,6 +228,37 @@ class RoomsUnderTwistdTests(TwistdTestCase):
                 return joined, ws.close_code
 
         return deferToThread(talk).addCallback(self.assertEqual, ("* ann joined lobby", 1009))
+
+    def test_tutorialTerminal(self):
+        """
+        The command-line client as docs/tutorial.md shows it: ann's lines,
+        and the refusal of a guessed token, word for word.
+        """
+        proc = self.startTwistd("--app", "examples.rooms.Rooms", "--port", f"tcp:0:interface={HOST}")
+        tutorial = (ROOT / "docs" / "tutorial.md").read_text()
+        refusal = next(
+            line for line in tutorial.splitlines() if line.startswith("Could not connect to ")
+        )
+
+        def client(url, lines):
+            return subprocess.run(
+                [sys.executable, "-m", "txratchet.client", url], input=lines, cwd=ROOT,
+                capture_output=True, text=True, timeout=30,
+            )
+
+        def talk():
+            base = readUntil(proc, rb"WebSocket clients connect to (ws://\S+)/")
+            ann = client(f"{base}/rooms/lobby?token={token('ann')}", "hello\n/who\n")
+            guess = client(f"{base}/rooms/lobby?token=guess", "")
+            return base, ann, guess
+
+        def check(result):
+            base, ann, guess = result
+            self.assertEqual(ann.stdout.splitlines(), ["* ann joined lobby", "ann: hello", "* here: ann"])
+            self.assertEqual(guess.returncode, 1)
+            self.assertEqual(guess.stderr.strip(), refusal.replace("ws://localhost:8080", base))
+
+        return deferToThread(talk).addCallback(check)
 
     def test_noSecret(self):
         os.environ.pop("ROOMS_SECRET")
