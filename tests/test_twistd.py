@@ -164,6 +164,27 @@ class TwistdPluginTests(TwistdTestCase):
 
         return deferToThread(talk).addCallback(check)
 
+    def test_demoWithWorkersLogsItsURL(self):
+        """With --workers, the master logs the URL of the port it opened."""
+        port = freePort()
+        proc = self.startTwistd(
+            "--port", f"tcp:{port}:interface={HOST}", "--workers", "2",
+            cwd=Path(tempfile.gettempdir()),
+        )
+
+        def talk():
+            url = readUntil(proc, rb"the chat demo is at (http://\S+/) ")
+            waitForPort(port, proc)
+            page = rawclients.raw_request(HOST, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return url, page
+
+        def check(result):
+            url, page = result
+            self.assertEqual(url, f"http://{HOST}:{port}/")
+            self.assertIn(b"new WebSocket(", page)
+
+        return deferToThread(talk).addCallback(check)
+
     def test_examplesFromRepositoryRoot(self):
         """--app examples.echo.Echo works from the root, with --line-port."""
         port, linePort = freePort(), freePort()

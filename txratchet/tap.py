@@ -587,8 +587,14 @@ def _announce(options: Options, name: str, port: IListeningPort | None) -> None:
     log.info("txratchet: serving {name} over WebSockets on {port}", name=name, port=options["port"])
     address = port.getHost() if port is not None else None
     host, number = getattr(address, "host", None), getattr(address, "port", None)
-    if not isinstance(host, str) or not isinstance(number, int):
-        return  # not TCP (a UNIX socket, say): no URL to give
+    if isinstance(host, str) and isinstance(number, int):  # not for a UNIX socket
+        _announceURL(options, host, number)
+
+
+def _announceURL(options: Options, host: str, number: int) -> None:
+    """
+    Log the URL to open for the address C{host}:C{number} listened on.
+    """
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
     elif ":" in host:
@@ -643,6 +649,8 @@ def _workerPool(options: Options) -> IService:
         n=options["workers"], port=spec,
         backplane="" if options["backplane"] else " (no --backplane: each process on its own)",
     )
+    host, number = sockets[0][0].getsockname()[:2]
+    _announceURL(options, host, number)
     pool = WorkerPool(
         count, args, sockets, stopTimeout=options["close-timeout"] + 10,
         metrics=bool(options["metrics"]),
