@@ -12,8 +12,10 @@ uses anything else fails here, as it would fail a reader who copies it.
 A block that is not meant to be checked has C{<!-- typecheck: skip
 (why) -->} on the line before its fence; keep those rare.
 
-Each checker also checks a canary, a block with a known mistake, and
-must report it at its line: a checker that silently checks nothing (a
+Each checker also checks a canary, L{CANARY}: what users write (an
+application with no base class, an C{async def} handler, a decorator
+stack, every attribute of a connection) must pass, and its mistakes must
+be reported, each at its line: a checker that silently checks nothing (a
 broken configuration, a module not found) fails the test.
 
 The checkers see the source tree's C{txratchet} (not an installed copy),
@@ -70,12 +72,81 @@ frame_bytes: bytes
 socket: _socket.socket  # a connected socket (the sans-I/O example)
 """
 
-#: A block with one mistake every checker must find (on its second line).
+#: What users write, as the README describes it, checked like a block:
+#: every line must pass every checker, except those marked C{# rejected},
+#: which each checker must flag (proof that it checks, and that the
+#: protocols are enforced, not just anything accepted).
 CANARY = """\
-from txratchet import IConnection
-def greet(conn: IConnection) -> None: conn.sendd("hello")
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from txratchet import (
+    Application, CloseConnection, IApplication, IConnection, LineProtocol, SendMessage, Server,
+    WebSocket,
+)
+from txratchet.client import Client, WebSocketClient, connectWebSocket
+from txratchet.components import Decorator, IpBlackList, OriginCheck
+from txratchet.pubsub import Hub
+from txratchet.web import WebSocketResource
+
+
+class Plain:  # no base class, no @implementer: the protocol is enough
+    def onOpen(self, conn: IConnection) -> None:
+        conn.send("hello")
+    def onMessage(self, sender: IConnection, msg: str | bytes) -> SendMessage:
+        return SendMessage(sender, msg)
+    def onClose(self, conn: IConnection) -> None:
+        print(conn.closeCode, conn.closeReason, conn.wasClean)
+    def onError(self, conn: IConnection, failure: Failure) -> CloseConnection:
+        return CloseConnection(conn, 1011, failure.getErrorMessage())
+
+
+@implementer(IApplication)
+class Declared(Application):
+    async def onMessage(self, conn: IConnection, msg: str | bytes) -> None:
+        await succeed(None)
+    def onOpen(self, conn: IConnection) -> Deferred[None]:
+        return succeed(None)
+
+
+class Logged(Decorator):
+    def onMessage(self, c: IConnection, m: str | bytes) -> object:
+        return super().onMessage(c, m)
+
+
+def everything(conn: IConnection) -> None:
+    print(conn.protocol, conn.path, conn.query, conn.params["room"][0], conn.cookies.get("sid"))
+    print(conn.headers.get("User-Agent"), conn.headers.getAll("Cookie"), conn.peer.host)
+    print(conn.subprotocol, conn.state, conn.request, conn.session["name"])
+    conn.attributes["seen"] = True
+    conn.session = None
+    conn.close(1000, "bye")
+
+
+Server(WebSocket(Plain()))
+Server(LineProtocol(Declared()))
+WebSocketResource(WebSocket(Logged(Hub(Plain()))))
+app: IApplication = OriginCheck(Plain(), ["example.com"])
+app = IpBlackList(app, ["10.0.0.0/8"])
+Client(WebSocketClient(app, "ws://example.com/"))
+print(IApplication.providedBy(app))
+
+
+async def client(reactor: object) -> None:
+    conn = await connectWebSocket(reactor, "ws://example.com/", Declared())
+    everything(conn)
+
+
+class OnlyOpen:
+    def onOpen(self, conn: IConnection) -> None: ...
+
+
+def greet(conn: IConnection) -> None: conn.sendd("hello")  # rejected
+WebSocket(OnlyOpen())  # rejected
+SendMessage(Plain(), "hi")  # rejected
+everything(conn=5)  # rejected
 """
-CANARY_LINE = 2
 
 _FENCE = re.compile(r"^```python\s*$")
 _SKIP = re.compile(r"<!--\s*typecheck:\s*skip\b")
@@ -470,13 +541,18 @@ class ReadmeTypesTests(TestCase):
         cls.workspace.cleanup()
 
     def check(self, checker: str, errors: list[Error], output: str) -> None:
-        canary = f"canary:{CANARY_LINE}"
-        self.assertIn(
-            canary,
-            [e.where for e in errors],
-            f"{checker} did not find the canary's mistake: is it checking anything?\n{output}",
+        expected = {
+            f"canary:{n}"
+            for n, line in enumerate(CANARY.splitlines(), 1)
+            if line.endswith("# rejected")
+        }
+        found = {e.where for e in errors}
+        self.assertEqual(
+            expected - found,
+            set(),
+            f"{checker} accepted these mistakes of the canary: is it checking?\n{output}",
         )
-        mistakes = [str(e) for e in errors if e.where != canary and not e.twisted]
+        mistakes = [str(e) for e in errors if e.where not in expected and not e.twisted]
         self.assertEqual(
             mistakes,
             [],

@@ -105,12 +105,19 @@ class IConnection(TypedInterface, Protocol):  # type: ignore[misc]  # a protocol
     connection below it, down to the Twisted transport.
     """
 
-    #: A dict for the application's own per-connection state.
-    attributes: dict[str, Any]
     #: The session a L{txratchet.components.SessionProvider} in the stack
     #: loaded for this connection (whatever its store keeps: a C{dict} for
     #: the shared stores), or C{None}.
     session: Any
+
+    @property
+    def attributes(self) -> dict[str, Any]:  # type: ignore[misc]  # settable: see the setter
+        """
+        A dict for the application's own per-connection state.
+        """
+
+    @attributes.setter
+    def attributes(self, value: dict[str, Any]) -> None: ...  # type: ignore[misc]
 
     @property
     def protocol(self) -> str:
