@@ -136,6 +136,8 @@ print(IApplication.providedBy(app))
 async def client(reactor: object) -> None:
     conn = await connectWebSocket(reactor, "ws://example.com/", Declared())
     everything(conn)
+    await connectWebSocket(reactor, "ws://x/", Plain(), version=8, headers={"X-Token": "t"},
+                           subprotocols=["chat"], compression=None, pingInterval=30)
 
 
 class OnlyOpen:
@@ -146,6 +148,8 @@ def greet(conn: IConnection) -> None: conn.sendd("hello")  # rejected
 WebSocket(OnlyOpen())  # rejected
 SendMessage(Plain(), "hi")  # rejected
 everything(conn=5)  # rejected
+WebSocket(Plain(), pingIntervall=30)  # rejected
+connectWebSocket(None, "ws://x/", Plain(), pingIntervall=30)  # rejected
 """
 
 _FENCE = re.compile(r"^```python\s*$")

@@ -7,9 +7,9 @@ L{WebSocketClientService}.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from twisted.application.internet import ClientService
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txratchet.client.layer import ClientConnection, WebSocketClient
+from txratchet.client.layer import ClientConnection, ClientOptions, WebSocketClient
 from txratchet.commands import execute
 from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication, LowerConnection, hooksOf
@@ -330,17 +330,12 @@ def connectWebSocket(
     url: str,
     app: IApplication,
     *,
-    version: int | str = 13,
-    subprotocols: Sequence[str] | None = None,
-    headers: Any = (),
-    cookies: Any = None,
-    origin: str | None = None,
     caCertificates: Any = None,
     tlsOptions: IOpenSSLClientConnectionCreator | None = None,
     connectTimeout: float = 30.0,
     bindAddress: tuple[str, int] | None = None,
     endpoint: IStreamClientEndpoint | None = None,
-    **options: Any,
+    **options: Unpack[ClientOptions],
 ) -> Deferred[ClientConnection]:
     """
     Connect C{app} to the WebSocket server at C{url} (C{ws://} or
@@ -351,36 +346,27 @@ def connectWebSocket(
     C{bytes}, C{onClose} once, C{onError}; its handlers may return
     commands.
 
-    @param version: C{13} (RFC 6455, the default), C{8} (HyBi-08..12),
+    @keyword version: C{13} (RFC 6455, the default), C{8} (HyBi-08..12),
         C{7} or C{"hixie-76"}.
-    @param subprotocols: offered in order; defaults to C{app.subprotocols}.
-    @param headers: more request headers (pairs or a mapping).
-    @param cookies: a C{Cookie} header (mapping, pairs or its value).
-    @param origin: the C{Origin} to send.
+    @keyword subprotocols: offered in order; defaults to C{app.subprotocols}.
+    @keyword headers: more request headers (pairs or a mapping).
+    @keyword cookies: a C{Cookie} header (mapping, pairs or its value).
+    @keyword origin: the C{Origin} to send.
     @param caCertificates: for C{wss://}: trust these CA certificates (PEM
         path(s) or bytes) instead of the system's.
     @param tlsOptions: for C{wss://}: the TLS settings themselves (e.g.
         from C{optionsForClientTLS}).
     @param endpoint: connect through this stream endpoint instead of one
         made from the URL (a UNIX socket, a proxy ...).
-    @param options: the other options of L{WebSocketClient}
+    @param options: these and the other options of L{WebSocketClient}
         (C{compression}, C{maxMessageSize}, C{handshakeTimeout},
-        C{closeTimeout}, C{pingInterval} ...).
+        C{closeTimeout}, C{pingInterval} ...: L{ClientOptions}).
     @return: a Deferred firing with the open L{ClientConnection} (after
         C{app.onOpen}), or failing with L{HandshakeFailed} (C{.status} on
         a refusal), the TLS error, or the connection error.
     """
     options.setdefault("clock", reactor)
-    layer = WebSocketClient(
-        app,
-        url,
-        version=version,
-        subprotocols=subprotocols,
-        headers=headers,
-        cookies=cookies,
-        origin=origin,
-        **options,
-    )
+    layer = WebSocketClient(app, url, **options)
     if endpoint is None:
         endpoint = clientEndpoint(
             reactor,
@@ -428,7 +414,7 @@ class WebSocketClientService(ClientService):
         connectTimeout: float = 30.0,
         bindAddress: tuple[str, int] | None = None,
         endpoint: IStreamClientEndpoint | None = None,
-        **options: Any,
+        **options: Unpack[ClientOptions],
     ) -> None:
         options.setdefault("clock", reactor)
         self.layer = WebSocketClient(app, url, **options)

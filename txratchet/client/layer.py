@@ -216,6 +216,23 @@ class ClientConnection(BaseWebSocketConnection):
         return f"<ClientConnection {self.protocol or 'connecting'} {self.url}>"
 
 
+class ClientOptions(LayerOptions, total=False):
+    """
+    The keyword options of L{WebSocketClient}, which L{connectWebSocket}
+    and L{WebSocketClientService} pass on (so that type checkers check
+    them there too): the client's own and the L{LayerOptions} both sides
+    share.
+    """
+
+    version: int | str
+    headers: Mapping[str, str] | Sequence[tuple[str, str]]
+    cookies: Mapping[str, str] | Sequence[tuple[str, str]] | str | None
+    origin: str | None
+    compression: DeflateOffer | None
+    maxResponseSize: int
+    maxHeaders: int
+
+
 @implementer(IApplication)
 class WebSocketClient(WebSocketLayer[ClientConnection]):
     """
@@ -297,4 +314,10 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
         return ClientConnection(self, lower)
 
 
-__all__ = ["ClientConnection", "HandshakeCancelled", "HandshakeTimedOut", "WebSocketClient"]
+__all__ = [
+    "ClientConnection",
+    "ClientOptions",
+    "HandshakeCancelled",
+    "HandshakeTimedOut",
+    "WebSocketClient",
+]
