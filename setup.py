@@ -63,6 +63,7 @@ setup(
             "pyright==1.1.414",
             "pydoctor==25.10.*",  # scripts/test.sh builds the API reference
             "build",  # scripts/check-dist.sh builds the sdist and the wheel
+            "h2",  # with it twisted.web's Site offers h2 by ALPN (tests/test_web.py)
             "prometheus_client>=0.17",  # txratchet.metrics, --metrics
         ],
     },

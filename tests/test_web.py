@@ -35,7 +35,7 @@ from txratchet import Application, Server, WebSocket, proxy
 from txratchet.components import Decorator, IpBlackList, OriginCheck
 from txratchet.components.origin import parsePattern
 from txratchet.tap import Options
-from txratchet.web import SafeFile, WebSocketResource
+from txratchet.web import SafeFile, WebSocketResource, WebSocketSite
 from txratchet.websocket.handshake import HandshakeError, Headers
 
 HOST = "127.0.0.1"
@@ -141,6 +141,40 @@ class SiteTests(ServerTestCase):
         first, second = yield deferToThread(talk)
         self.assertEqual(first, "secure ✓")
         self.assertEqual(second["protocol"], "rfc6455")
+
+    @inlineCallbacks
+    def test_alpnOffersOnlyHTTP11(self):
+        """
+        A TLS client offering h2 and http/1.1 by ALPN (as browsers do) is
+        given http/1.1, which the site speaks, and gets its page; even with
+        the h2 package installed, for which twisted.web's Site offers h2.
+        """
+        key, cert = makeCertificate(self._certDir())
+        spec = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
+        root = Resource()
+        root.putChild(b"", Data(b"<html>home</html>", "text/html"))
+        root.putChild(b"ws", WebSocketResource(WebSocket(Echo())))
+        port = yield serverFromString(reactor, spec).listen(WebSocketSite(root))
+        self.addCleanup(port.stopListening)
+        sitePort = port.getHost().port
+
+        def get():
+            import socket
+
+            context = ssl.create_default_context(cafile=str(cert))
+            context.set_alpn_protocols(["h2", "http/1.1"])
+            with socket.create_connection((HOST, sitePort), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    chosen = tls.selected_alpn_protocol()
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while b"</html>" not in data and (chunk := tls.recv(65536)):
+                        data += chunk
+            return chosen, data
+
+        chosen, data = yield deferToThread(get)
+        self.assertEqual(chosen, "http/1.1")
+        self.assertIn(b"<html>home</html>", data)
 
     def _certDir(self):
         d = Path(tempfile.mkdtemp())

@@ -189,6 +189,14 @@ class WebSocketSite(Site):
         super().__init__(resource, *args, **kwargs)
         self.headTimeout = headTimeout
 
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What TLS's ALPN offers: HTTP/1.1 only. (C{Site} offers C{h2} too
+        whenever the C{h2} package is installed, but this site's channel
+        speaks HTTP/1.1: a browser that chose C{h2} got nothing.)
+        """
+        return [b"http/1.1"]
+
 
 def _rawHead(request: Request) -> bytes:
     """
