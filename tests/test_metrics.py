@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests import rawclients, test_glue, test_twistd
 from tests.services import RedisServer
-from tests.test_glue import Recorder, advance, closeFrame, frame, lost
+from tests.test_glue import Recorder, advance, closeFrame, frame, lost, upgradeRequest
 from tests.test_twistd import HOST, freePort, waitForPort
 from txratchet import Application, LineProtocol, Server, WebSocket
 from txratchet.backplane import RedisBackplane
@@ -108,15 +108,17 @@ class StatsTests(test_glue.ServerCase):
 
     def test_conversation(self) -> None:
         """
-        Opened, messages and bytes both ways (wire bytes: frames read once
-        open, the frames of the messages sent), the close code.
+        Opened, messages and bytes both ways (wire bytes: the frames read
+        once open; what was written from the 101 answer on), the close
+        code.
         """
         self.serve()
-        proto, transport, _ = self.opened()
+        proto, transport = self.connect()
+        proto.dataReceived(upgradeRequest())
         hello, binary = frame(1, b"hello"), frame(2, b"\x00\x01")
         proto.dataReceived(hello + binary)
-        sent = transport.take()
         proto.dataReceived(closeFrame(1000))
+        sent = transport.take()
         lost(proto)
         stats = self.layer.stats.families["rfc6455"]
         self.assertEqual((stats.opened, stats.closed), (1, 1))
@@ -274,10 +276,11 @@ class ScrapeTests(TestCase):
 
         self.addCleanup(dropLeftovers)
 
-        def talk() -> dict[str, Samples]:
+        def talk() -> dict[str, Any]:
             seen = {"start": scrape(metricsPort)}
             a = rawclients.HybiClient(HOST, wsPort, path="/chat", origin="http://good.example")
             a.connect()
+            seen["answer"] = len(a.response_head)
             a.send_text("hello")
             assert a.recv_text() == "hello"
             h = rawclients.Hixie76Client(HOST, wsPort, origin="http://good.example")
@@ -305,7 +308,7 @@ class ScrapeTests(TestCase):
             )
             return seen
 
-        def check(seen: dict[str, Samples]) -> None:
+        def check(seen: dict[str, Any]) -> None:
             start, open_, end = seen["start"], seen["open"], seen["end"]
             self.assertEqual(value(start, "txratchet_open_connections", family="rfc6455"), 0)
             self.assertEqual(value(start, "txratchet_incomplete_message_bytes"), 0)
@@ -317,10 +320,12 @@ class ScrapeTests(TestCase):
             for family in ("rfc6455", "hixie-76"):
                 self.assertEqual(value(open_, "txratchet_messages_received_total", family=family), 1)
                 self.assertEqual(value(open_, "txratchet_messages_sent_total", family=family), 1)
-            # "hello" masked (2 + 4 + 5 bytes) in; unmasked (2 + 5) out.
+            # "hello" masked (2 + 4 + 5 bytes) in; the 101 answer and the
+            # echo unmasked (2 + 5) out.
             self.assertEqual(value(open_, "txratchet_received_bytes_total", family="rfc6455"), 11)
-            self.assertEqual(value(open_, "txratchet_sent_bytes_total", family="rfc6455"), 7)
-            self.assertEqual(value(open_, "txratchet_sent_bytes_total", family="hixie-76"), 7)
+            self.assertEqual(
+                value(open_, "txratchet_sent_bytes_total", family="rfc6455"), seen["answer"] + 7
+            )
             self.assertEqual(
                 value(end, "txratchet_handshakes_total", outcome="refused", status="403"), 1
             )
@@ -328,7 +333,7 @@ class ScrapeTests(TestCase):
             self.assertEqual(value(end, "txratchet_closes_total", family="hixie-76", code="1006"), 1)
             self.assertEqual(value(end, "txratchet_connections_opened_total", family="rfc6455"), 1)
             self.assertEqual(value(end, "txratchet_messages_received_total", family="line"), 1)
-            self.assertEqual(value(end, "txratchet_sent_bytes_total", family="line"), 7)
+            self.assertEqual(value(end, "txratchet_sent_bytes_total", family="line"), 7)  # "a line\n"
             self.assertEqual(value(end, "txratchet_open_connections", family="line"), 0)
             self.assertNotIn(("txratchet_backplane_connected", frozenset()), end)
 

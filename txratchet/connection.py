@@ -27,6 +27,7 @@ from zope.interface import implementer
 from txratchet._twisted import throughSocket, writable
 from txratchet.commands import execute
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, concurrentMessages
+from txratchet.stats import NOT_OPEN, FamilyStats
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLOSED, OPEN, State
 
@@ -427,6 +428,8 @@ class TransportConnection(Connection):
     @ivar writePaused: is the transport's write buffer over its limit?
     @ivar bufferedWhilePaused: bytes written since it went over.
     @ivar closed: did we start closing, or is the connection gone?
+    @ivar counts: where the bytes written are counted (C{bytesOut}): the
+        family counters of the layer above, once open (L{countSent}).
     """
 
     protocol = "tcp"
@@ -437,6 +440,7 @@ class TransportConnection(Connection):
         "_throughNext",
         "bufferedWhilePaused",
         "closed",
+        "counts",
         "host",
         "peer",
         "secure",
@@ -461,6 +465,7 @@ class TransportConnection(Connection):
         self.writePaused = False
         self.bufferedWhilePaused = 0
         self._corked: list[bytes] | None = None
+        self.counts = NOT_OPEN
         self._abilities = _abilities(transport, self.secure)
         # Write-through (see _writeThrough) on plain sockets only: TLS and
         # other transports keep Twisted's own path. It starts after the
@@ -499,6 +504,9 @@ class TransportConnection(Connection):
             self._corked = [message]
             _held.append(self)
             return
+        # Counted here and where held writes leave: once per read, not per
+        # message, on the hot paths.
+        self.counts.bytesOut += len(message)
         sock = self._socket
         if sock is not None:
             if writable(self.transport):
@@ -576,6 +584,7 @@ class TransportConnection(Connection):
         corked = self._corked
         self._corked = None
         if corked:
+            self.counts.bytesOut += sum(map(len, corked))
             self.transport.writeSequence(corked)
 
     def _writeThrough(self, parts: list[bytes]) -> None:
@@ -600,6 +609,7 @@ class TransportConnection(Connection):
             gather = True
         else:
             data = b"".join(parts)
+        self.counts.bytesOut += sum(map(len, parts)) if gather else len(data)
         if sock is None and self._throughNext:
             self._throughNext = False
             self._socket = throughSocket(t)  # TLS may have started since
@@ -720,6 +730,16 @@ class TransportConnection(Connection):
 
     def __repr__(self) -> str:
         return f"<TransportConnection peer={self.peer}>"
+
+
+def countSent(lower: object, counts: FamilyStats) -> None:
+    """
+    Count the bytes C{lower} writes from now on in C{counts.bytesOut} (a
+    layer calls it once its connection is open; a lower connection other
+    than a L{TransportConnection} is not counted).
+    """
+    if isinstance(lower, TransportConnection):
+        lower.counts = counts
 
 
 class Drain:

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txratchet.commands import execute
-from txratchet.connection import Connection, Drain, checkMessage
+from txratchet.connection import Connection, Drain, checkMessage, countSent
 from txratchet.interfaces import IApplication, IConnection, LowerConnection
 from txratchet.stats import LayerStats
 
@@ -95,6 +95,7 @@ class LineConnection(Connection):
         self.closeCode: int | None = None
         self.closeReason = ""
         self._stats = layer.stats.opened(self, self.protocol, "")
+        countSent(outer, self._stats)
 
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """
@@ -128,11 +129,8 @@ class LineConnection(Connection):
             )
         ):
             return
-        data += layer.delimiter
-        stats = self._stats
-        stats.messagesOut += 1
-        stats.bytesOut += len(data)
-        outer.send(data)
+        self._stats.messagesOut += 1  # (its bytes: see countSent)
+        outer.send(data + layer.delimiter)
 
     def _overflowed(self) -> None:
         self.closeCode = 1008

@@ -89,7 +89,8 @@ def _families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
         ),
         "bytesOut": CounterMetricFamily(
             "txratchet_sent_bytes",
-            "Bytes of the messages' frames (or lines) sent, by protocol family.",
+            "Bytes written to peers (every frame, from a server's 101 answer on; every line), "
+            "by protocol family.",
             labels=["family"],
         ),
         "closes": CounterMetricFamily(

@@ -58,7 +58,10 @@ class FamilyStats:
     @ivar messagesIn: messages received.
     @ivar messagesOut: messages sent (a broadcast counts once per receiver).
     @ivar bytesIn: bytes read once open (every frame, or every line).
-    @ivar bytesOut: bytes of the messages' frames (or lines) sent.
+    @ivar bytesOut: bytes written to the peer (every frame, or line): a
+        server's from its 101 answer on, a client's once open. Counted by
+        the connection below once per write (L{txratchet.connection.countSent}),
+        not per message.
     @ivar closeCodes: closed connections by close code (C{None}: a line
         peer that left).
     """

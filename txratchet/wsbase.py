@@ -21,7 +21,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from txratchet.commands import execute
-from txratchet.connection import Connection, Drain, checkMessage
+from txratchet.connection import Connection, Drain, checkMessage, countSent
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
 from txratchet.stats import NOT_OPEN, LayerStats
 from txratchet.websocket import rfc6455
@@ -226,16 +226,13 @@ class BaseWebSocketConnection(Connection):
             ):
                 return
         header, payload = self._frame(message)
-        stats = self._stats
-        stats.messagesOut += 1
+        # (Its bytes are counted where they are written: see countSent.)
+        self._stats.messagesOut += 1
         # Small frames come whole (payload b""); large payloads apart, so
         # they are never copied into one piece.
         self._send(header)
         if payload:
-            stats.bytesOut += len(header) + len(payload)
             self._send(payload)
-        else:
-            stats.bytesOut += len(header)
 
     def _overflowed(self) -> None:
         self._proto.fail(rfc6455.POLICY_VIOLATION, "Send buffer overflow", sendClose=False)
@@ -485,7 +482,8 @@ class BaseWebSocketConnection(Connection):
         proto = self._proto
         self._reader = proto.reader
         self._frame = proto.framer
-        self._stats = self._layer.stats.opened(self, proto.family or "", self._path())
+        self._stats = stats = self._layer.stats.opened(self, proto.family or "", self._path())
+        countSent(self._outer, stats)
         if proto.compressing:
             self._layer.compressing += 1
         if self._watchActivity:

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txratchet import proxy
+from txratchet.connection import countSent
 from txratchet.errors import HandshakeError
 from txratchet.interfaces import IApplication, LowerConnection
 from txratchet.websocket import deflate
@@ -242,7 +243,9 @@ class WebSocketConnection(BaseWebSocketConnection):
         request = proto.request
         if request is not None:
             request.headers.compact()
-        self._layer.stats.handshake("accepted", 101)
+        stats = self._layer.stats
+        stats.handshake("accepted", 101)
+        countSent(self._outer, stats.family(proto.family or ""))  # the 101 answer on
         self._send(response)
         self._becomeOpen()
         leftover, proto.leftover = proto.leftover, b""
