@@ -14,14 +14,14 @@ from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage, countSent
 from txratchet.interfaces import IApplication, IConnection, LowerConnection
-from txratchet.stats import LayerStats
+from txratchet.stats import LayerStats, Level
 
 log = Logger()
 
@@ -262,7 +262,7 @@ class LineProtocol:
         sendBufferPolicy: str | Callable[[LineConnection, str | bytes], bool] = "close",
         closeTimeout: float | None = 5.0,
         clock: IReactorTime | None = None,
-        logConnections: LogLevel | None = None,
+        logConnections: Level | None = None,
     ) -> None:
         if sendBufferPolicy not in ("close", "drop") and not callable(sendBufferPolicy):
             raise ValueError("sendBufferPolicy must be 'close', 'drop' or a callable")

@@ -11,10 +11,16 @@ L{txratchet.metrics} reads these numbers when it is scraped.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
+from constantly import NamedConstant
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
+
+#: What a C{logConnections} level is to type checkers: a
+#: C{twisted.logger.LogLevel} constant (C{LogLevel.info}) is a
+#: C{NamedConstant}, as C{Logger.emit} takes it.
+Level: TypeAlias = NamedConstant
 
 #: The connection log's namespace (filter on it, or read it in JSON logs).
 connectionLog = Logger(namespace="txratchet.connections")
@@ -112,7 +118,7 @@ class LayerStats:
 
     __slots__ = ("_clock", "_openedAt", "families", "handshakes", "logLevel", "sendBuffer")
 
-    def __init__(self, clock: IReactorTime, logLevel: LogLevel | None = None) -> None:
+    def __init__(self, clock: IReactorTime, logLevel: Level | None = None) -> None:
         if logLevel is not None and logLevel not in LogLevel.iterconstants():
             raise TypeError(
                 f"logConnections takes a twisted.logger.LogLevel (LogLevel.info), "
@@ -206,4 +212,4 @@ class LayerStats:
         return dropped
 
 
-__all__ = ["FamilyStats", "LayerStats", "connectionLog", "formatPeer"]
+__all__ = ["FamilyStats", "LayerStats", "Level", "connectionLog", "formatPeer"]

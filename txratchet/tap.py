@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, NoReturn, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from constantly import NamedConstant
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -306,7 +307,7 @@ def parseBackplane(spec: str) -> tuple[str, int, str | None, int | None]:
     return url.hostname or "127.0.0.1", port, url.password, int(db) if db else None
 
 
-def _logLevel(name: str | None) -> LogLevel | None:
+def _logLevel(name: str | None) -> NamedConstant | None:
     """
     The C{--log-connections} level, or C{None}.
     """

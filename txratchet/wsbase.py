@@ -17,13 +17,13 @@ from typing import Any, Generic, TypedDict, TypeVar, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txratchet.commands import execute
 from txratchet.connection import Connection, Drain, checkMessage, countSent
 from txratchet.interfaces import IApplication, IConnection, LowerConnection, hooksOf
-from txratchet.stats import NOT_OPEN, LayerStats
+from txratchet.stats import NOT_OPEN, LayerStats, Level
 from txratchet.websocket import rfc6455
 from txratchet.websocket.events import CloseReceived, Event, Failed, Opened, Ping, Pong
 from txratchet.websocket.protocol import (
@@ -65,7 +65,7 @@ class LayerOptions(TypedDict, total=False):
     maxSendBuffer: int
     sendBufferPolicy: SendBufferPolicy
     clock: IReactorTime | None
-    logConnections: LogLevel | None
+    logConnections: Level | None
 
 
 class BaseWebSocketConnection(Connection):
@@ -613,7 +613,7 @@ class WebSocketLayer(Generic[ConnectionT]):
         maxSendBuffer: int = 16 * 1024 * 1024,
         sendBufferPolicy: SendBufferPolicy = "close",
         clock: IReactorTime | None = None,
-        logConnections: LogLevel | None = None,
+        logConnections: Level | None = None,
     ) -> None:
         self.app = app
         #: The application's optional hooks, read once.
