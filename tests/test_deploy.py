@@ -10,6 +10,7 @@ systemd is started), nginx with its ports moved to free loopback ones.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import re
@@ -278,31 +279,24 @@ class BehindNginxTests(WithSecret, TwistdTestCase):
         workdir.chmod(0o755)  # nginx's workers (nobody, under root) read the files
 
         def scenario():
-            from websockets.exceptions import InvalidStatus
-            from websockets.sync.client import connect
-
             base = readUntil(proc, rb"WebSocket clients connect to ws://127.0.0.1:(\d+)/")
             nginx = DeployNginx(workdir, int(base))
             nginx.start()
+            step = "wss://"
             try:
                 context = ssl.create_default_context(cafile=str(nginx.cert))
                 url = f"wss://{HOST}:{nginx.port}/rooms/lobby?token={token('ann')}"
-                with connect(url, ssl=context, open_timeout=10) as ws:
-                    joined = ws.recv(timeout=10)
-                    ws.send("over TLS")
-                    said = ws.recv(timeout=10)
-                try:
-                    with connect(url, ssl=context, origin="https://evil.example", open_timeout=10):
-                        foreign = 101
-                except InvalidStatus as e:
-                    foreign = e.response.status_code
-                with connect(url, ssl=context, origin="https://chat.example.com", open_timeout=10) as ws:
-                    own = ws.recv(timeout=10)
+                joined, said, foreign, own = asyncio.run(overTLS(url, context))
+                step = "plain HTTP"
                 redirect = rawclients.raw_request(
-                    HOST, nginx.httpPort, b"GET /rooms/x HTTP/1.1\r\nHost: chat.example.com\r\n\r\n"
+                    HOST, nginx.httpPort,
+                    b"GET /rooms/x HTTP/1.1\r\nHost: chat.example.com\r\nConnection: close\r\n\r\n",
                 )
+                step = "a page over HTTPS"
                 page = page_over_tls(nginx.port, context)
                 return joined, said, foreign, own, redirect, page
+            except Exception as e:
+                raise AssertionError(f"{step}: {e!r}\n{nginx.logs()}") from e
             finally:
                 nginx.stop()
 
@@ -315,6 +309,30 @@ class BehindNginxTests(WithSecret, TwistdTestCase):
             self.assertIn(b"the chat's page", page)
 
         return deferToThread(scenario).addCallback(check)
+
+
+async def overTLS(url: str, context: ssl.SSLContext) -> tuple[str, str, int, str]:
+    """
+    Through nginx over TLS, with the C{websockets} asyncio client (its
+    threaded sync client now and then never delivers its request over TLS,
+    a client-side race): join and talk; the status another site's page
+    gets; what the site's own page gets.
+    """
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async with connect(url, ssl=context, open_timeout=10) as ws:
+        joined = await asyncio.wait_for(ws.recv(), 10)
+        await ws.send("over TLS")
+        said = await asyncio.wait_for(ws.recv(), 10)
+    try:
+        async with connect(url, ssl=context, origin="https://evil.example", open_timeout=10):
+            foreign = 101
+    except InvalidStatus as e:
+        foreign = e.response.status_code
+    async with connect(url, ssl=context, origin="https://chat.example.com", open_timeout=10) as ws:
+        own = await asyncio.wait_for(ws.recv(), 10)
+    return str(joined), str(said), foreign, str(own)
 
 
 def page_over_tls(port: int, context: ssl.SSLContext) -> bytes:
