@@ -29,7 +29,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests import rawclients, services
 from tests.test_rooms import SECRET, token
-from tests.test_twistd import ROOT, TWISTD, TwistdTestCase, readUntil
+from tests.test_twistd import ROOT, TWISTD, TwistdTestCase, freePort, readUntil, waitForPort
 from tests.tls import makeCertificate
 
 HOST = "127.0.0.1"
@@ -167,6 +167,17 @@ class UnitRunsTests(WithSecret, TwistdTestCase):
         (@system-service, without @privileged and @resources): systemd would
         kill the process for any other.
         """
+        return self.census()
+
+    def test_systemCallsAllowedWithWorkers(self):
+        """
+        The same with the options docs/deployment.md suggests adding:
+        --workers (a master starting twistd children) and --metrics (their
+        UNIX sockets, the master's HTTP endpoint).
+        """
+        return self.census("--workers", "2", "--metrics", "tcp:0", port=freePort())
+
+    def census(self, *extra: str, port: int = 0):
         strace = need("strace")
         need("systemd-analyze")
         workdir = Path(tempfile.mkdtemp(prefix="txratchet-strace-"))
@@ -176,7 +187,7 @@ class UnitRunsTests(WithSecret, TwistdTestCase):
         if probe.returncode != 0:
             raise SkipTest(f"strace cannot trace here: {probe.stderr.decode(errors='replace').strip()}")
         proc = subprocess.Popen(
-            [strace, "-f", "-qq", "-o", str(trace), *execStart()],
+            [strace, "-f", "-qq", "-o", str(trace), *execStart(port), *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
@@ -185,6 +196,8 @@ class UnitRunsTests(WithSecret, TwistdTestCase):
             from websockets.sync.client import connect
 
             base = readUntil(proc, rb"WebSocket clients connect to (ws://\S+)/", timeout=60)
+            if port:
+                waitForPort(port, proc, timeout=60)  # a worker listens
             with connect(f"{base}/rooms/lobby?token={token('ann')}", open_timeout=10) as ws:
                 joined = ws.recv(timeout=10)
                 ws.send("hello")
@@ -196,14 +209,17 @@ class UnitRunsTests(WithSecret, TwistdTestCase):
                 for pid in (task / "children").read_text().split()
             }
             os.kill(twistd, signal.SIGTERM)
-            proc.wait(30)
+            proc.wait(60)
             proc.stdout.close()
             return joined, said
 
         def check(result):
             self.assertEqual(result, ("* ann joined lobby", "ann: hello"))
-            made = set(re.findall(r"^\d+\s+([a-z_0-9]+)\(", trace.read_text(), re.M))
+            calls = re.findall(r"^(\d+)\s+([a-z_0-9]+)\(", trace.read_text(), re.M)
+            made = {name for _, name in calls}
             self.assertIn("accept4", made)  # it did serve
+            started = {pid for pid, name in calls if name == "execve"}
+            self.assertEqual(len(started), 3 if extra else 1)  # twistd, and its 2 workers
             allowed = (
                 syscallGroup("@system-service") - syscallGroup("@privileged") - syscallGroup("@resources")
             )
