@@ -159,3 +159,28 @@ class GracefulShutdownTests(SynchronousTestCase):
         closing.callback(None)
         self.assertEqual(order, ["connections", "backplane"])
         self.successResultOf(stopped)
+
+
+class DaemonWorkersTests(SynchronousTestCase):
+    def test_workersInDaemonMode(self) -> None:
+        """
+        C{twistd txratchet --workers 2} without C{-n} (daemon mode) builds
+        its worker pool (which is not a MultiService) instead of failing
+        with a TypeError.
+        """
+        import sys
+
+        from txratchet.tap import makeTwistdService
+        from txratchet.workers import WorkerPool
+
+        options = Options()
+        options.parseOptions(
+            ["--app", "examples.echo.Echo", "--workers", "2", "--port", "tcp:0:interface=127.0.0.1"]
+        )
+        options.parent = {"nodaemon": False}  # type: ignore[attr-defined]
+        self.addCleanup(setattr, sys, "excepthook", sys.excepthook)
+        service = makeTwistdService(options)
+        self.assertIsInstance(service, WorkerPool)
+        for each in service.sockets:  # type: ignore[attr-defined]
+            for sock in each:
+                sock.close()

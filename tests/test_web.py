@@ -163,13 +163,15 @@ class SiteTests(ServerTestCase):
 
             context = ssl.create_default_context(cafile=str(cert))
             context.set_alpn_protocols(["h2", "http/1.1"])
-            with socket.create_connection((HOST, sitePort), timeout=10) as raw:
-                with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                    chosen = tls.selected_alpn_protocol()
-                    tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                    data = b""
-                    while b"</html>" not in data and (chunk := tls.recv(65536)):
-                        data += chunk
+            with (
+                socket.create_connection((HOST, sitePort), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                chosen = tls.selected_alpn_protocol()
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while b"</html>" not in data and (chunk := tls.recv(65536)):
+                    data += chunk
             return chosen, data
 
         chosen, data = yield deferToThread(get)

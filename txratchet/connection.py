@@ -122,7 +122,6 @@ class Connection:
         """
         return CLOSED if self.closed else OPEN
 
-
     def __init__(self, app: IApplication) -> None:
         self.app = app
         self._attributes: dict[str, Any] | None = None

@@ -808,8 +808,8 @@ def makeTwistdService(options: Options) -> IService:
     # twistd's own options, when twistd parsed ours as its subcommand
     # (usage.Options sets "parent" only then).
     twistd = getattr(options, "parent", None)
-    if twistd is not None and not twistd.get("nodaemon"):
-        for child in service:  # type: ignore[attr-defined]
+    if twistd is not None and not twistd.get("nodaemon") and isinstance(service, MultiService):
+        for child in service:
             if isinstance(child, _Listen):
                 child.logFailure = True  # twistd's message is cut at 100 bytes
     return service
