@@ -15,7 +15,6 @@ import os
 import tempfile
 from typing import Any
 
-import pytest_twisted
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.testing import StringTransport
@@ -364,8 +363,10 @@ class EndToEndTests(TestCase):
     reactor, driven by the independent C{websockets} client.
     """
 
-    @pytest_twisted.ensureDeferred
-    async def test_history(self) -> None:
+    def test_history(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._history())
+
+    async def _history(self) -> None:
         from examples.history import History
 
         directory = tempfile.mkdtemp()

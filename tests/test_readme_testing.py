@@ -1,19 +1,18 @@
 """
 The README's "Testing your application" code, run as it is written there:
 a trial TestCase (synchronous tests and an C{async def} one) and a pytest
-function. L{ReadmeInSyncTests} fails if the README's blocks and this file
-part ways.
-
-Below the README's code: the same kit under pytest-twisted, for
-asynchronous pytest functions.
+function (in L{tests.pytest_functions}, run by a pytest of its own).
+L{ReadmeInSyncTests} fails if the README's blocks and these files part
+ways.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest_twisted
 from twisted.trial.unittest import SynchronousTestCase
 
 from examples.chat import Chat
@@ -23,7 +22,6 @@ from examples.chat import Chat
 from twisted.trial.unittest import TestCase
 
 from examples.history import History
-from txratchet.components import OriginCheck
 from txratchet.testing import TestServer
 # isort: on
 
@@ -52,35 +50,26 @@ class ChatTests(TestCase):
         self.assertEqual(await client.receive(), "192.0.2.1: remember me")
 
 
-def test_otherSitesRefused() -> None:           # pytest: a plain function
-    server = TestServer(OriginCheck(Chat(), ["https://chat.example"]))
-    client = server.connect("/chat", origin="https://evil.example")
-    assert client.status == 403
-    assert client.body == b"Origin not allowed: https://evil.example\n"
-    assert server.connect("/chat", origin="https://chat.example").open
-
 # -- End of the README's blocks ------------------------------------------------
 
 
-@pytest_twisted.ensureDeferred
-async def test_pytestTwisted() -> None:
-    """
-    An asynchronous pytest function (pytest-twisted runs the reactor).
-    """
-    app = History(":memory:")
-    try:
-        server = TestServer(app)
-        alice = server.connect("/", peer="192.0.2.1")
-        await alice.whenOpen()
-        alice.send("first")
-        assert await alice.receive() == "192.0.2.1: first"
-        bob = server.connect("/", peer="192.0.2.2")
-        assert await bob.receive() == "192.0.2.1: first"  # replayed from the database
-        bob.close(4000, "bye")
-        await bob.whenClosed()
-        assert bob.closeCode == 4000
-    finally:
-        app.db.close()
+class PytestFunctionTests(SynchronousTestCase):
+    def test_pytestFunctions(self) -> None:
+        """
+        The README's plain pytest function, and the kit in an asynchronous
+        one under pytest-twisted (L{tests.pytest_functions}). They run in a
+        pytest of their own: pytest-twisted runs every plain test function
+        in its reactor greenlet, after which the real-reactor trial
+        TestCases of the same process find the reactor unclean.
+        """
+        here = Path(__file__).resolve().parent
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(here / "pytest_functions.py")],
+            cwd=here.parent, capture_output=True, text=True, timeout=120,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("2 passed", result.stdout)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +85,9 @@ class ReadmeInSyncTests(SynchronousTestCase):
         section = readme.split("\n## Testing your application\n", 1)[1].split("\n## ", 1)[0]
         blocks = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
         self.assertEqual(len(blocks), 2)
-        source = Path(__file__).read_text(encoding="utf-8")
+        source = Path(__file__).read_text(encoding="utf-8") + (
+            Path(__file__).with_name("pytest_functions.py").read_text(encoding="utf-8")
+        )
         source = re.sub(r"(?m)^# isort: (on|off)\n", "", source)  # the linter's, not the README's
         for block in blocks:
             self.assertIn(block, source)
