@@ -184,3 +184,26 @@ class DaemonWorkersTests(SynchronousTestCase):
         for each in service.sockets:  # type: ignore[attr-defined]
             for sock in each:
                 sock.close()
+
+    def test_workersOnPortZeroShareOnePort(self) -> None:
+        """
+        C{--port tcp:0 --workers 3}: every worker's socket is bound to the
+        one port the first one got (each got its own random port before).
+        """
+        import sys
+
+        from txratchet.tap import makeTwistdService
+
+        options = Options()
+        options.parseOptions(
+            ["--app", "examples.echo.Echo", "--workers", "3", "--port", "tcp:0:interface=127.0.0.1"]
+        )
+        self.addCleanup(setattr, sys, "excepthook", sys.excepthook)
+        service = makeTwistdService(options)
+        ports = set()
+        for each in service.sockets:  # type: ignore[attr-defined]
+            for sock in each:
+                ports.add(sock.getsockname()[1])
+                self.addCleanup(sock.close)
+        self.assertEqual(len(ports), 1)
+        self.assertNotIn(0, ports)

@@ -627,8 +627,12 @@ def _workerPool(options: Options) -> IService:
     reuse = hasattr(socket, "SO_REUSEPORT")  # not on every platform
     try:
         first = [listeningSocket(spec, reuse)]
+        # The others on the port the first got (tcp:0 picks one).
+        parts = spec.split(":")
+        parts[1] = str(first[0].getsockname()[1])
+        same = ":".join(parts)
         sockets = [first] + [
-            [listeningSocket(spec, True)] if reuse else first for _ in range(count - 1)
+            [listeningSocket(same, True)] if reuse else first for _ in range(count - 1)
         ]
     except OSError as e:
         shown = options.given.get("port") or spec
