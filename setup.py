@@ -40,11 +40,15 @@ setup(
         "redis": ["txredisapi"],
         # Compiled masking for large messages (websockets' C helper); optional.
         "speedups": ["websockets"],
+        # HTTP/2 over TLS, WebSockets over HTTP/2 streams (RFC 8441): h2 and
+        # priority, as Twisted's own HTTP/2 needs them (h2 >= 3.2).
+        "http2": ["twisted[http2]"],
         # scripts/docs.sh: the API reference (pinned: its warnings fail CI).
         "docs": ["pydoctor==25.10.*"],
         # Prometheus metrics: txratchet.metrics, twistd --metrics.
         "metrics": ["prometheus_client>=0.17"],
         "test": [
+            "twisted[http2]",
             "txredisapi",
             "flask",
             "pytest",

@@ -33,7 +33,7 @@ from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -175,6 +175,17 @@ class InstalledTwistedWebTests(SynchronousTestCase):
             channel.makeConnection(StringTransport())
             channel.dataReceived(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n12345678 and more")
             self.assertEqual(taken, [b"12345678 and more"], siteClass)
+
+    def test_http2Internals(self) -> None:
+        """
+        Twisted's HTTP/2 channel has what L{txratchet.http2} overrides and
+        calls (when h2 is installed).
+        """
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            raise SkipTest("h2 is not installed") from None
+        self.assertEqual(_twisted.missingH2Internals(), ())
 
     def test_protocolWrapperTarget(self) -> None:
         """
@@ -321,6 +332,16 @@ ALLOWED_FOREIGN = {
 ALLOWED_OVERRIDES = {
     ("txratchet._redis", "_ClientService", "_log"): ClientService,
 }
+try:
+    from twisted.web._http2 import H2Connection
+except ImportError:  # h2 is not installed: txratchet.http2 is not imported either
+    pass
+else:
+    # WebSockets over HTTP/2 (txratchet.http2): where a request's stream is
+    # made, and where a stream is let go (_twisted.missingH2Internals checks
+    # their signatures at first use).
+    ALLOWED_OVERRIDES[("txratchet.http2", "WebSocketH2Connection", "_requestReceived")] = H2Connection
+    ALLOWED_OVERRIDES[("txratchet.http2", "WebSocketH2Connection", "_requestDone")] = H2Connection
 
 
 def _modules() -> list[tuple[Path, ast.Module]]:

@@ -242,3 +242,103 @@ def switchProtocol(transport: Any, old: Any, new: Any) -> None:
         )
         old.dataReceived = new.dataReceived
         old.connectionLost = new.connectionLost
+
+
+# ---------------------------------------------------------------- HTTP/2 (RFC 8441)
+
+
+#: What L{txratchet.http2} overrides of Twisted's HTTP/2 channel
+#: (C{twisted.web._http2.H2Connection}): where a request's stream is made,
+#: and where a stream is let go; with their parameters after C{self}.
+H2_CONNECTION_HOOKS: dict[str, int] = {"_requestReceived": 1, "_requestDone": 1}
+#: What it calls on that channel (the methods Twisted's streams call).
+H2_CONNECTION_METHODS = (
+    "writeHeaders",
+    "writeDataToStream",
+    "endRequest",
+    "abortRequest",
+    "openStreamWindow",
+    "remainingOutboundWindow",
+)
+#: What the channel calls on its streams, which a tunnel stream overrides
+#: or inherits from C{H2Stream}.
+H2_STREAM_METHODS = (
+    "receiveDataChunk",
+    "requestComplete",
+    "connectionLost",
+    "windowUpdated",
+    "flowControlBlocked",
+    "write",
+    "loseConnection",
+    "abortConnection",
+    "isSecure",
+)
+
+_h2Problems: tuple[str, ...] | None = None
+
+
+def missingH2Internals() -> tuple[str, ...]:
+    """
+    What L{txratchet.http2} needs of Twisted's HTTP/2 channel and h2 that
+    the installed versions lack, as readable strings; empty when WebSockets
+    over HTTP/2 can be served.
+    """
+    import inspect
+
+    try:
+        import h2.settings
+        from twisted.internet.task import Clock
+        from twisted.web._http2 import H2Connection, H2Stream
+    except ImportError as e:
+        return (f"no HTTP/2 support ({e}; pip install 'twisted[http2]')",)
+    problems = []
+    if not hasattr(h2.settings.SettingCodes, "ENABLE_CONNECT_PROTOCOL"):
+        problems.append("h2 has no ENABLE_CONNECT_PROTOCOL (h2 >= 3.1 has)")
+    for name, arity in H2_CONNECTION_HOOKS.items():
+        method = getattr(H2Connection, name, None)
+        if not callable(method):
+            problems.append(f"no H2Connection.{name}")
+            continue
+        try:
+            parameters = list(inspect.signature(method).parameters)[1:]
+        except (TypeError, ValueError):
+            continue
+        if len(parameters) != arity:
+            problems.append(f"H2Connection.{name} takes {parameters}")
+    for name in H2_CONNECTION_METHODS:
+        if not callable(getattr(H2Connection, name, None)):
+            problems.append(f"no H2Connection.{name}")
+    for name in H2_STREAM_METHODS:
+        if not callable(getattr(H2Stream, name, None)):
+            problems.append(f"no H2Stream.{name}")
+    try:
+        channel = H2Connection(Clock())
+    except Exception as e:
+        problems.append(f"H2Connection() failed: {e!r}")
+    else:
+        if not isinstance(getattr(channel, "streams", None), dict):
+            problems.append("H2Connection.streams is not a dict")
+        if not hasattr(getattr(channel, "priority", None), "block"):
+            problems.append("H2Connection.priority has no block()")
+        if not hasattr(getattr(channel, "conn", None), "local_settings"):
+            problems.append("H2Connection.conn is not an h2 connection")
+    return tuple(problems)
+
+
+def http2Usable() -> bool:
+    """
+    Can WebSockets be served over HTTP/2 streams with the installed Twisted
+    and h2? Checked once; when not, one warning says why (sites then speak
+    HTTP/1.1 only).
+    """
+    global _h2Problems
+    if _h2Problems is None:
+        _h2Problems = missingH2Internals()
+        if _h2Problems and not _h2Problems[0].startswith("no HTTP/2 support"):
+            _warnOnce(
+                "h2",
+                "txratchet: WebSockets over HTTP/2 are off: this Twisted's HTTP/2 channel "
+                "does not have what txratchet.http2 needs ({problems})",
+                problems=", ".join(_h2Problems),
+            )
+    return not _h2Problems

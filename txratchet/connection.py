@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import tcp
@@ -432,6 +432,10 @@ class TransportConnection(Connection):
     """
 
     protocol = "tcp"
+    #: See L{LowerConnection.httpVersion}.
+    httpVersion = "HTTP/1.1"
+    #: See L{LowerConnection.request}: over a transport, requests come as bytes.
+    request: Any = None
     __slots__ = (
         "_abilities",
         "_corked",
@@ -523,6 +527,18 @@ class TransportConnection(Connection):
             self._throughNext = False
             self._socket = throughSocket(self.transport)
         self.transport.write(message)
+
+    def respond(
+        self, status: int, headers: Sequence[tuple[str, str]], body: bytes = b""
+    ) -> None:
+        """
+        An HTTP/1.1 response head with C{status} and C{headers}, then
+        C{body} (L{LowerConnection.respond}; WebSocket layers send their
+        HTTP/1.1 answers as bytes).
+        """
+        from txratchet.websocket.handshake import responseHead
+
+        self.send(responseHead(status, headers) + body)
 
     def cork(self) -> None:
         """

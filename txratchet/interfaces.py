@@ -14,7 +14,7 @@ C{@implementer} or not, and see the methods with C{self}, as called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from twisted.python.failure import Failure
@@ -281,6 +281,23 @@ class LowerConnection(Protocol):
     writePaused: bool
     #: Bytes written since C{writePaused} turned true.
     bufferedWhilePaused: int
+    #: How the connection was bootstrapped: C{"HTTP/1.1"} (TCP, TLS, a
+    #: twisted.web upgrade) or C{"HTTP/2"} (a stream of an HTTP/2
+    #: connection, RFC 8441).
+    httpVersion: str
+    #: The opening request when the layer below already read it (an HTTP/2
+    #: stream's extended CONNECT), to answer with L{respond}; C{None} when
+    #: the request comes as bytes through C{onMessage}.
+    request: Request | None
+
+    def respond(
+        self, status: int, headers: Sequence[tuple[str, str]], body: bytes = b""
+    ) -> None:
+        """
+        Answer L{request}: the status and header fields (an HTTP/2 HEADERS
+        frame), then C{body}. Where the request came as bytes, the nearest
+        thing: an HTTP/1.1 response head and C{body}.
+        """
 
     def send(self, message: bytes) -> None:
         """

@@ -32,7 +32,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.static import DirectoryLister, File
 from zope.interface import implementer
 
-from txratchet._twisted import switchProtocol, takeUnreadBytes
+from txratchet._twisted import http2Usable, switchProtocol, takeUnreadBytes
 from txratchet.interfaces import IApplication
 from txratchet.server import ServerProtocol
 from txratchet.websocket.handshake import (
@@ -42,8 +42,15 @@ from txratchet.websocket.handshake import (
     isRequestLineStart,
 )
 
+try:
+    from txratchet import http2 as _http2
+except ImportError:  # h2 is not installed: HTTP/1.1 only
+    _http2 = None  # type: ignore[assignment]
+
 
 def _isUpgrade(request: Request) -> bool:
+    if request.method == b"CONNECT":
+        return True  # an HTTP/2 extended CONNECT (RFC 8441), or a refusal to come
     upgrade = b",".join(request.requestHeaders.getRawHeaders(b"upgrade", []))
     tokens = [t.strip().lower() for t in upgrade.split(b",")]
     return b"websocket" in tokens
@@ -76,6 +83,11 @@ class WebSocketResource:
 
     def render(self, request: Request) -> bytes | int:
         channel = request.channel
+        if _http2 is not None and isinstance(channel, _http2.TunnelStream):
+            # An extended CONNECT on a stream of an HTTP/2 connection: the
+            # stream is the socket's; the layer checks and answers it.
+            _http2.carryWebSocket(channel, self.app)
+            return NOT_DONE_YET
         transport: Any = channel.transport if channel is not None else None
         if not _isUpgrade(request) or transport is None:
             request.setResponseCode(426, b"Upgrade Required")
@@ -130,6 +142,9 @@ class _RequestHeadChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._checking and not self._start and self._negotiatedHTTP2():
+            self._becomeHTTP2(data)
+            return
         if self._checking:
             start = self._start + data[: _LINE_CHECKED - len(self._start)]
             end = min((i for i in (start.find(b"\r"), start.find(b"\n")) if i >= 0), default=-1)
@@ -143,6 +158,38 @@ class _RequestHeadChannel(HTTPChannel):
             else:
                 self._start = start
         super().dataReceived(data)
+
+    def _negotiatedHTTP2(self) -> bool:
+        site = self.site
+        return (
+            isinstance(site, WebSocketSite)
+            and site.http2
+            and getattr(self.transport, "negotiatedProtocol", None) == b"h2"
+        )
+
+    def _becomeHTTP2(self, data: bytes) -> None:
+        """
+        ALPN chose h2: hand the connection to an HTTP/2 channel that serves
+        the site and WebSockets over streams (RFC 8441), as Twisted's own
+        generic channel hands it to its HTTP/2 channel.
+        """
+        assert _http2 is not None
+        transport: Any = self.transport
+        self._checking = False
+        self._cancelHeadTimer()
+        self.setTimeout(None)
+        transport.unregisterProducer()  # this channel registered itself
+        channel: Any = _http2.WebSocketH2Connection()
+        channel.requestFactory = self.requestFactory
+        channel.site = self.site
+        channel.factory = self.factory
+        channel.timeOut = self.timeOut
+        channel.callLater = self.callLater
+        self.transport = None
+        switchProtocol(transport, self, channel)
+        channel.makeConnection(transport)
+        transport.registerProducer(channel, True)
+        channel.dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         self._cancelHeadTimer()
@@ -184,18 +231,25 @@ class WebSocketSite(Site):
     protocol = _RequestHeadChannel  # type: ignore[assignment]
 
     def __init__(
-        self, resource: Any, *args: Any, headTimeout: float | None = 10.0, **kwargs: Any
+        self,
+        resource: Any,
+        *args: Any,
+        headTimeout: float | None = 10.0,
+        http2: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(resource, *args, **kwargs)
         self.headTimeout = headTimeout
+        #: Offer h2 by ALPN over TLS (when h2 is installed), with WebSockets
+        #: over HTTP/2 streams (RFC 8441)?
+        self.http2 = http2 and _http2 is not None and http2Usable()
 
     def acceptableProtocols(self) -> list[bytes]:
         """
-        What TLS's ALPN offers: HTTP/1.1 only. (C{Site} offers C{h2} too
-        whenever the C{h2} package is installed, but this site's channel
-        speaks HTTP/1.1: a browser that chose C{h2} got nothing.)
+        The ALPN protocols offered over TLS: h2 only when this site serves
+        it (C{Site} offers it whenever h2 is installed).
         """
-        return [b"http/1.1"]
+        return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]
 
 
 def _rawHead(request: Request) -> bytes:

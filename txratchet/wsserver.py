@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import CoroutineType
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -23,7 +23,7 @@ from zope.interface import implementer
 from txratchet import proxy
 from txratchet.connection import countSent
 from txratchet.errors import HandshakeError
-from txratchet.interfaces import IApplication, LowerConnection
+from txratchet.interfaces import IApplication, IConnection, LowerConnection
 from txratchet.websocket import deflate
 from txratchet.websocket.events import Event, RequestReceived
 from txratchet.websocket.handshake import HIXIE76, HYBI07, HYBI08, RFC6455, Request
@@ -130,7 +130,24 @@ class WebSocketConnection(BaseWebSocketConnection):
         request = self._proto.request
         return request.cookies if request is not None else {}
 
+    @property
+    def httpVersion(self) -> str:
+        """
+        How the socket was bootstrapped: C{"HTTP/1.1"} (every family over
+        TCP, TLS or a twisted.web upgrade) or C{"HTTP/2"} (an extended
+        CONNECT on a stream of an HTTP/2 connection, RFC 8441).
+        """
+        return self._outer.httpVersion
+
     # -- The opening handshake -------------------------------------------------
+
+    def requestReceived(self, request: Request) -> None:
+        """
+        The opening request, already read by the layer below (an HTTP/2
+        stream's extended CONNECT): checked, given to C{onRequest}, and
+        answered as one read from bytes is.
+        """
+        self._handshakeEvents(self._proto.requestReceived(request))
 
     def _handshakeRaised(self, error: Exception) -> None:
         if isinstance(error, HandshakeError):
@@ -234,19 +251,34 @@ class WebSocketConnection(BaseWebSocketConnection):
         response = self._proto.refuse(error)
         self._layer.stats.handshake("refused", error.status)
         self._armCloseTimer(restart=True)
-        self._send(response)
-        self._outer.close()
+        outer = self._outer
+        if outer.request is not None:
+            outer.respond(
+                error.status,
+                [*error.headers, ("content-type", "text/plain; charset=utf-8")],
+                (error.reason + "\n").encode("utf-8"),
+            )
+        else:
+            self._send(response)
+        outer.close()
 
     def _open(self) -> None:
         proto = self._proto
+        accepted = proto.accepted
         response = proto.accept()
         request = proto.request
         if request is not None:
             request.headers.compact()
         stats = self._layer.stats
-        stats.handshake("accepted", 101)
-        countSent(self._outer, stats.family(proto.family or ""))  # the 101 answer on
-        self._send(response)
+        countSent(self._outer, stats.family(proto.family or ""))  # the answer on
+        if self._outer.request is not None and accepted is not None:
+            # The request came already read (an HTTP/2 stream): so does
+            # the answer, as a status and fields (RFC 8441: 200).
+            stats.handshake("accepted", accepted.status)
+            self._outer.respond(accepted.status, accepted.headers)
+        else:
+            stats.handshake("accepted", 101)
+            self._send(response)
         self._becomeOpen()
         leftover, proto.leftover = proto.leftover, b""
         if leftover and proto.state is not CLOSED:
@@ -365,6 +397,14 @@ class WebSocket(WebSocketLayer[WebSocketConnection]):
 
     def _newConnection(self, lower: LowerConnection) -> WebSocketConnection:
         return WebSocketConnection(self, lower)
+
+    def onOpen(self, conn: IConnection) -> None:
+        super().onOpen(conn)
+        lower = cast(LowerConnection, conn)
+        request = lower.request
+        if request is not None:
+            # An HTTP/2 stream: the request is there already, no bytes to parse.
+            self.connectionsByLower[lower].requestReceived(request)
 
 
 __all__ = ["HTTPHandler", "WebSocket", "WebSocketConnection"]

@@ -93,6 +93,8 @@ class Request:
     @ivar params: the query parsed into lists of values per name.
     @ivar body: bytes after the header block that belong to the handshake
         (Hixie-76's 8-byte key3), else C{b""}.
+    @ivar protocol: an HTTP/2 extended CONNECT's C{:protocol} (RFC 8441),
+        C{None} on HTTP/1.1.
     """
 
     method: str
@@ -100,6 +102,7 @@ class Request:
     httpVersion: str
     headers: Headers
     body: bytes = b""
+    protocol: str | None = None
     path: str = field(init=False)
     query: str = field(init=False)
     params: dict[str, list[str]] = field(init=False)
@@ -217,12 +220,19 @@ class Accepted:
     @ivar response: the bytes to send back (head, and Hixie-76's answer).
     @ivar subprotocol: the negotiated subprotocol, or C{None}.
     @ivar extensions: the C{Sec-WebSocket-Extensions} answer, or C{None}.
+    @ivar status: the answer's status: 101 on HTTP/1.1, 200 for an HTTP/2
+        extended CONNECT (RFC 8441), whose C{response} is C{b""}: the
+        layer below sends C{status} and C{headers} in a HEADERS frame.
+    @ivar headers: the answer's header fields besides the status, lower
+        case (HTTP/2 only).
     """
 
     family: str
     response: bytes
     subprotocol: str | None
     extensions: str | None = None
+    status: int = 101
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def acceptKey(key: str | bytes) -> str:
@@ -304,6 +314,8 @@ def negotiate(
         for none); it may raise L{HandshakeError}.
     @raise HandshakeError: with the status and reason to answer.
     """
+    if request.httpVersion == HTTP2:
+        return _negotiateExtendedConnect(request, subprotocols, families, extensions)
     headers = request.headers
     if request.method != "GET":
         raise HandshakeError(
@@ -367,6 +379,82 @@ def negotiate(
     return Accepted(family, "".join(lines).encode("latin-1"), subprotocol, extension)
 
 
+#: The C{httpVersion} of a request that came as an HTTP/2 stream.
+HTTP2 = "HTTP/2"
+
+
+def requestFromHTTP2(fields: Sequence[tuple[bytes | str, bytes | str]]) -> Request:
+    """
+    A L{Request} from the header block of an HTTP/2 request (as h2 gives
+    it: pseudo-header fields first): C{:method}, C{:path} (the target),
+    C{:protocol}; C{:authority} becomes the C{Host} field (RFC 9113
+    8.3.1), unless one came too. Values are read as Latin-1, as the
+    HTTP/1.1 parser reads them.
+    """
+    method = target = ""
+    protocol = authority = None
+    regular: list[tuple[str, str]] = []
+    for rawName, rawValue in fields:
+        name = rawName.decode("latin-1") if isinstance(rawName, bytes) else rawName
+        value = rawValue.decode("latin-1") if isinstance(rawValue, bytes) else rawValue
+        if not name.startswith(":"):
+            regular.append((name, value))
+        elif name == ":method":
+            method = value
+        elif name == ":path":
+            target = value
+        elif name == ":protocol":
+            protocol = value
+        elif name == ":authority":
+            authority = value
+    if authority is not None and not any(name.lower() == "host" for name, _ in regular):
+        regular.insert(0, ("host", authority))
+    return Request(method, target or "/", HTTP2, Headers(regular), protocol=protocol)
+
+
+def _negotiateExtendedConnect(
+    request: Request,
+    subprotocols: Sequence[str],
+    families: Sequence[str],
+    extensions: Callable[[Request], str | None] | None,
+) -> Accepted:
+    """
+    RFC 8441 section 5: a WebSocket over an HTTP/2 stream is opened by a
+    C{CONNECT} with C{:protocol: websocket}; no C{Upgrade}, C{Connection}
+    or C{Sec-WebSocket-Key/Accept}; C{Sec-WebSocket-Version},
+    C{-Protocol} and C{-Extensions} as in RFC 6455; the answer is 200.
+    """
+    headers = request.headers
+    if request.method != "CONNECT":
+        raise HandshakeError(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "A WebSocket over HTTP/2 is opened with an extended CONNECT",
+            [("Allow", "CONNECT")],
+        )
+    if (request.protocol or "").lower() != "websocket":
+        raise HandshakeError(
+            HTTPStatus.NOT_IMPLEMENTED, f"Unsupported :protocol {request.protocol!r}"
+        )
+    if RFC6455 not in families:
+        raise HandshakeError(HTTPStatus.NOT_IMPLEMENTED, "RFC 6455 WebSockets are turned off")
+    version = headers.get("sec-websocket-version")
+    if version is None or version.strip() != "13":
+        # No 426 in HTTP/2 (it has no Upgrade): 400, naming the version.
+        raise HandshakeError(
+            400, "Unsupported or missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")]
+        )
+    if not headers.get("host"):
+        raise HandshakeError(400, "Missing :authority")
+    subprotocol = chooseSubprotocol(request, subprotocols)
+    fields: list[tuple[str, str]] = []
+    if subprotocol is not None:
+        fields.append(("sec-websocket-protocol", subprotocol))
+    extension = extensions(request) if extensions is not None else None
+    if extension is not None:
+        fields.append(("sec-websocket-extensions", extension))
+    return Accepted(RFC6455, b"", subprotocol, extension, 200, tuple(fields))
+
+
 def _negotiateHixie76(
     request: Request, subprotocol: str | None, secure: bool
 ) -> Accepted:
@@ -418,6 +506,20 @@ def httpResponse(
     lines.append(f"Content-Length: {len(body)}\r\n")
     lines.append("Connection: close\r\n\r\n")
     return "".join(lines).encode("latin-1") + body
+
+
+def responseHead(status: int, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    """
+    An HTTP/1.1 response head: the status line, C{headers}, the blank line.
+    """
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    lines = [_statusLine(status, phrase)]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def errorResponse(error: HandshakeError) -> bytes:

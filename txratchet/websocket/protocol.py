@@ -376,6 +376,23 @@ class WebSocketProtocol:
         upgrade = request.isUpgrade or "sec-websocket-key1" in request.headers
         return (RequestReceived(request, upgrade),)
 
+    def requestReceived(self, request: Request) -> Sequence[Event]:
+        """
+        A server's: the opening request, already read by the layer below
+        (an HTTP/2 stream's extended CONNECT, RFC 8441) instead of parsed
+        from bytes by L{receive}. Returns the L{RequestReceived}; bytes fed
+        to L{receive} from now on are held until L{accept}, as those that
+        follow an HTTP/1.1 request.
+        """
+        opening = self._opening
+        if self.side is not SERVER or opening is None or opening.parser is None:
+            raise RuntimeError("A request is received once, by a server, before any bytes")
+        opening.parser = None
+        self.request = request
+        opening.held = []
+        opening.heldSize = 0
+        return (RequestReceived(request, True),)
+
     def negotiate(
         self,
         subprotocols: Sequence[str] = (),
@@ -424,6 +441,15 @@ class WebSocketProtocol:
         self.family = accepted.family
         self.subprotocol = accepted.subprotocol
         return accepted
+
+    @property
+    def accepted(self) -> Accepted | None:
+        """
+        A server's negotiated answer (L{negotiate}), until L{accept}: for
+        an HTTP/2 request, its C{status} and C{headers} are the answer.
+        """
+        opening = self._opening
+        return opening.accepted if opening is not None else None
 
     def accept(self) -> bytes:
         """
