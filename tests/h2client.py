@@ -10,12 +10,14 @@ import os
 import socket
 import ssl
 import struct
+import time
 from collections import defaultdict
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 
 
@@ -76,6 +78,9 @@ class H2Client:
         context = ssl.create_default_context(cafile=cafile)
         context.set_alpn_protocols(["h2", "http/1.1"])
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        # As browsers do: without it, a DATA frame's tail waits for the ACK of
+        # the previous segment (Nagle), some 40 ms per flow-control window.
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = context.wrap_socket(raw, server_hostname=host)
         self.alpn = self.sock.selected_alpn_protocol()
         self.authority = f"{host}:{port}"
@@ -95,6 +100,7 @@ class H2Client:
         self.reset: dict[int, int] = {}
         self.settings: dict[Any, int] = {}
         self.goaway: Any = None
+        self.pongs: list[bytes] = []  # PING acknowledgements received
 
     def flush(self) -> None:
         out = self.conn.data_to_send()
@@ -130,6 +136,42 @@ class H2Client:
             self.reset[event.stream_id] = event.error_code
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event
+        elif isinstance(event, h2.events.PingAckReceived):
+            self.pongs.append(event.ping_data)
+
+    def step(self, timeout: float) -> None:
+        """
+        Read once (at most C{timeout} seconds) and handle the frames read.
+
+        @raise TimeoutError: nothing arrived in time.
+        @raise ConnectionError: the server closed the connection.
+        """
+        self.sock.settimeout(max(timeout, 0.001))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        for event in self.conn.receive_data(chunk):
+            self._event(event)
+        self.flush()
+
+    def alive(self, limit: float = 2.0) -> bool:
+        """
+        Does the connection still answer a PING (within C{limit} seconds)?
+        """
+        data = os.urandom(8)
+        try:
+            self.conn.ping(data)
+            self.flush()
+            self.pump(lambda: data in self.pongs or self.goaway is not None, limit)
+        except (OSError, ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError):
+            return False
+        return self.goaway is None
+
+    def streamSocket(self, sid: int, timeout: float = 10.0) -> StreamSocket:
+        """
+        A socket-like pipe over the open WebSocket stream C{sid}.
+        """
+        return StreamSocket(self, sid, timeout)
 
     def connectProtocolEnabled(self) -> bool:
         """
@@ -205,3 +247,88 @@ class H2Client:
             self.flush()
         finally:
             self.sock.close()
+
+
+class StreamSocket:
+    """
+    The blocking socket calls a raw WebSocket client makes (C{sendall},
+    C{recv}, C{settimeout}, C{setsockopt}, C{close}), over one extended
+    CONNECT stream of an L{H2Client}: bytes sent go out as DATA frames
+    (within the peer's flow-control windows and frame size), C{recv} returns
+    the stream's DATA, and end of file is the server ending (END_STREAM) or
+    resetting the stream, or closing the connection: what closing TCP is to
+    a WebSocket over HTTP/1.1.
+
+    @ivar timeout: seconds a C{recv} (or a C{sendall} waiting for window)
+        waits before L{TimeoutError}.
+    """
+
+    def __init__(self, client: H2Client, sid: int, timeout: float = 10.0) -> None:
+        self.client = client
+        self.sid = sid
+        self.timeout = timeout
+        self.lost = False  # the server closed the connection
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = 3600.0 if timeout is None else timeout
+
+    def setsockopt(self, *args: Any) -> None:
+        """Socket options (TCP_NODELAY) mean nothing to a stream."""
+
+    def ended(self) -> bool:
+        """Did the server end or reset the stream, or close the connection?"""
+        return self.lost or self.sid in self.client.ended or self.sid in self.client.reset
+
+    def _wait(self, until: Any) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not until():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"nothing on stream {self.sid} for {self.timeout}s")
+            try:
+                self.client.step(remaining)
+            except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError):
+                self.lost = True
+
+    def recv(self, size: int) -> bytes:
+        """
+        Up to C{size} bytes of the stream, b"" once the server ended it.
+
+        @raise TimeoutError: nothing arrived within L{timeout}.
+        """
+        data = self.client.data[self.sid]
+        self._wait(lambda: data or self.ended())
+        chunk = bytes(data[:size])
+        del data[:size]
+        return chunk
+
+    def sendall(self, data: bytes) -> None:
+        """
+        Send C{data} on the stream, waiting for flow-control window.
+
+        @raise BrokenPipeError: the stream was reset or the connection lost.
+        """
+        conn = self.client.conn
+        view = memoryview(data)
+        try:
+            while view:
+                if self.lost or self.sid in self.client.reset:
+                    raise BrokenPipeError(f"stream {self.sid} is gone")
+                room = min(conn.local_flow_control_window(self.sid), conn.max_outbound_frame_size)
+                if room <= 0:
+                    self.client.flush()
+                    self._wait(lambda: self.lost or self.sid in self.client.reset
+                               or conn.local_flow_control_window(self.sid) > 0)
+                    continue
+                conn.send_data(self.sid, bytes(view[:room]))
+                view = view[room:]
+            self.client.flush()
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+            raise BrokenPipeError(str(e)) from e
+
+    def close(self) -> None:
+        """Close the whole connection (one connection per stream socket here)."""
+        try:
+            self.client.close()
+        except (OSError, h2.exceptions.ProtocolError):
+            pass

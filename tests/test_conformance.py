@@ -176,9 +176,7 @@ class Session:
 
     def __init__(self, port: int, timeout: float) -> None:
         self.timeout = timeout
-        self.client = HybiClient(HOST, port, timeout=timeout)
-        self.client.connect()
-        self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client = self.connect(port, timeout)
         self.events: list[tuple[Any, ...]] = []
         self.closeSeen = False
         self.closeSent = False
@@ -186,6 +184,13 @@ class Session:
         self.broken = False
         self._fragOpcode: int | None = None
         self._fragParts: list[bytes] = []
+
+    def connect(self, port: int, timeout: float) -> HybiClient:
+        """The opening handshake (HTTP/1.1 here) on a new connection."""
+        client = HybiClient(HOST, port, timeout=timeout)
+        client.connect()
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client
 
     # -- sending -----------------------------------------------------------
 
@@ -384,8 +389,8 @@ class Case:
     timeout: float = CLOSE_WAIT
 
 
-def runCase(port: int, case: Case) -> list[tuple[Any, ...]]:
-    session = Session(port, max(case.timeout, 5.0))
+def runCase(port: int, case: Case, session: type[Session] = Session) -> list[tuple[Any, ...]]:
+    session = session(port, max(case.timeout, 5.0))
     try:
         case.script(session)
         if not session.broken:
@@ -419,11 +424,17 @@ def conformance(cls: type) -> type:
 
 class ConformanceTestCase(ServerTestCase):
     cases: list[Case] = []
+    #: How a case connects (the HTTP/2 twins of these classes use another).
+    session: type[Session] = Session
+
+    def serve(self, case: Case) -> Any:
+        """Serve the case's echo server; a Deferred firing with the port."""
+        return self.listen(WebSocket(Echo(), **case.server))
 
     @inlineCallbacks
     def runCase(self, case: Case) -> Any:
-        port = yield self.listen(WebSocket(Echo(), **case.server))
-        observed = yield deferToThread(runCase, port, case)
+        port = yield self.serve(case)
+        observed = yield deferToThread(runCase, port, case, self.session)
         expected = case.expected() if callable(case.expected) else case.expected
         if not _matches(expected, observed):
             self.fail(
