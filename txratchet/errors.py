@@ -111,6 +111,15 @@ class HandshakeCancelled(HandshakeFailed):
     """
 
 
+class HTTP2Unavailable(HandshakeFailed):
+    """
+    A client asked for a WebSocket over HTTP/2 (C{http2=True}) and the
+    server cannot give one: it did not choose C{h2} by ALPN (or the URL is
+    not C{wss://}), or its SETTINGS did not enable extended CONNECT (RFC
+    8441 C{SETTINGS_ENABLE_CONNECT_PROTOCOL}).
+    """
+
+
 # -- Messages ----------------------------------------------------------------
 
 
@@ -181,6 +190,7 @@ __all__ = [
     "BinaryNotSupported",
     "CannotServe",
     "CorruptMessage",
+    "HTTP2Unavailable",
     "HandshakeCancelled",
     "HandshakeError",
     "HandshakeFailed",

@@ -362,6 +362,15 @@ class ClientLowerConnection(LowerConnection, Protocol):
         (before, it must not: TLS still needs to read to send the request).
         """
 
+    def sendRequest(self, headerBlock: Sequence[tuple[str, str]]) -> None:
+        """
+        Over an HTTP/2 stream (C{httpVersion} C{"HTTP/2"}): send the opening
+        request, an extended CONNECT, as the stream's HEADERS (pseudo-header
+        fields first); the response's header block comes back to the
+        WebSocket connection's C{responseReceived}. Over bytes (HTTP/1.1)
+        the request is sent with C{send}, and this raises C{RuntimeError}.
+        """
+
 class IRequestHandler(Interface):
     """
     Optional hooks an application (or decorator) may define, besides the

@@ -7,7 +7,7 @@ L{WebSocketClientService}.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
@@ -40,7 +40,7 @@ from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication, LowerConnection, hooksOf
 from txratchet.server import Server, ServerProtocol
 from txratchet.websocket import rfc6455
-from txratchet.websocket.handshake import URL, parseURL
+from txratchet.websocket.handshake import RFC6455, URL, normalizeVersion, parseURL
 
 log = Logger()
 
@@ -86,6 +86,12 @@ class ClientTransportConnection(TransportConnection):
         if self.writePaused and not self._readingPaused:
             self.pauseProducing()
 
+    def sendRequest(self, headerBlock: Sequence[tuple[str, str]]) -> None:
+        """
+        Not over a byte stream: the request is bytes, sent with C{send}.
+        """
+        raise RuntimeError("Not an HTTP/2 stream: send the request as bytes")
+
 
 if TYPE_CHECKING:  # mypy checks that the contract is met, member by member
     _lower: type[LowerConnection] = ClientTransportConnection
@@ -104,7 +110,13 @@ class ClientProtocol(ServerProtocol):
     conn: ClientTransportConnection
 
     def connectionMade(self) -> None:
-        self._open(ClientTransportConnection(self.app, self.transport))  # type: ignore[arg-type]
+        # An HTTP/2 stream (txratchet.client.http2) makes its own lower
+        # connection; any other transport gets a ClientTransportConnection.
+        streamConnection = getattr(self.transport, "clientConnection", None)
+        if streamConnection is not None:
+            self._open(streamConnection(self.app))
+        else:
+            self._open(ClientTransportConnection(self.app, self.transport))  # type: ignore[arg-type]
         if isinstance(self.app, WebSocketClient):
             self.websocket = self.app.connectionFor(self.conn)
 
@@ -289,6 +301,7 @@ def clientEndpoint(
     tlsOptions: IOpenSSLClientConnectionCreator | None = None,
     connectTimeout: float = 30.0,
     bindAddress: tuple[str, int] | None = None,
+    http2: bool | None = False,
 ) -> IStreamClientEndpoint:
     """
     The stream endpoint that reaches C{url}'s host and port: TCP for
@@ -297,22 +310,25 @@ def clientEndpoint(
     system's trust store, or against C{caCertificates} (a PEM path or
     bytes, or several) when given. C{tlsOptions} replaces the TLS settings
     altogether (any C{IOpenSSLClientConnectionCreator}).
+
+    With C{http2} (C{True}, or C{None} for "if the server can"), a
+    C{wss://} URL gets an endpoint whose connections are streams of one
+    shared HTTP/2 connection (L{txratchet.client.http2.HTTP2Endpoint}):
+    TLS offers C{h2} and C{http/1.1} by ALPN (given C{tlsOptions} must
+    offer them themselves: C{optionsForClientTLS(...,
+    acceptableProtocols=[b"h2", b"http/1.1"])}).
     """
     if not isinstance(url, URL):
         url = parseURL(url)
-    endpoint: IStreamClientEndpoint
-    if isIPAddress(url.host):
-        endpoint = TCP4ClientEndpoint(
-            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
-        )
-    elif isIPv6Address(url.host):
-        endpoint = TCP6ClientEndpoint(
-            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
-        )
-    else:
-        endpoint = HostnameEndpoint(
-            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
-        )
+    if http2 is not False:
+        if not url.secure:
+            if http2:
+                raise ValueError("http2=True needs a wss:// URL (WebSockets over HTTP/2 run on TLS)")
+        else:
+            return _http2Endpoint(
+                reactor, url, caCertificates, tlsOptions, connectTimeout, bindAddress, http2
+            )
+    endpoint = _tcpEndpoint(reactor, url, connectTimeout, bindAddress)
     if not url.secure:
         if tlsOptions is not None or caCertificates is not None:
             raise ValueError("TLS options given for a ws:// URL (use wss://)")
@@ -325,6 +341,87 @@ def clientEndpoint(
     return wrapClientTLS(tlsOptions, endpoint)
 
 
+def _tcpEndpoint(
+    reactor: Any, url: URL, connectTimeout: float, bindAddress: tuple[str, int] | None
+) -> IStreamClientEndpoint:
+    if isIPAddress(url.host):
+        return TCP4ClientEndpoint(
+            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+        )
+    if isIPv6Address(url.host):
+        return TCP6ClientEndpoint(
+            reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+        )
+    return HostnameEndpoint(
+        reactor, url.host, url.port, timeout=connectTimeout, bindAddress=bindAddress
+    )
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, (str, bytes, os.PathLike)):
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+    return tuple(_hashable(v) for v in value)
+
+
+def _http2Endpoint(
+    reactor: Any,
+    url: URL,
+    caCertificates: Any,
+    tlsOptions: IOpenSSLClientConnectionCreator | None,
+    connectTimeout: float,
+    bindAddress: tuple[str, int] | None,
+    http2: bool | None,
+    endpoint: IStreamClientEndpoint | None = None,
+) -> IStreamClientEndpoint:
+    """
+    Sockets as streams of a shared HTTP/2 connection; for C{http2=None},
+    HTTP/1.1 when the server cannot.
+    """
+    from txratchet.client.http2 import HTTP2Endpoint
+
+    key: Hashable
+    if endpoint is not None:
+        # The caller's own endpoint (which must do TLS offering h2).
+        return HTTP2Endpoint(reactor, endpoint, endpoint, endpoint if http2 is None else None)
+    tcp = _tcpEndpoint(reactor, url, connectTimeout, bindAddress)
+    fallback = None
+    if tlsOptions is None:
+        trustRoot = None
+        if caCertificates is not None:
+            trustRoot = trustRootFromCertificates(loadCertificates(caCertificates))
+        h2Options = optionsForClientTLS(
+            url.host, trustRoot=trustRoot, acceptableProtocols=[b"h2", b"http/1.1"]
+        )
+        if http2 is None:
+            fallback = wrapClientTLS(optionsForClientTLS(url.host, trustRoot=trustRoot), tcp)
+        trust = None if caCertificates is None else _hashable(caCertificates)
+        key = (url.host, url.port, "ca", trust, bindAddress)
+    else:
+        h2Options = tlsOptions
+        if http2 is None:
+            fallback = wrapClientTLS(tlsOptions, tcp)
+        key = (url.host, url.port, "tls", tlsOptions, bindAddress)
+    return HTTP2Endpoint(reactor, wrapClientTLS(h2Options, tcp), key, fallback)
+
+
+def _http2Option(layer: WebSocketClient, http2: bool | None) -> bool | None:
+    """
+    C{http2} for this layer's URL and version: HTTP/2 carries RFC 6455
+    only, on C{wss://} only.
+    """
+    if http2 is False:
+        return False
+    if normalizeVersion(layer.version)[0] != RFC6455:
+        if http2:
+            raise ValueError("http2=True needs version 13 (RFC 6455)")
+        return False
+    if not layer.url.secure:
+        if http2:
+            raise ValueError("http2=True needs a wss:// URL (WebSockets over HTTP/2 run on TLS)")
+        return False
+    return http2
+
+
 def connectWebSocket(
     reactor: Any,
     url: str,
@@ -335,6 +432,7 @@ def connectWebSocket(
     connectTimeout: float = 30.0,
     bindAddress: tuple[str, int] | None = None,
     endpoint: IStreamClientEndpoint | None = None,
+    http2: bool | None = False,
     **options: Unpack[ClientOptions],
 ) -> Deferred[ClientConnection]:
     """
@@ -358,6 +456,14 @@ def connectWebSocket(
         from C{optionsForClientTLS}).
     @param endpoint: connect through this stream endpoint instead of one
         made from the URL (a UNIX socket, a proxy ...).
+    @param http2: C{False} (the default): an HTTP/1.1 upgrade on a
+        connection of its own, as every WebSocket client does. C{True}:
+        over C{wss://}, the socket is an extended CONNECT stream (RFC 8441)
+        of an HTTP/2 connection shared with the other sockets to the same
+        host, port and TLS settings; fails with L{HTTP2Unavailable} when
+        the server does not choose C{h2} by ALPN or does not enable
+        extended CONNECT. C{None}: HTTP/2 when the server can, else
+        HTTP/1.1 (remembered for the process).
     @param options: these and the other options of L{WebSocketClient}
         (C{compression}, C{maxMessageSize}, C{handshakeTimeout},
         C{closeTimeout}, C{pingInterval} ...: L{ClientOptions}).
@@ -367,6 +473,7 @@ def connectWebSocket(
     """
     options.setdefault("clock", reactor)
     layer = WebSocketClient(app, url, **options)
+    http2 = _http2Option(layer, http2)
     if endpoint is None:
         endpoint = clientEndpoint(
             reactor,
@@ -375,6 +482,11 @@ def connectWebSocket(
             tlsOptions=tlsOptions,
             connectTimeout=connectTimeout,
             bindAddress=bindAddress,
+            http2=http2,
+        )
+    elif http2 is not False:
+        endpoint = _http2Endpoint(
+            reactor, layer.url, None, None, connectTimeout, bindAddress, http2, endpoint
         )
     d = WebSocketEndpoint(endpoint).connect(Client(layer))
     return d.addCallback(_websocketOf)
@@ -414,10 +526,12 @@ class WebSocketClientService(ClientService):
         connectTimeout: float = 30.0,
         bindAddress: tuple[str, int] | None = None,
         endpoint: IStreamClientEndpoint | None = None,
+        http2: bool | None = False,
         **options: Unpack[ClientOptions],
     ) -> None:
         options.setdefault("clock", reactor)
         self.layer = WebSocketClient(app, url, **options)
+        http2 = _http2Option(self.layer, http2)
         if onReconnect is None:
             onReconnect = hooksOf(app).onReconnect
         self.onReconnect = onReconnect
@@ -431,6 +545,11 @@ class WebSocketClientService(ClientService):
                 tlsOptions=tlsOptions,
                 connectTimeout=connectTimeout,
                 bindAddress=bindAddress,
+                http2=http2,
+            )
+        elif http2 is not False:
+            endpoint = _http2Endpoint(
+                reactor, self.layer.url, None, None, connectTimeout, bindAddress, http2, endpoint
             )
         super().__init__(
             WebSocketEndpoint(endpoint, self._connectionOpened),

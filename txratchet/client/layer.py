@@ -23,7 +23,14 @@ from txratchet.errors import HandshakeCancelled, HandshakeFailed, HandshakeTimed
 from txratchet.interfaces import ClientLowerConnection, IApplication, LowerConnection
 from txratchet.websocket.deflate import DEFAULT_OFFER, DeflateOffer
 from txratchet.websocket.events import Opened
-from txratchet.websocket.handshake import URL, ClientHandshake, Request, Response, parseURL
+from txratchet.websocket.handshake import (
+    HTTP2,
+    URL,
+    ClientHandshake,
+    Request,
+    Response,
+    parseURL,
+)
 from txratchet.websocket.http11 import Headers
 from txratchet.websocket.protocol import CLIENT, CONNECTING, WebSocketProtocol
 from txratchet.wsbase import BaseWebSocketConnection, LayerOptions, WebSocketLayer
@@ -56,7 +63,8 @@ class ClientConnection(BaseWebSocketConnection):
     _outer: ClientLowerConnection
 
     def __init__(self, layer: WebSocketClient, lower: ClientLowerConnection) -> None:
-        handshake = layer.newHandshake()
+        http2 = lower.httpVersion == HTTP2
+        handshake = layer.newHandshake(http2=http2)
         super().__init__(
             layer, lower, WebSocketProtocol(CLIENT, handshake=handshake, limits=layer.limits)
         )
@@ -65,7 +73,12 @@ class ClientConnection(BaseWebSocketConnection):
         self._lost = False
         self._openWaiters: list[Deferred[ClientConnection]] = []
         self._startTimer(layer.handshakeTimeout, self._handshakeTimedOut)
-        self._send(self._proto.connect())
+        if http2:
+            # An extended CONNECT on the stream (RFC 8441); the answer comes
+            # to responseReceived.
+            lower.sendRequest(handshake.headerBlock)
+        else:
+            self._send(self._proto.connect())
 
     # What the handshake carried.
 
@@ -82,6 +95,14 @@ class ClientConnection(BaseWebSocketConnection):
         The server's L{Response}, once open.
         """
         return self._proto.response
+
+    @property
+    def httpVersion(self) -> str:
+        """
+        How the socket was opened: C{"HTTP/2"} (an extended CONNECT stream
+        of an HTTP/2 connection, RFC 8441) or C{"HTTP/1.1"} (an upgrade).
+        """
+        return self._outer.httpVersion
 
     @property
     def path(self) -> str:
@@ -177,7 +198,7 @@ class ClientConnection(BaseWebSocketConnection):
             )
 
     def _opened(self, event: Opened) -> None:
-        self._layer.stats.handshake("accepted", 101)
+        self._layer.stats.handshake("accepted", event.response.status)
         self._outer.opened()
         self._becomeOpen()
 
@@ -185,9 +206,27 @@ class ClientConnection(BaseWebSocketConnection):
         super().dataReceived(data)
         if self._openWaiters and self._proto.response is not None:
             # Once the frames that came with the response were delivered.
-            waiters, self._openWaiters = self._openWaiters, []
-            for d in waiters:
-                d.callback(self)
+            self._fireOpen()
+
+    def responseReceived(self, fields: Sequence[tuple[bytes | str, bytes | str]]) -> None:
+        """
+        Over HTTP/2: the response's header block, from the stream below
+        (see L{ClientLowerConnection.sendRequest}).
+        """
+        try:
+            events = self._proto.responseReceived(fields)
+        except Exception as e:
+            self._handshakeRaised(e)
+            return
+        if events:
+            self._handshakeEvents(events)
+        if self._openWaiters and self._proto.response is not None:
+            self._fireOpen()
+
+    def _fireOpen(self) -> None:
+        waiters, self._openWaiters = self._openWaiters, []
+        for d in waiters:
+            d.callback(self)
 
     def connectionLost(self) -> None:
         proto = self._proto
@@ -290,9 +329,10 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
         self.maxHeaders = maxHeaders
         self.newHandshake()  # check the options now, not on the first connection
 
-    def newHandshake(self) -> ClientHandshake:
+    def newHandshake(self, http2: bool = False) -> ClientHandshake:
         """
-        A fresh handshake (new keys) for the next connection.
+        A fresh handshake (new keys) for the next connection; C{http2}: an
+        extended CONNECT for an HTTP/2 stream.
         """
         return ClientHandshake(
             self.url,
@@ -304,6 +344,7 @@ class WebSocketClient(WebSocketLayer[ClientConnection]):
             compression=self.compressionOffer,
             maxResponseSize=self.maxResponseSize,
             maxHeaders=self.maxHeaders,
+            http2=http2,
         )
 
     def _newConnection(self, lower: LowerConnection) -> ClientConnection:

@@ -560,6 +560,10 @@ _RESERVED_HEADERS = frozenset(
     )
 )
 
+#: Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2), besides
+#: those the handshake owns.
+_HTTP2_FORBIDDEN_HEADERS = frozenset(("keep-alive", "proxy-connection", "te"))
+
 #: Draft-76 section 4.1: the characters inserted into a key at random.
 _HIXIE_NOISE = [chr(c) for c in range(0x21, 0x30)] + [chr(c) for c in range(0x3A, 0x7F)]
 
@@ -662,8 +666,8 @@ class Response:
     A server's accepted answer.
 
     @ivar family: the protocol family spoken from now on.
-    @ivar status: 101.
-    @ivar reasonPhrase: the status line's reason phrase.
+    @ivar status: 101 (HTTP/2: the 2xx C{:status}, 200).
+    @ivar reasonPhrase: the status line's reason phrase (empty over HTTP/2).
     @ivar headers: the response headers.
     @ivar subprotocol: the subprotocol the server chose, or C{None}.
     @ivar extensions: the C{Sec-WebSocket-Extensions} answer, or C{None}.
@@ -760,6 +764,11 @@ class ClientHandshake:
         for, when it has a C{Content-Length}).
     @param key: the 16 random bytes of C{Sec-WebSocket-Key} (for tests).
     @param randomSource: the random generator for Hixie-76 keys (for tests).
+    @param http2: open the socket as an HTTP/2 extended CONNECT stream (RFC
+        8441, version 13 only): L{headerBlock} is the request's header
+        block to send on a new stream (L{data} is empty),
+        L{receiveHeaders} takes the response's header block (C{:status}
+        200 accepts) and L{receive} the body of a refusal.
     """
 
     def __init__(
@@ -777,9 +786,20 @@ class ClientHandshake:
         maxBodySize: int = 65536,
         key: bytes | None = None,
         randomSource: random.Random | None = None,
+        http2: bool = False,
     ) -> None:
         self.url = url if isinstance(url, URL) else parseURL(url)
         self.family, self.version = normalizeVersion(version)
+        #: Is this an HTTP/2 extended CONNECT (RFC 8441)?
+        self.http2 = http2
+        #: The HTTP/2 request's header block (pseudo-header fields first),
+        #: names in lower case; empty for HTTP/1.1.
+        self.headerBlock: list[tuple[str, str]] = []
+        # An HTTP/2 answer: its (status, "", headers) and a refusal's body.
+        self._h2head: tuple[int, str, Headers] | None = None
+        self._h2body = bytearray()
+        if http2 and self.family != RFC6455:
+            raise ValueError("WebSockets over HTTP/2 are RFC 6455 only (version 13)")
         self.subprotocols = tuple(subprotocols)
         for proto in self.subprotocols:
             if not isToken(proto):
@@ -847,11 +867,82 @@ class ClientHandshake:
             fields.append(("User-Agent", "txratchet"))
         fields += extra
         target = quote(self.url.resource, safe="/?&=%:@!$'()*+,;~-._")
+        if http2:
+            self._http2Request(target, fields)
+            return
         #: The request as sent (C{request.headers}, C{request.cookies} ...).
         self.request = Request("GET", target, "HTTP/1.1", Headers(fields), self.body)
         head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields)
         #: The bytes to send: the request head (and Hixie-76's key3).
         self.data = (head + "\r\n").encode("latin-1") + self.body
+
+    def _http2Request(self, target: str, fields: list[tuple[str, str]]) -> None:
+        """
+        RFC 8441 section 4: the request as an extended CONNECT. The fields
+        built for HTTP/1.1 lose what HTTP/2 has no use for (C{Upgrade},
+        C{Connection}, the key); C{Host} becomes C{:authority}.
+        """
+        authority = self.url.hostHeader
+        regular: list[tuple[str, str]] = []
+        for name, value in fields:
+            lower = name.lower()
+            if lower in ("upgrade", "connection", "sec-websocket-key"):
+                continue
+            if lower in _HTTP2_FORBIDDEN_HEADERS:
+                raise ValueError(f"{name} is not allowed in an HTTP/2 request")
+            if lower == "host":
+                authority = value
+                continue
+            regular.append((lower, value))
+        self.key = ""
+        self._expected = b""
+        self.headerBlock = [
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "https" if self.url.secure else "http"),
+            (":path", target),
+            (":authority", authority),
+            *regular,
+        ]
+        self.request = Request(
+            "CONNECT", target, HTTP2, Headers([("host", authority), *regular]), protocol="websocket"
+        )
+        self.data = b""
+
+    def receiveHeaders(self, fields: Sequence[tuple[bytes | str, bytes | str]]) -> Response | None:
+        """
+        An HTTP/2 handshake's: the response's header block (as h2 gives
+        it). Returns the L{Response} when the server accepted (C{:status}
+        2xx, RFC 8441 section 5); for a refusal, C{None} while its body is
+        still to come through L{receive} (or the stream's end,
+        L{connectionLost}).
+
+        @raise InvalidStatus: a refusal without a body.
+        @raise InvalidResponse: no valid C{:status}, or the subprotocol or
+            extensions do not match the request.
+        """
+        if self._done or not self.http2 or self._h2head is not None:
+            raise ValueError("Not waiting for an HTTP/2 response")
+        status = ""
+        regular: list[tuple[str, str]] = []
+        for rawName, rawValue in fields:
+            name = rawName.decode("latin-1") if isinstance(rawName, bytes) else rawName
+            value = rawValue.decode("latin-1") if isinstance(rawValue, bytes) else rawValue
+            if name == ":status":
+                status = value
+            elif not name.startswith(":"):
+                regular.append((name, value))
+        headers = Headers(regular)
+        if len(status) != 3 or not status.isdigit():
+            raise self._end(InvalidResponse(f"Invalid :status {status!r}", None, headers))
+        code = int(status)
+        self._h2head = (code, "", headers)
+        if 200 <= code < 300:
+            self._done = True
+            return self._negotiated(code, "", headers)
+        if (headers.get("content-length") or "").strip() == "0":
+            raise self._end(self._refusal())
+        return None
 
     # -- The response ------------------------------------------------------
 
@@ -868,6 +959,9 @@ class ClientHandshake:
         """
         if self._done:
             raise ValueError("The handshake is over")
+        if self.http2:
+            self._refusalBody(data)
+            return None
         parser = self._parser
         try:
             head = parser.feed(data)
@@ -901,12 +995,31 @@ class ClientHandshake:
         self._done = True
         return response
 
+    def _refusalBody(self, data: bytes) -> None:
+        head = self._h2head
+        if head is None:
+            raise ValueError("An HTTP/2 response starts with its header block")
+        body = self._h2body
+        body += data[: max(0, self.maxBodySize - len(body))]
+        length = head[2].get("content-length", "") or ""
+        if (
+            0 < len(length) <= 20
+            and length.isascii()
+            and length.isdigit()
+            and len(body) >= min(int(length), self.maxBodySize)
+        ):
+            raise self._end(self._refusal())
+
+    @property
+    def _head(self) -> tuple[int, str, Headers] | None:
+        return self._h2head if self.http2 else self._parser.head
+
     @property
     def received(self) -> bool:
         """
         Has any of the server's answer arrived?
         """
-        return self._parser.head is not None or bool(self._parser.buffer)
+        return self._head is not None or bool(self._parser.buffer)
 
     def connectionLost(self) -> HandshakeFailed:
         """
@@ -914,9 +1027,11 @@ class ClientHandshake:
         complete.
         """
         self._done = True
-        head = self._parser.head
-        if head is not None and head[0] != 101:
+        head = self._head
+        if head is not None and (head[0] != 101 if not self.http2 else not 200 <= head[0] < 300):
             return self._refusal()
+        if self.http2 and head is None:
+            return InvalidResponse("The stream ended before the server answered")
         if self.received:
             return InvalidResponse("The connection closed in the middle of the server's answer")
         return InvalidResponse("The connection closed before the server answered")
@@ -927,17 +1042,19 @@ class ClientHandshake:
         return error
 
     def _refusal(self) -> InvalidStatus:
-        assert self._parser.head is not None
-        status, phrase, headers = self._parser.head
-        body = bytes(self._parser.buffer[: self.maxBodySize])
-        reason = f"The server refused the WebSocket upgrade: {status} {phrase}".rstrip()
+        head = self._head
+        assert head is not None
+        status, phrase, headers = head
+        body = bytes((self._h2body if self.http2 else self._parser.buffer)[: self.maxBodySize])
+        what = "extended CONNECT" if self.http2 else "upgrade"
+        reason = f"The server refused the WebSocket {what}: {status} {phrase}".rstrip()
         text = body.decode("utf-8", "replace").strip()
         if text and len(text) <= 200 and "<" not in text:
             reason += f" ({text})"
         return InvalidStatus(reason, status, headers, body)
 
     def _invalid(self, reason: str, headers: Headers) -> InvalidResponse:
-        return InvalidResponse(reason, 101, headers)
+        return InvalidResponse(reason, self._h2head[0] if self._h2head else 101, headers)
 
     def _checkUpgrade(self, headers: Headers) -> None:
         if "websocket" not in headers.tokens("upgrade"):
@@ -974,6 +1091,13 @@ class ClientHandshake:
                 "Wrong Sec-WebSocket-Accept: %r, expected %r" % (accepts[0], self._expected),
                 headers,
             )
+        return self._negotiated(101, phrase, headers)
+
+    def _negotiated(self, status: int, phrase: str, headers: Headers) -> Response:
+        """
+        The subprotocol and extensions of an accepting answer, checked
+        against the offer (the same for HTTP/1.1 and HTTP/2).
+        """
         subprotocol = self._checkSubprotocol(headers)
         values = headers.getAll("sec-websocket-extensions")
         compression = None
@@ -1000,7 +1124,7 @@ class ClientHandshake:
                     ) from None
         return Response(
             self.family,
-            101,
+            status,
             phrase,
             headers,
             subprotocol,

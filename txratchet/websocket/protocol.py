@@ -507,6 +507,30 @@ class WebSocketProtocol:
         opening = self._opening
         return opening.handshake if opening is not None else None
 
+    def responseReceived(
+        self, fields: Sequence[tuple[bytes | str, bytes | str]]
+    ) -> Sequence[Event]:
+        """
+        A client's over HTTP/2 (its handshake made with C{http2=True}): the
+        response's header block, as the layer below read it from the
+        stream. Returns L{Opened} when the server accepted; a refusal's
+        body then comes through L{receive}.
+
+        @raise HandshakeFailed: the server refused or broke the handshake
+            (the state is then L{CLOSED}).
+        """
+        handshake = self.handshake
+        if handshake is None or not handshake.http2 or self.state is not CONNECTING:
+            raise RuntimeError("No HTTP/2 handshake waiting for its response")
+        try:
+            response = handshake.receiveHeaders(fields)
+        except HandshakeFailed:
+            self.state = CLOSED
+            raise
+        if response is None:
+            return ()
+        return self._responded(handshake, response)
+
     def _responseData(self, handshake: ClientHandshake, data: bytes) -> Sequence[Event]:
         try:
             response = handshake.receive(data)
@@ -515,6 +539,9 @@ class WebSocketProtocol:
             raise
         if response is None:
             return ()
+        return self._responded(handshake, response)
+
+    def _responded(self, handshake: ClientHandshake, response: Response) -> Sequence[Event]:
         self.response = response
         self.subprotocol = response.subprotocol
         offer = handshake.compression

@@ -1,0 +1,283 @@
+"""
+The client's WebSockets over HTTP/2 (RFC 8441): connectWebSocket(...,
+http2=True) against the branch's own server (a WebSocketSite over TLS
+offering h2 by ALPN on 127.0.0.1). Several sockets share one TCP
+connection; echo, compression, subprotocols, closes both ways, resets,
+refusals, and the fallbacks when the server speaks HTTP/1.1 only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.resource import Resource
+from twisted.web.static import Data
+
+from tests.tls import makeCertificate
+from tests.util import Recorder
+from txratchet import Application, WebSocket
+from txratchet.client import connectWebSocket
+from txratchet.errors import HTTP2Unavailable, InvalidStatus
+
+try:
+    import h2  # noqa: F401
+
+    from txratchet.client import http2 as clienth2
+    from txratchet.web import WebSocketResource, WebSocketSite
+except ImportError:  # pragma: no cover
+    clienth2 = None  # type: ignore[assignment]
+
+HOST = "127.0.0.1"
+
+
+class Client(Application):
+    """
+    Records what arrives; lets a test wait for messages and the close.
+    """
+
+    def __init__(self, subprotocols: tuple[str, ...] = ()) -> None:
+        self.subprotocols = subprotocols
+        self.messages: list[str | bytes] = []
+        self.closed: Deferred[Any] = Deferred()
+        self._waiting: list[tuple[int, Deferred[list[str | bytes]]]] = []
+
+    def onMessage(self, conn: Any, msg: str | bytes) -> None:
+        self.messages.append(msg)
+        still = []
+        for count, d in self._waiting:
+            if len(self.messages) >= count:
+                d.callback(list(self.messages))
+            else:
+                still.append((count, d))
+        self._waiting = still
+
+    def onClose(self, conn: Any) -> None:
+        self.closed.callback(conn)
+
+    def wait(self, count: int) -> Deferred[list[str | bytes]]:
+        d: Deferred[list[str | bytes]] = Deferred()
+        if len(self.messages) >= count:
+            d.callback(list(self.messages))
+        else:
+            self._waiting.append((count, d))
+        return d.addTimeout(10, reactor)
+
+
+class Commands(Recorder):
+    """
+    Echo, except "close" (the server closes with 4000) and "reset" (the
+    server resets the stream).
+    """
+
+    def onMessage(self, conn: Any, msg: str | bytes) -> Any:
+        if msg == "close":
+            conn.close(4000, "asked to")
+            return None
+        if msg == "reset":
+            conn.transport.abortConnection()
+            return None
+        return super().onMessage(conn, msg)
+
+
+class HTTP2ClientTests(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        if clienth2 is None:
+            raise SkipTest("h2 is not installed (pip install 'twisted[http2]')")
+        self.tcpConnections = 0
+
+    @inlineCallbacks
+    def serve(self, app: Any, layerOptions: dict[str, Any] | None = None, **siteOptions: Any) -> Any:
+        """
+        A WebSocketSite on TLS with the socket at /ws; returns its wss URL.
+        """
+        directory = Path(tempfile.mkdtemp(prefix="txratchet-h2c-"))
+        self.addCleanup(shutil.rmtree, directory, True)
+        key, cert = makeCertificate(directory)
+        self.cafile = str(cert)
+        root = Resource()
+        root.putChild(b"", Data(b"<h1>page</h1>", "text/html"))
+        layer = WebSocket(app, **(layerOptions or {}))
+        root.putChild(b"ws", WebSocketResource(layer))
+        site = WebSocketSite(root, **siteOptions)
+        build = site.buildProtocol
+
+        def counting(addr: Any) -> Any:
+            self.tcpConnections += 1
+            return build(addr)
+
+        site.buildProtocol = counting  # type: ignore[method-assign]
+        spec = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
+        port = yield serverFromString(reactor, spec).listen(site)
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self._dropAll, app)
+        return f"wss://{HOST}:{port.getHost().port}/ws"
+
+    def _dropAll(self, app: Any) -> Any:
+        for conn in list(app.conns):
+            conn.transport.abortConnection()
+        # The pooled client connections are gone once their sockets are.
+        lost = [proto.lost for proto in clienth2.pool.connections()]
+        for proto in clienth2.pool.connections():
+            proto.close()
+        return deferLater(reactor, 0.05).addCallback(lambda _: lost)
+
+    def connect(self, url: str, app: Any, **options: Any) -> Deferred[Any]:
+        options.setdefault("caCertificates", self.cafile)
+        options.setdefault("http2", True)
+        return connectWebSocket(reactor, url, app, **options)
+
+    @inlineCallbacks
+    def waitFor(self, condition: Any, seconds: float = 10.0) -> Any:
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return
+            yield deferLater(reactor, 0.02)
+        self.fail("condition not met in time")
+
+    @inlineCallbacks
+    def test_severalSocketsOneConnection(self) -> Any:
+        """
+        Three sockets to the same server share one TCP (TLS) connection:
+        each is a stream of it (server side), echoes text and binary, and
+        says it runs over HTTP/2; the client closes them (1000, clean on
+        both sides), and the connection closes with the last.
+        """
+        server = Recorder()
+        url = yield self.serve(server)
+        clients = [Client() for _ in range(3)]
+        conns = yield self.gather([self.connect(url + f"?n={n}", c) for n, c in enumerate(clients)])
+        self.assertEqual([c.httpVersion for c in conns], ["HTTP/2"] * 3)
+        self.assertEqual(self.tcpConnections, 1)
+        self.assertEqual(len(clienth2.pool.connections()), 1)
+        h2conn = clienth2.pool.connections()[0]
+        for n, conn in enumerate(conns):
+            conn.send(f"text {n} ✓")
+            conn.send(bytes([n]) * 100_000)
+        for n, client in enumerate(clients):
+            got = yield client.wait(2)
+            self.assertEqual(got, [f"text {n} ✓", bytes([n]) * 100_000])
+        self.assertEqual(len(server.conns), 3)
+        self.assertEqual({c.httpVersion for c in server.conns}, {"HTTP/2"})
+        self.assertEqual(len({c.transport.connection for c in server.conns}), 1)
+        self.assertEqual(sorted(c.query for c in server.conns), ["n=0", "n=1", "n=2"])
+        for conn in conns:
+            conn.close(1000, "done")
+        for client in clients:
+            conn = yield client.closed.addTimeout(10, reactor)
+            self.assertTrue(conn.wasClean)
+            self.assertEqual(conn.closeCode, 1000)
+        yield self.waitFor(lambda: len([e for e in server.events if e[0] == "close"]) == 3)
+        self.assertEqual({(c.closeCode, c.wasClean) for c in server.conns}, {(1000, True)})
+        yield h2conn.lost.addTimeout(10, reactor)
+        self.assertEqual(clienth2.pool.connections(), [])
+
+    def gather(self, ds: list[Deferred[Any]]) -> Deferred[list[Any]]:
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults(ds, consumeErrors=True)
+
+    @inlineCallbacks
+    def test_subprotocolAndCompression(self) -> Any:
+        """
+        The subprotocol and permessage-deflate are negotiated as over
+        HTTP/1.1 (from the 200's headers).
+        """
+        server = Recorder()
+        url = yield self.serve(server, {"subprotocols": ["chat", "other"]})
+        client = Client(subprotocols=("nope", "chat"))
+        conn = yield self.connect(url, client)
+        self.assertEqual(conn.subprotocol, "chat")
+        self.assertIsNotNone(conn.compression)
+        self.assertEqual(conn.response.status, 200)
+        message = "compress me " * 5000
+        conn.send(message)
+        got = yield client.wait(1)
+        self.assertEqual(got, [message])
+        self.assertEqual(server.conns[0].subprotocol, "chat")
+        self.assertIsNotNone(server.conns[0].compression)
+
+    @inlineCallbacks
+    def test_serverClosesAndResets(self) -> Any:
+        """
+        A close the server starts reaches the client with its code (clean);
+        a stream the server resets is a lost connection (not clean, 1006),
+        and the other socket of the connection goes on.
+        """
+        server = Commands()
+        url = yield self.serve(server)
+        closing, resetting, other = Client(), Client(), Client()
+        conns = yield self.gather([self.connect(url, c) for c in (closing, resetting, other)])
+        conns[0].send("close")
+        closed = yield closing.closed.addTimeout(10, reactor)
+        self.assertEqual((closed.closeCode, closed.closeReason, closed.wasClean), (4000, "asked to", True))
+        conns[1].send("reset")
+        reset = yield resetting.closed.addTimeout(10, reactor)
+        self.assertFalse(reset.wasClean)
+        self.assertEqual(reset.closeCode, 1006)
+        conns[2].send("still here")
+        got = yield other.wait(1)
+        self.assertEqual(got, ["still here"])
+        self.assertEqual(self.tcpConnections, 1)
+
+    @inlineCallbacks
+    def test_refused(self) -> Any:
+        """
+        A CONNECT to a path without a socket: InvalidStatus with the status.
+        """
+        server = Recorder()
+        url = yield self.serve(server)
+        d = self.connect(url.replace("/ws", "/nowhere"), Client())
+        failure = yield self.assertFailure(d, InvalidStatus)
+        self.assertEqual(failure.status, 404)
+
+    @inlineCallbacks
+    def test_http11OnlyServer(self) -> Any:
+        """
+        A server that does not offer h2: http2=True fails with
+        HTTP2Unavailable; http2=None falls back to HTTP/1.1.
+        """
+        server = Recorder()
+        url = yield self.serve(server, http2=False)
+        failure = yield self.assertFailure(self.connect(url, Client()), HTTP2Unavailable)
+        self.assertIn("http/1.1", str(failure))
+        conn = yield self.connect(url, Client(), http2=None)
+        self.assertEqual(conn.httpVersion, "HTTP/1.1")
+        conn.close()
+
+    @inlineCallbacks
+    def test_http2OffByDefault(self) -> Any:
+        """
+        Without http2=, the client upgrades over HTTP/1.1 as it always did.
+        """
+        server = Recorder()
+        url = yield self.serve(server)
+        client = Client()
+        conn = yield connectWebSocket(reactor, url, client, caCertificates=self.cafile)
+        self.assertEqual(conn.httpVersion, "HTTP/1.1")
+        conn.send("hello")
+        yield client.wait(1)
+        self.assertEqual(server.conns[0].httpVersion, "HTTP/1.1")
+        conn.close()
+        yield client.closed.addTimeout(10, reactor)
+
+    def test_http2NeedsWss(self) -> None:
+        """
+        http2=True on a ws:// URL or an old version is refused at once.
+        """
+        with self.assertRaises(ValueError):
+            connectWebSocket(reactor, "ws://127.0.0.1:1/", Client(), http2=True)
+        with self.assertRaises(ValueError):
+            connectWebSocket(reactor, "wss://127.0.0.1:1/", Client(), http2=True, version=8)
+
+
