@@ -186,6 +186,8 @@ class InstalledTwistedWebTests(SynchronousTestCase):
         except ImportError:
             raise SkipTest("h2 is not installed") from None
         self.assertEqual(_twisted.missingH2Internals(), ())
+        # What has a fallback (CANCEL resets): still there, or CI says so.
+        self.assertEqual(_twisted.missingH2Extras(), ())
 
     def test_protocolWrapperTarget(self) -> None:
         """

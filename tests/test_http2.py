@@ -8,30 +8,39 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest
 from twisted.web.resource import Resource
 from twisted.web.static import Data
+from zope.interface import implementer
 
 from tests.tls import makeCertificate
 from tests.util import Recorder, ServerTestCase
 from txratchet import SendMessage, WebSocket
+from txratchet.components import IpBlackList, OriginCheck
+from txratchet.components.session import ISessionStore, SessionProvider
 
 try:
     import h2  # noqa: F401
 
     from tests.h2client import H2Client
+    from txratchet._twisted import http2Usable
     from txratchet.web import WebSocketResource, WebSocketSite
+
+    if not http2Usable():  # h2 without the rest of twisted[http2] (priority)
+        raise ImportError("HTTP/2 is not usable")
 except ImportError:  # pragma: no cover
     H2Client = None  # type: ignore[assignment,misc]
 
 HOST = "127.0.0.1"
+MAX_STREAMS = 0x3  # SETTINGS_MAX_CONCURRENT_STREAMS
 TEXT, CLOSE = 0x1, 0x8
 
 
@@ -62,22 +71,36 @@ class HTTP2Tests(ServerTestCase):
 
     @inlineCallbacks
     def serve(self, app, websocketOptions=None, **siteOptions):
-        directory = Path(tempfile.mkdtemp())
-        self.addCleanup(shutil.rmtree, directory, True)
-        key, cert = makeCertificate(directory)
         root = Resource()
         root.putChild(b"", Data(b"<h1>page over h2</h1>", "text/html"))
         root.putChild(b"ws", WebSocketResource(WebSocket(app, **(websocketOptions or {}))))
-        site = WebSocketSite(root, **siteOptions)
+        self.addCleanup(self._dropAll, app)
+        return (yield self.serveRoot(root, **siteOptions))
+
+    @inlineCallbacks
+    def serveRoot(self, root, site=None, **siteOptions):
+        """
+        Serve C{root} (or C{site}) over TLS on 127.0.0.1; returns the port
+        and the CA file.
+        """
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory, True)
+        key, cert = makeCertificate(directory)
+        if site is None:
+            site = WebSocketSite(root, **siteOptions)
         spec = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
         port = yield serverFromString(reactor, spec).listen(site)
         self.addCleanup(port.stopListening)
-        self.addCleanup(self._dropAll, app)
+        self.addCleanup(self._dropH2, site)
         return port.getHost().port, str(cert)
 
     def _dropAll(self, app):
         for conn in list(app.conns):
             conn.transport.abortConnection()
+
+    def _dropH2(self, site):
+        for channel in list(site.h2Connections):
+            channel.transport.abortConnection()
 
     @inlineCallbacks
     def test_socketAndPageOnOneConnection(self):
@@ -261,7 +284,7 @@ class HTTP2Tests(ServerTestCase):
             return c.reset.get(stuck), floods, echo, received, page
 
         code, floods, echo, received, page = yield deferToThread(talk)
-        self.assertIsNotNone(code)
+        self.assertEqual(code, 8)  # CANCEL: the socket failed (RFC 8441 5)
         self.assertEqual(floods, 2)
         self.assertEqual(echo, [(TEXT, b"still here")])
         self.assertLessEqual(received, 65535)  # the stream's window, no more
@@ -272,6 +295,275 @@ class HTTP2Tests(ServerTestCase):
                 break
             yield deferLater(reactor, 0.05)
         self.assertEqual((stuck.closeCode, stuck.wasClean), (1008, False))
+
+    @inlineCallbacks
+    def test_streamLimitAndWindow(self):
+        """
+        The server lets a peer open C{maxStreams} streams at once (256 by
+        default: a page and a hundred-odd sockets; h2's own default is 100)
+        and opens a connection window of that many stream windows, so
+        sockets that stopped reading cannot starve the others.
+        """
+        ours, default = Recorder(), Recorder()
+        port, cafile = yield self.serve(ours, maxStreams=300)
+        defaultPort, defaultCafile = yield self.serve(default)
+
+        def talk(port, cafile):
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            c.pump(lambda: c.conn.outbound_flow_control_window > 65535)
+            out = c.settings.get(MAX_STREAMS), c.conn.outbound_flow_control_window
+            c.close()
+            return out
+
+        self.assertEqual((yield deferToThread(talk, port, cafile)), (300, 300 * 65535))
+        self.assertEqual(
+            (yield deferToThread(talk, defaultPort, defaultCafile)), (256, 256 * 65535)
+        )
+        self.assertRaises(ValueError, WebSocketSite, Resource(), maxStreams=0)
+
+    @inlineCallbacks
+    def test_refusalsAsOverHTTP11(self):
+        """
+        Refused handshakes answer the stream with the status an HTTP/1.1
+        upgrade gets on the same TLS port: OriginCheck 403, IpBlackList
+        403, SessionProvider 403 (no session) and 503 (the store is too
+        slow), header limits 431; a CONNECT for another :protocol 501 and
+        one to a path with no socket 404 (twisted.web's). The socket a
+        valid session opens gets it.
+        """
+        opened = Recorder()
+        apps = {
+            b"origin": WebSocket(OriginCheck(Recorder(), ["https://good.example"])),
+            b"blocked": WebSocket(IpBlackList(Recorder(), [HOST])),
+            b"session": WebSocket(SessionProvider(opened, Store())),
+            b"slow": WebSocket(SessionProvider(Recorder(), Store(slow=True), timeout=0.2)),
+            b"limits": WebSocket(Recorder(), maxHeaders=10),
+        }
+        root = Resource()
+        for name, layer in apps.items():
+            root.putChild(name, WebSocketResource(layer))
+        port, cafile = yield self.serveRoot(root)
+        cases = [
+            ("/origin", [(b"origin", b"https://evil.example")]),
+            ("/origin", [(b"origin", b"https://good.example")]),
+            ("/blocked", []),
+            ("/session", []),
+            ("/session", [(b"cookie", b"sid=good")]),
+            ("/slow", [(b"cookie", b"sid=good")]),
+            ("/limits", [(b"x-filler-%d" % i, b"x") for i in range(20)]),
+            ("/nowhere", []),
+        ]
+
+        def talk():
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            sids = [c.websocket(path, extra=extra) for path, extra in cases]
+            other = c.websocket("/origin", protocol=b"webtransport")
+            out = [c.response(sid).get(b":status") for sid in [*sids, other]]
+            c.close()
+            http11 = [
+                upgradeStatus(port, cafile, path, extra) for path, extra in cases
+            ]
+            return out, http11
+
+        statuses, http11 = yield deferToThread(talk)
+        self.assertEqual(
+            statuses,
+            [b"403", b"200", b"403", b"403", b"200", b"503", b"431", b"404", b"501"],
+        )
+        # The same requests over HTTP/1.1 (101 where HTTP/2 says 200).
+        self.assertEqual(
+            [s.replace(b"200", b"101") for s in statuses[:-1]], http11
+        )
+        sessions = [conn.session for conn in opened.conns]
+        self.assertIn({"user": "ann"}, sessions)
+        self.assertIn("HTTP/2", {conn.httpVersion for conn in opened.conns})
+
+    @inlineCallbacks
+    def test_gracefulShutdown(self):
+        """
+        The layer's shutdown sends 1001 to every socket and the site's
+        refuses new streams (RST_STREAM REFUSED_STREAM); once the sockets'
+        close handshakes ended their streams the connection gets a GOAWAY
+        (NO_ERROR) and is closed, and the shutdown's Deferred fires.
+        """
+        app = Commands()
+        layer = WebSocket(app)
+        root = Resource()
+        root.putChild(b"", Data(b"<h1>page over h2</h1>", "text/html"))
+        root.putChild(b"ws", WebSocketResource(layer))
+        site = WebSocketSite(root)
+        port, cafile = yield self.serveRoot(root, site=site)
+        done = []
+
+        def shutdown():
+            d = gatherResults([layer.shutdown(), site.shutdown(timeout=5)])
+            d.addCallback(done.append)
+
+        def talk():
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            sockets = [c.websocket("/ws"), c.websocket("/ws")]
+            statuses = [c.response(sid).get(b":status") for sid in sockets]
+            reactor.callFromThread(shutdown)
+            closes = [c.frames(sid)[0] for sid in sockets]
+            late, page = c.websocket("/ws"), c.get("/")
+            c.pump(lambda: late in c.reset and page in c.reset)
+            refused = c.reset[late], c.reset[page]
+            for sid in sockets:
+                c.sendFrame(sid, CLOSE, (1001).to_bytes(2, "big"))
+            for sid in sockets:
+                c.pump(lambda sid=sid: sid in c.ended)
+                c.endStream(sid)
+            try:
+                c.pump(lambda: False)
+            except ConnectionError:
+                pass  # closed, after its GOAWAY
+            goaway = c.goaway
+            c.sock.close()
+            return statuses, closes, refused, goaway
+
+        statuses, closes, refused, goaway = yield deferToThread(talk)
+        self.assertEqual(statuses, [b"200", b"200"])
+        self.assertEqual(
+            closes, [(CLOSE, (1001).to_bytes(2, "big") + b"Server shutting down")] * 2
+        )
+        self.assertEqual(refused, (7, 7))  # REFUSED_STREAM
+        self.assertIsNotNone(goaway)
+        self.assertEqual((goaway.error_code, goaway.last_stream_id), (0, 7))
+        for _ in range(50):
+            if done:
+                break
+            yield deferLater(reactor, 0.05)
+        self.assertTrue(done)
+        self.assertEqual(site.h2Connections, set())
+        self.assertEqual({(c.closeCode, c.wasClean) for c in app.conns}, {(1001, True)})
+
+    @inlineCallbacks
+    def test_shutdownWithoutConnections(self):
+        """
+        A site with no HTTP/2 connection shuts down at once; one made
+        afterwards is told to go at once.
+        """
+        app = Recorder()
+        root = Resource()
+        root.putChild(b"ws", WebSocketResource(WebSocket(app)))
+        site = WebSocketSite(root)
+        port, cafile = yield self.serveRoot(root, site=site)
+        yield site.shutdown()
+
+        def talk():
+            c = H2Client(port, cafile)
+            try:
+                c.pump(lambda: False)
+            except ConnectionError:
+                pass
+            c.sock.close()
+            return c.goaway
+
+        goaway = yield deferToThread(talk)
+        self.assertEqual(goaway.error_code, 0)
+
+    @inlineCallbacks
+    def test_headTimeout(self):
+        """
+        An HTTP/2 connection that sends no request within the site's
+        headTimeout gets a GOAWAY and is closed.
+        """
+        port, cafile = yield self.serve(Recorder(), headTimeout=0.3)
+
+        def talk():
+            c = H2Client(port, cafile)
+            started = time.monotonic()
+            try:
+                c.pump(lambda: False, limit=5)
+            except ConnectionError:
+                pass
+            c.sock.close()
+            return c.goaway, time.monotonic() - started
+
+        goaway, took = yield deferToThread(talk)
+        self.assertEqual(goaway.error_code, 0)
+        self.assertLess(took, 4)
+
+    @inlineCallbacks
+    def test_idleTimeoutSparesOpenSockets(self):
+        """
+        The site's idle timeout does not close a connection that carries
+        an open socket, however quiet; once the socket is gone, it does.
+        """
+        app = Recorder()
+        port, cafile = yield self.serve(app, timeout=0.3)
+
+        def talk():
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            ws = c.websocket("/ws")
+            c.response(ws)
+            time.sleep(1.0)  # three idle timeouts
+            c.sendFrame(ws, TEXT, b"still there")
+            echo = c.frames(ws)
+            c.sendFrame(ws, CLOSE, (1000).to_bytes(2, "big"))
+            c.frames(ws)
+            c.pump(lambda: ws in c.ended)
+            c.endStream(ws)
+            try:
+                c.pump(lambda: False, limit=5)
+            except ConnectionError:
+                pass
+            c.sock.close()
+            return echo, c.goaway
+
+        echo, goaway = yield deferToThread(talk)
+        self.assertEqual(echo, [(TEXT, b"still there")])
+        self.assertIsNotNone(goaway)
+
+
+@implementer(ISessionStore)
+class Store:
+    """
+    Sessions by the C{sid} cookie: C{good} is Ann's; C{slow}: no lookup
+    ever answers.
+    """
+
+    cookieNames = ("sid",)
+
+    def __init__(self, slow=False):
+        self.slow = slow
+
+    def load(self, sessionId):
+        if self.slow:
+            return Deferred()
+        return succeed({"user": "ann"} if sessionId == "good" else None)
+
+
+def upgradeStatus(port, cafile, path, extra):
+    """
+    The status an RFC 6455 upgrade over HTTP/1.1 (TLS, ALPN http/1.1) to
+    C{path} with the C{extra} fields gets.
+    """
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=cafile)
+    context.set_alpn_protocols(["http/1.1"])
+    fields = b"".join(name + b": " + value + b"\r\n" for name, value in extra)
+    head = (
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        + fields + b"\r\n"
+    )
+    with (
+        socket.create_connection((HOST, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(head)
+        data = b""
+        while b"\r\n" not in data and (chunk := tls.recv(4096)):
+            data += chunk
+    return data.split(b" ", 2)[1]
 
 
 PAGE = b"""<!doctype html><title>loading</title><script>

@@ -21,6 +21,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, s
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
+from twisted.trial.unittest import SkipTest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data, File
@@ -145,16 +146,43 @@ class SiteTests(ServerTestCase):
     @inlineCallbacks
     def test_alpnOffersOnlyHTTP11(self):
         """
-        A TLS client offering h2 and http/1.1 by ALPN (as browsers do) is
-        given http/1.1, which the site speaks, and gets its page; even with
-        the h2 package installed, for which twisted.web's Site offers h2.
+        With C{http2=False}, a TLS client offering h2 and http/1.1 by ALPN
+        (as browsers do) is given http/1.1, which the site then speaks, and
+        gets its page; even with the h2 package installed, for which
+        twisted.web's Site offers h2.
+        """
+        chosen, data = yield self._alpnGet(http2=False)
+        self.assertEqual(chosen, "http/1.1")
+        self.assertIn(b"<html>home</html>", data)
+
+    @inlineCallbacks
+    def test_alpnOffersHTTP2(self):
+        """
+        By default (h2 installed: the C{http2} extra) the site offers h2
+        first; a client offering only http/1.1 still gets it and the page.
+        """
+        from txratchet._twisted import http2Usable
+
+        if not http2Usable():
+            raise SkipTest("HTTP/2 is not installed (pip install 'txratchet[http2]')")
+        chosen, _ = yield self._alpnGet(http2=True)
+        self.assertEqual(chosen, "h2")
+        chosen, data = yield self._alpnGet(http2=True, offer=["http/1.1"])
+        self.assertEqual(chosen, "http/1.1")
+        self.assertIn(b"<html>home</html>", data)
+
+    @inlineCallbacks
+    def _alpnGet(self, http2, offer=("h2", "http/1.1")):
+        """
+        Offer C{offer} by ALPN to a TLS WebSocketSite(http2=C{http2}); the
+        protocol chosen, and what a GET / over HTTP/1.1 got (when chosen).
         """
         key, cert = makeCertificate(self._certDir())
         spec = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
         root = Resource()
         root.putChild(b"", Data(b"<html>home</html>", "text/html"))
         root.putChild(b"ws", WebSocketResource(WebSocket(Echo())))
-        port = yield serverFromString(reactor, spec).listen(WebSocketSite(root))
+        port = yield serverFromString(reactor, spec).listen(WebSocketSite(root, http2=http2))
         self.addCleanup(port.stopListening)
         sitePort = port.getHost().port
 
@@ -162,21 +190,21 @@ class SiteTests(ServerTestCase):
             import socket
 
             context = ssl.create_default_context(cafile=str(cert))
-            context.set_alpn_protocols(["h2", "http/1.1"])
+            context.set_alpn_protocols(list(offer))
             with (
                 socket.create_connection((HOST, sitePort), timeout=10) as raw,
                 context.wrap_socket(raw, server_hostname="localhost") as tls,
             ):
                 chosen = tls.selected_alpn_protocol()
+                if chosen != "http/1.1":
+                    return chosen, b""
                 tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 data = b""
                 while b"</html>" not in data and (chunk := tls.recv(65536)):
                     data += chunk
             return chosen, data
 
-        chosen, data = yield deferToThread(get)
-        self.assertEqual(chosen, "http/1.1")
-        self.assertIn(b"<html>home</html>", data)
+        return (yield deferToThread(get))
 
     def _certDir(self):
         d = Path(tempfile.mkdtemp())

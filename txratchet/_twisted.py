@@ -274,7 +274,28 @@ H2_STREAM_METHODS = (
     "isSecure",
 )
 
+#: What the fence calls on that channel when it can, with a public
+#: fallback (L{resetStream}, L{writeControlData}); L{missingH2Extras} says
+#: when the installed Twisted lacks it (C{tests/test_fence.py} fails then).
+H2_CONNECTION_EXTRAS = ("_tryToWriteControlData",)
+
 _h2Problems: tuple[str, ...] | None = None
+
+
+def missingH2Extras() -> tuple[str, ...]:
+    """
+    What of L{H2_CONNECTION_EXTRAS} the installed Twisted's HTTP/2 channel
+    lacks (each has a fallback: WebSockets over HTTP/2 still work).
+    """
+    try:
+        from twisted.web._http2 import H2Connection
+    except ImportError:
+        return ()
+    return tuple(
+        f"no H2Connection.{name}"
+        for name in H2_CONNECTION_EXTRAS
+        if not callable(getattr(H2Connection, name, None))
+    )
 
 
 def missingH2Internals() -> tuple[str, ...]:
@@ -342,3 +363,41 @@ def http2Usable() -> bool:
                 problems=", ".join(_h2Problems),
             )
     return not _h2Problems
+
+
+def resetStream(channel: Any, streamID: int, errorCode: int) -> None:
+    """
+    Reset stream C{streamID} of C{channel} (Twisted's C{H2Connection}) with
+    C{errorCode} (C{RST_STREAM}), and let it go. Twisted's public
+    C{abortRequest} always says C{NO_ERROR}; a WebSocket that fails is
+    reset with C{CANCEL} (RFC 8441 section 5, a TCP reset's twin), which
+    needs the channel's private C{_tryToWriteControlData} (what
+    C{abortRequest} calls). Without it (one warning): C{abortRequest}.
+    """
+    write = getattr(channel, "_tryToWriteControlData", None)
+    if not callable(write):
+        _warnOnce(
+            "h2reset",
+            "txratchet: this Twisted's HTTP/2 channel has no _tryToWriteControlData: "
+            "failed WebSocket streams are reset with NO_ERROR instead of CANCEL",
+        )
+        channel.abortRequest(streamID)
+        return
+    channel.conn.reset_stream(streamID, error_code=errorCode)
+    if write():
+        channel._requestDone(streamID)
+
+
+def writeControlData(channel: Any) -> None:
+    """
+    Send what C{channel}'s h2 connection has queued (a reset, a GOAWAY)
+    as Twisted does, behind its buffered control frames; without the
+    private method, straight to the transport.
+    """
+    write = getattr(channel, "_tryToWriteControlData", None)
+    if callable(write):
+        write()
+        return
+    data = channel.conn.data_to_send()
+    if data and channel.transport is not None:
+        channel.transport.write(data)

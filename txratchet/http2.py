@@ -55,17 +55,36 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import h2.errors
 import h2.settings
+from hyperframe.frame import GoAwayFrame
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection, H2Stream
 
+from txratchet._twisted import resetStream, writeControlData
 from txratchet.connection import TransportConnection
 from txratchet.interfaces import IApplication
 from txratchet.server import ServerProtocol
 from txratchet.websocket.handshake import Request, requestFromHTTP2
 
 ENABLE_CONNECT_PROTOCOL = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+MAX_CONCURRENT_STREAMS = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+NO_ERROR = h2.errors.ErrorCodes.NO_ERROR
+CANCEL = h2.errors.ErrorCodes.CANCEL
+REFUSED_STREAM = h2.errors.ErrorCodes.REFUSED_STREAM
+
+#: Streams a connection may have open at once by default: a page's
+#: resources and a hundred-odd sockets (h2's own default is 100).
+DEFAULT_MAX_STREAMS = 256
+
+#: The largest flow-control window HTTP/2 allows (RFC 9113 6.9.1).
+MAX_WINDOW = 2**31 - 1
+
+log = Logger()
 
 #: What a stream's peer-ended marker looks like among held DATA.
 _END = object()
@@ -98,25 +117,52 @@ class WebSocketH2Connection(H2Connection):
     Twisted's HTTP/2 channel with RFC 8441: extended CONNECT streams are
     L{TunnelStream}s, which a L{txratchet.web.WebSocketResource} takes over.
 
-    @cvar connectionWindow: the connection-level receive window opened at
-        the start (h2 keeps it that size as data is acknowledged).
+    @param maxStreams: C{SETTINGS_MAX_CONCURRENT_STREAMS}: the streams
+        (pages and sockets) the peer may have open at once.
+    @param headTimeout: seconds the peer has to send its first request
+        (C{HEADERS}) before the connection is closed; C{None}: no limit.
+    @ivar connectionWindow: the connection-level receive window opened at
+        the start (h2 keeps it that size as data is acknowledged):
+        C{maxStreams} stream windows, so streams whose sockets stopped
+        reading (each holding at most its own window unacknowledged)
+        cannot use up the window the other streams need.
+    @ivar goingAway: L{goAway} was called: new streams are refused.
     """
 
-    connectionWindow = 16 * 1024 * 1024
+    #: Seconds a connection that was told to go (or timed out) has to
+    #: close before it is aborted.
+    dropGrace = 2.0
     # Set by the channel that hands the connection over (as Twisted's own
     # generic channel sets them on its H2Connection).
     requestFactory: Any = None
     site: Any = None
 
-    def __init__(self, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        reactor: Any = None,
+        maxStreams: int = DEFAULT_MAX_STREAMS,
+        headTimeout: float | None = None,
+    ) -> None:
         super().__init__(reactor)
+        if maxStreams < 1:
+            raise ValueError("maxStreams must be at least 1")
+        self.maxStreams = maxStreams
+        self.headTimeout = headTimeout
+        self.goingAway = False
+        self._goAwaySent = False
+        self._headTimer: IDelayedCall | None = None
+        self._dropTimer: IDelayedCall | None = None
+        self._gone: list[Deferred[None]] | None = []
         # The first SETTINGS frame says it (a later one would race the
         # client's first request): h2 sends local_settings as they are
         # at initiate_connection, and a value set now would only be
         # pending until acknowledged.
         values: dict[Any, int] = dict(self.conn.local_settings.items())
         values[ENABLE_CONNECT_PROTOCOL] = 1
+        values[MAX_CONCURRENT_STREAMS] = maxStreams
         self.conn.local_settings = h2.settings.Settings(client=False, initial_values=values)
+        streamWindow = self.conn.local_settings.initial_window_size
+        self.connectionWindow = min(MAX_WINDOW, maxStreams * streamWindow)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -125,10 +171,126 @@ class WebSocketH2Connection(H2Connection):
         if increment > 0 and self.transport is not None:
             conn.increment_flow_control_window(increment)
             self.transport.write(conn.data_to_send())
+        site = self.site
+        connections = getattr(site, "h2Connections", None)
+        if isinstance(connections, set):
+            connections.add(self)
+            if getattr(site, "shuttingDown", False):
+                self.goAway()
+                return
+        if self.headTimeout:
+            self._headTimer = self.callLater(self.headTimeout, self._headTimedOut)
+
+    def _headTimedOut(self) -> None:
+        self._headTimer = None
+        if self.transport is not None:
+            log.info("txratchet: no HTTP/2 request from {peer} in time", peer=self.transport.getPeer())
+        self._drop()
+
+    def timeoutConnection(self) -> None:
+        """
+        The site's idle timeout: not while a socket is open on a stream
+        (the WebSocket layer has its own idle and keepalive timeouts; a
+        quiet socket is not an idle connection).
+        """
+        if any(
+            isinstance(stream, TunnelStream) and stream.opened and not stream.lost
+            for stream in self.streams.values()
+        ):
+            self.setTimeout(self.timeOut)  # the timer that fired is spent
+            return
+        super().timeoutConnection()
+        self._unregister()
+
+    def _unregister(self) -> None:
+        """
+        Stop being the transport's producer (the channel that handed the
+        connection over registered it, for back-pressure): a TLS transport
+        closes only once its producer is gone, and Twisted's channel
+        calls C{loseConnection} without unregistering (it never registers).
+        """
+        transport: Any = self.transport
+        if transport is not None:
+            transport.unregisterProducer()
+
+    # -- Graceful shutdown ------------------------------------------------------------
+
+    def goAway(self, timeout: float | None = None) -> Deferred[None]:
+        """
+        Shut the connection down gracefully: new streams are refused
+        (C{RST_STREAM REFUSED_STREAM}: the peer may retry them elsewhere);
+        once the streams open are done (the sockets' own close, a C{1001}
+        from the layer's C{shutdown}, ends theirs), or after C{timeout}
+        seconds, a C{GOAWAY} (C{NO_ERROR}) and the connection is closed.
+
+        The C{GOAWAY} comes last, as Hypercorn sends it: an h2-based peer
+        (h2 closes its connection state on a C{GOAWAY}) could neither
+        receive nor send on its open streams after it, nor finish their
+        close handshakes.
+
+        @return: a Deferred that fires once the connection is gone.
+        """
+        gone = self._gone
+        if gone is None or self.transport is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        gone.append(waiter)
+        if self.goingAway:
+            return waiter
+        self.goingAway = True
+        self._cancelHeadTimer()
+        if not self.streams:
+            self._drop()
+            return waiter
+        if timeout is not None:
+            self._dropTimer = self.callLater(timeout, self._drop)
+        return waiter
+
+    def _drop(self) -> None:
+        """
+        Close now: h2's GOAWAY, then the transport (aborted if it is not
+        gone within L{dropGrace}).
+        """
+        transport: Any = self.transport
+        if transport is None or self._gone is None:
+            return
+        self.goingAway = True
+        self._cancelHeadTimer()
+        if self._dropTimer is not None and self._dropTimer.active():
+            self._dropTimer.cancel()
+        self._sendGoAway()
+        self._unregister()
+        transport.loseConnection()
+        self._dropTimer = self.callLater(self.dropGrace, transport.abortConnection)
+
+    def _sendGoAway(self) -> None:
+        """
+        Write a C{GOAWAY} (C{NO_ERROR}, the last stream we took), once.
+        Not h2's own (C{close_connection}), which closes its state machine:
+        after a timeout, Twisted's send loop would fail on the DATA still
+        queued for streams open.
+        """
+        if self._goAwaySent or self.transport is None:
+            return
+        self._goAwaySent = True
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        frame.error_code = NO_ERROR
+        writeControlData(self)
+        self.transport.write(frame.serialize())
+
+    def _cancelHeadTimer(self) -> None:
+        timer, self._headTimer = self._headTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     # -- Twisted's hooks (private) ----------------------------------------------
 
     def _requestReceived(self, event: Any) -> None:
+        self._cancelHeadTimer()
+        if self.goingAway:
+            self._refuseStream(event)
+            return
         headers = event.headers
         if not isExtendedConnect(headers):
             super()._requestReceived(event)
@@ -171,6 +333,28 @@ class WebSocketH2Connection(H2Connection):
         super()._requestDone(streamID)
         if isinstance(stream, TunnelStream):
             stream.streamClosed()
+        if self.goingAway and not self.streams and self._gone is not None:
+            self._drop()
+
+    def _refuseStream(self, event: Any) -> None:
+        """
+        A stream opened after L{goAway}: reset it (C{REFUSED_STREAM}: the
+        peer may retry it elsewhere), never dispatched. Twisted's
+        bookkeeping holds it until this batch of frames is handled (its
+        other frames may be in it).
+        """
+        streamID = event.stream_id
+        plain = copy.copy(event)
+        plain.headers = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https")]
+        super()._requestReceived(plain)
+        self.streams[streamID] = _RefusedStream(self, streamID)
+        self.conn.reset_stream(streamID, error_code=REFUSED_STREAM)
+        writeControlData(self)
+        self.callLater(0, lambda: self._forget(streamID))
+
+    def _forget(self, streamID: int) -> None:
+        if isinstance(self.streams.get(streamID), _RefusedStream):
+            self._requestDone(streamID)
 
     def tunnelEnded(self, streamID: int) -> None:
         """
@@ -186,7 +370,47 @@ class WebSocketH2Connection(H2Connection):
         for stream in list(self.streams.values()):
             if isinstance(stream, TunnelStream):
                 stream.lost = True
+        self._cancelHeadTimer()
+        timer, self._dropTimer = self._dropTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        # Twisted calls this itself after a loseConnection (a GOAWAY from
+        # the peer, a protocol error): let the transport close.
+        self._unregister()
         super().connectionLost(reason, _cancelTimeouts)
+        connections = getattr(self.site, "h2Connections", None)
+        if isinstance(connections, set):
+            connections.discard(self)
+        gone, self._gone = self._gone, None
+        for waiter in gone or ():
+            waiter.callback(None)
+
+
+class _RefusedStream:
+    """
+    What stands for a refused stream (L{WebSocketH2Connection._refuseStream})
+    among Twisted's streams until it is let go: what arrives is dropped
+    (its window given back).
+    """
+
+    def __init__(self, connection: WebSocketH2Connection, streamID: int) -> None:
+        self.connection = connection
+        self.streamID = streamID
+
+    def receiveDataChunk(self, data: bytes, flowControlledLength: int) -> None:
+        self.connection.openStreamWindow(self.streamID, flowControlledLength)
+
+    def requestComplete(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def windowUpdated(self) -> None:
+        pass
+
+    def flowControlBlocked(self) -> None:
+        pass
 
 
 class TunnelStream(H2Stream):
@@ -373,7 +597,8 @@ class TunnelStream(H2Stream):
             return
         self.lost = True
         self._aborting = True
-        self.connection.abortRequest(self.streamID)
+        # CANCEL: the socket failed (RFC 8441 section 5, a TCP reset's twin).
+        resetStream(self.connection, self.streamID, CANCEL)
 
     # -- IPushProducer: reading paused by back-pressure or a busy handler ---------
 

@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.python.failure import Failure
@@ -177,13 +178,17 @@ class _RequestHeadChannel(HTTPChannel):
         transport: Any = self.transport
         self._checking = False
         self._cancelHeadTimer()
+        idleTimeout = self.timeOut  # the site's (setTimeout sets it)
         self.setTimeout(None)
         transport.unregisterProducer()  # this channel registered itself
-        channel: Any = _http2.WebSocketH2Connection()
+        site: Any = self.site
+        channel: Any = _http2.WebSocketH2Connection(
+            maxStreams=site.maxStreams, headTimeout=site.headTimeout
+        )
         channel.requestFactory = self.requestFactory
         channel.site = self.site
         channel.factory = self.factory
-        channel.timeOut = self.timeOut
+        channel.timeOut = idleTimeout
         channel.callLater = self.callLater
         self.transport = None
         switchProtocol(transport, self, channel)
@@ -223,9 +228,19 @@ class WebSocketSite(Site):
     connections treat a request head as a bare WebSocket port does: what
     cannot be an HTTP request gets 400 at once, and a connection's first
     request head must arrive within C{headTimeout} seconds (408), instead
-    of twisted.web's idle timeout (12 hours by default). HTTP/1.1 only.
+    of twisted.web's idle timeout (12 hours by default).
+
+    Over TLS it also speaks HTTP/2 (when C{h2} is installed: the
+    C{txratchet[http2]} extra): ALPN offers C{h2} and C{http/1.1}, and a
+    L{WebSocketResource} takes WebSockets opened as streams of an HTTP/2
+    connection (RFC 8441) while the other streams serve the site's pages.
 
     @param headTimeout: seconds; C{None} leaves only C{Site}'s C{timeout}.
+        Over HTTP/2: seconds the peer has to send its first request.
+    @param http2: offer HTTP/2 over TLS (C{False}: HTTP/1.1 only).
+    @param maxStreams: streams (pages and sockets) an HTTP/2 peer may have
+        open at once on one connection (C{SETTINGS_MAX_CONCURRENT_STREAMS}).
+    @ivar h2Connections: the HTTP/2 connections open (for L{shutdown}).
     """
 
     protocol = _RequestHeadChannel  # type: ignore[assignment]
@@ -236,13 +251,35 @@ class WebSocketSite(Site):
         *args: Any,
         headTimeout: float | None = 10.0,
         http2: bool = True,
+        maxStreams: int = 256,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, *args, **kwargs)
+        if maxStreams < 1:
+            raise ValueError("maxStreams must be at least 1")
         self.headTimeout = headTimeout
+        self.maxStreams = maxStreams
         #: Offer h2 by ALPN over TLS (when h2 is installed), with WebSockets
         #: over HTTP/2 streams (RFC 8441)?
         self.http2 = http2 and _http2 is not None and http2Usable()
+        self.h2Connections: set[Any] = set()
+        self.shuttingDown = False
+
+    def shutdown(self, timeout: float | None = 6.0) -> Deferred[list[None]]:
+        """
+        Shut the HTTP/2 connections down gracefully: each gets a C{GOAWAY},
+        refuses new streams (C{REFUSED_STREAM}) and is closed once its
+        streams are done, or after C{timeout} seconds. Call it with the
+        WebSocket layer's C{shutdown} (which sends 1001 to every socket,
+        ending their streams); C{twistd txratchet} does both on stop.
+        HTTP/1.1 connections are left to C{twisted.web}.
+
+        @return: a Deferred that fires once those connections are gone.
+        """
+        self.shuttingDown = True
+        return gatherResults(
+            [channel.goAway(timeout) for channel in list(self.h2Connections)]
+        )
 
     def acceptableProtocols(self) -> list[bytes]:
         """

@@ -147,7 +147,12 @@ class WebSocketConnection(BaseWebSocketConnection):
         stream's extended CONNECT): checked, given to C{onRequest}, and
         answered as one read from bytes is.
         """
-        self._handshakeEvents(self._proto.requestReceived(request))
+        try:
+            events = self._proto.requestReceived(request)
+        except HandshakeError as error:  # over the limits: 431
+            self._handshakeRaised(error)
+            return
+        self._handshakeEvents(events)
 
     def _handshakeRaised(self, error: Exception) -> None:
         if isinstance(error, HandshakeError):

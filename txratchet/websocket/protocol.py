@@ -383,11 +383,23 @@ class WebSocketProtocol:
         from bytes by L{receive}. Returns the L{RequestReceived}; bytes fed
         to L{receive} from now on are held until L{accept}, as those that
         follow an HTTP/1.1 request.
+
+        @raise HandshakeError: 431: more fields than C{maxHeaders}, or
+            larger than C{maxHandshakeSize} (answer it with L{refuse}).
         """
         opening = self._opening
         if self.side is not SERVER or opening is None or opening.parser is None:
             raise RuntimeError("A request is received once, by a server, before any bytes")
         opening.parser = None
+        # The same limits as a request head read from bytes (431), its
+        # size counted as the HTTP/1.1 head it stands for.
+        limits = self.limits
+        if len(request.headers) > limits.maxHeaders:
+            raise HandshakeError(431, f"More than {limits.maxHeaders} header fields")
+        size = len(request.method) + len(request.target) + 12
+        size += sum(len(name) + len(value) + 4 for name, value in request.headers)
+        if size > limits.maxHandshakeSize:
+            raise HandshakeError(431, f"Request head larger than {limits.maxHandshakeSize} bytes")
         self.request = request
         opening.held = []
         opening.heldSize = 0
