@@ -17,7 +17,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.resource import Resource
 from twisted.web.static import Data
@@ -84,6 +83,10 @@ class Commands(Recorder):
             return None
         if msg == "reset":
             conn.transport.abortConnection()
+            return None
+        if msg == "flood":
+            for n in range(10):
+                conn.send(str(n) * 200_000)
             return None
         return super().onMessage(conn, msg)
 
@@ -270,6 +273,134 @@ class HTTP2ClientTests(TestCase):
         self.assertEqual(server.conns[0].httpVersion, "HTTP/1.1")
         conn.close()
         yield client.closed.addTimeout(10, reactor)
+
+    @inlineCallbacks
+    def test_flowControl(self) -> Any:
+        """
+        While the server's handler is busy it does not take the stream's
+        DATA, so the stream window runs out: that socket's writes are
+        paused (writePaused) and queued, while another socket of the same
+        connection goes on; once the server reads again, everything
+        arrives in order and the pause ends.
+        """
+        gate: Deferred[None] = Deferred()
+
+        class Slow(Recorder):
+            async def onMessage(self, conn: Any, msg: str | bytes) -> Any:  # type: ignore[override]
+                if conn.path == "/ws" and conn.query == "slow":
+                    await gate
+                return super().onMessage(conn, msg)
+
+        server = Slow()
+        url = yield self.serve(server)
+        slow, fast = Client(), Client()
+        slowConn, fastConn = yield self.gather(
+            [self.connect(url + "?slow", slow, compression=None), self.connect(url, fast)]
+        )
+        lower = slowConn._outer
+        chunk = b"x" * 50_000
+        for _ in range(8):
+            slowConn.send(chunk)
+        yield self.waitFor(lambda: lower.writePaused)
+        self.assertGreater(lower.transport.outSize, 0)
+        fastConn.send("meanwhile")
+        got = yield fast.wait(1)
+        self.assertEqual(got, ["meanwhile"])
+        self.assertEqual(slow.messages, [])
+        gate.callback(None)
+        got = yield slow.wait(8)
+        self.assertEqual(got, [chunk] * 8)
+        yield self.waitFor(lambda: not lower.writePaused)
+        self.assertEqual(lower.transport.outSize, 0)
+        self.assertEqual(self.tcpConnections, 1)
+
+    @inlineCallbacks
+    def test_busyClientHoldsItsStream(self) -> Any:
+        """
+        A client handler still busy (async onMessage) stops taking its
+        stream's DATA: it waits unacknowledged, within the stream's window,
+        while another socket of the connection goes on; then everything
+        arrives in order.
+        """
+        gate: Deferred[None] = Deferred()
+
+        class Busy(Client):
+            async def onMessage(self, conn: Any, msg: str | bytes) -> None:  # type: ignore[override]
+                await gate
+                super().onMessage(conn, msg)
+
+        server = Commands()
+        url = yield self.serve(server)
+        busy, other = Busy(), Client()
+        busyConn, otherConn = yield self.gather(
+            [self.connect(url, busy, compression=None), self.connect(url, other)]
+        )
+        busyConn.send("flood")
+        stream = busyConn._outer.transport
+        yield self.waitFor(lambda: stream._held)
+        otherConn.send("meanwhile")
+        got = yield other.wait(1)
+        self.assertEqual(got, ["meanwhile"])
+        self.assertEqual(busy.messages, [])
+        h2conn = clienth2.pool.connections()[0]
+        window = h2conn.streamWindow
+        self.assertLessEqual(sum(len(d) for d, _ in stream._held), window)
+        gate.callback(None)
+        got = yield busy.wait(10)
+        self.assertEqual(got, [str(n) * 200_000 for n in range(10)])
+
+    @inlineCallbacks
+    def test_service(self) -> Any:
+        """
+        WebSocketClientService(http2=True) keeps a socket over HTTP/2 open:
+        after the server resets its stream, the next one opens (on a new
+        HTTP/2 connection, the first one having closed with its last
+        socket); stopping the service closes with 1001.
+        """
+        from txratchet.client import WebSocketClientService
+
+        server = Commands()
+        url = yield self.serve(server)
+        client = Client()
+        service = WebSocketClientService(
+            reactor,
+            url,
+            client,
+            http2=True,
+            caCertificates=self.cafile,
+            retryPolicy=lambda attempt: 0.05,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        first = yield service.whenOpen().addTimeout(10, reactor)
+        self.assertEqual(first.httpVersion, "HTTP/2")
+        first.send("reset")
+        yield client.closed.addTimeout(10, reactor)
+        client.closed = Deferred()
+        yield self.waitFor(lambda: service.connection not in (None, first))
+        second = service.connection
+        self.assertEqual(second.httpVersion, "HTTP/2")
+        second.send("again")
+        got = yield client.wait(1)
+        self.assertEqual(got, ["again"])
+        yield service.stopService()
+        closed = yield client.closed.addTimeout(10, reactor)
+        self.assertEqual((closed.closeCode, closed.wasClean), (1001, True))
+        yield deferLater(reactor, 0)  # out of the service's state machine
+
+    @inlineCallbacks
+    def test_badCertificate(self) -> Any:
+        """
+        A certificate that does not verify fails the connection with the
+        TLS error, as over HTTP/1.1.
+        """
+        from OpenSSL.SSL import Error as TLSError
+
+        server = Recorder()
+        url = yield self.serve(server)
+        yield self.assertFailure(
+            connectWebSocket(reactor, url, Client(), http2=True), TLSError
+        )
 
     def test_http2NeedsWss(self) -> None:
         """

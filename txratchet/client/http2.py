@@ -52,6 +52,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -90,6 +91,7 @@ class H2ClientProtocol(Protocol):
     @cvar connectionWindow: the connection-level receive window opened at
         the start, so a stream whose socket stopped reading holds only its
         own stream window, never the whole connection.
+    @cvar streamWindow: each stream's receive window.
     @ivar streams: the open streams by stream id.
     @ivar reserved: sockets promised a stream that have not opened it yet.
     @ivar usable: ready, and may still open streams (no GOAWAY, not closing).
@@ -97,12 +99,20 @@ class H2ClientProtocol(Protocol):
     """
 
     connectionWindow = 16 * 1024 * 1024
+    streamWindow = 1024 * 1024
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self.conn = h2.connection.H2Connection(
+        conn = self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
+        # The first SETTINGS frame says them: each stream may bring 1 MiB
+        # before we acknowledge (h2's default, 64 KiB, would stall a
+        # large message on every round trip), and no server push.
+        values: dict[Any, int] = dict(conn.local_settings.items())
+        values[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = self.streamWindow
+        values[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+        conn.local_settings = h2.settings.Settings(client=True, initial_values=values)
         self.streams: dict[int, ClientStream] = {}
         self.reserved = 0
         self.usable = False
@@ -598,6 +608,25 @@ class ClientStreamConnection(ClientTransportConnection):
         # Always TLS (the connection is), never written through a socket.
         self.secure = True
         self._throughNext = False
+
+    def pauseProducing(self) -> None:
+        # The stream's window is used up: writes wait in its queue
+        # (writePaused; the send-buffer policy counts them), but reading
+        # goes on. Over TCP the client stops reading too, with the
+        # kernel's megabytes of buffers on both sides; with HTTP/2's
+        # windows an echoing server that also stops reading while its
+        # writes wait would deadlock both within one window.
+        self.writePaused = True
+
+    def resumeProducing(self) -> None:
+        self.writePaused = False
+        self.bufferedWhilePaused = 0
+
+    def resumeReading(self) -> None:
+        # Not held back by writePaused (see pauseProducing).
+        self._readPaused = False
+        if not self.closed:
+            self.transport.resumeProducing()
 
     def sendRequest(self, headerBlock: Sequence[tuple[str, str]]) -> None:
         self.transport.sendHeaders(headerBlock)
