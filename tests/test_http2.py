@@ -666,3 +666,93 @@ class HTTP2BrowserTests(ServerTestCase):
         self.assertEqual({conn.httpVersion for conn in app.conns}, {"HTTP/2"})
         self.assertEqual({(conn.closeCode, conn.wasClean) for conn in app.conns}, {(1000, True)})
         self.assertTrue(all(conn.compression is not None for conn in app.conns))
+
+
+class TwistdHTTP2Tests(ServerTestCase):
+    """
+    C{twistd txratchet --web-root ... --tls-cert ...} speaks HTTP/2 by
+    default (h2 installed), C{--no-http2} turns it off; on SIGTERM the
+    sockets get 1001 and the HTTP/2 connection a GOAWAY once they are
+    done. The twistd runs the tree under test (PYTHONPATH), not the
+    installed copy.
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        if H2Client is None:
+            raise SkipTest("h2 is not installed (pip install 'twisted[http2]')")
+
+    def startTwistd(self, directory, *args):
+        import os
+        import subprocess
+
+        from tests.test_twistd import ROOT, TWISTD, freePort
+
+        (directory / "index.html").write_text("<h1>static page</h1>")
+        key, cert = makeCertificate(directory)
+        port = freePort()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", "txratchet", "--app", "examples.echo.Echo",
+                "--port", f"tcp:{port}:interface={HOST}", "--web-root", str(directory),
+                "--ws-path", "/ws", "--tls-cert", str(cert), "--tls-key", str(key),
+                "--close-timeout", "2", *args,
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+        def stop():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+        self.addCleanup(stop)
+        return proc, port, str(cert)
+
+    @inlineCallbacks
+    def test_http2ByDefaultAndGracefulStop(self):
+        from tests.test_twistd import waitForPort
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory, True)
+        proc, port, cafile = self.startTwistd(directory)
+        offDirectory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, offDirectory, True)
+        off, offPort, offCafile = self.startTwistd(offDirectory, "--no-http2")
+
+        def talk():
+            waitForPort(offPort, off)
+            plain = H2Client(offPort, offCafile)
+            offered = plain.alpn
+            plain.sock.close()
+            waitForPort(port, proc)
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            ws = c.websocket("/ws")
+            status = c.response(ws).get(b":status")
+            c.sendFrame(ws, TEXT, b"over h2")
+            echo = c.frames(ws)
+            page = c.body(c.get("/"))
+            proc.terminate()
+            close = c.frames(ws)
+            c.sendFrame(ws, CLOSE, (1001).to_bytes(2, "big"))
+            c.pump(lambda: ws in c.ended)
+            c.endStream(ws)
+            try:
+                c.pump(lambda: False)
+            except ConnectionError:
+                pass
+            c.sock.close()
+            return offered, c.alpn, status, echo, page, close, c.goaway, proc.wait(15)
+
+        offered, alpn, status, echo, page, close, goaway, code = yield deferToThread(talk)
+        self.assertEqual(offered, "http/1.1")
+        self.assertEqual((alpn, status), ("h2", b"200"))
+        self.assertEqual(echo, [(TEXT, b"over h2")])
+        self.assertEqual(page, b"<h1>static page</h1>")
+        self.assertEqual(close[0][1][:2], (1001).to_bytes(2, "big"))
+        self.assertEqual(goaway.error_code, 0)
+        self.assertIn(code, (0, -15))  # twistd re-raises the signal it stopped on

@@ -55,10 +55,18 @@ class GracefulShutdown(Service):
     """
 
     def __init__(
-        self, layers: list[WebSocket | LineProtocol], backplane: IBackplane | None = None
+        self,
+        layers: list[WebSocket | LineProtocol],
+        backplane: IBackplane | None = None,
+        sites: list[WebSocketSite] | None = None,
+        closeTimeout: float | None = None,
     ) -> None:
         self.layers = layers
         self.backplane = backplane
+        #: Sites whose HTTP/2 connections get a GOAWAY once their streams
+        #: (the sockets the layers close) are done, or after closeTimeout.
+        self.sites = sites if sites is not None else []
+        self.closeTimeout = closeTimeout
 
     def stopService(self) -> Deferred[object]:
         Service.stopService(self)
@@ -68,7 +76,10 @@ class GracefulShutdown(Service):
             backplane = self.backplane
             return maybeDeferred(backplane.close) if backplane is not None else None
 
-        return gatherResults([layer.shutdown() for layer in self.layers]).addCallback(closed)
+        timeout = self.closeTimeout + 1 if self.closeTimeout else None
+        waits: list[Deferred[Any]] = [layer.shutdown() for layer in self.layers]
+        waits += [site.shutdown(timeout) for site in self.sites]
+        return gatherResults(waits).addCallback(closed)
 
 
 class Options(usage.Options):
@@ -88,6 +99,7 @@ class Options(usage.Options):
         ["web-listings", None, "With --web-root: list directories that have no index (404 otherwise)."],
         ["web-dotfiles", None, "With --web-root: serve names starting with '.' (404 otherwise)."],
         ["web-follow-symlinks", None, "With --web-root: serve symlinks leading outside it (404 otherwise)."],
+        ["no-http2", None, "Speak only HTTP/1.1 over TLS (HTTP/2 is on with --web-root and TLS when txratchet[http2] is installed)."],
     ]
     optParameters = [
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
@@ -504,7 +516,8 @@ def makeService(options: Options) -> IService:
     )
     service = MultiService()
     layers: list[WebSocket | LineProtocol] = [layer]
-    GracefulShutdown(layers, backplane).setServiceParent(service)
+    sites: list[WebSocketSite] = []
+    GracefulShutdown(layers, backplane, sites, options["close-timeout"]).setServiceParent(service)
     factory: Server | Site
     if options["web-root"]:
         root = os.path.abspath(options["web-root"])
@@ -522,7 +535,9 @@ def makeService(options: Options) -> IService:
                 ),
             ),
             headTimeout=options["handshake-timeout"],
+            http2=not options["no-http2"],
         )
+        sites.append(factory)
         log.info(
             "txratchet: files from {root}, WebSocket at {path}",
             root=root, path=options["ws-path"],
