@@ -191,6 +191,26 @@ class HTTP2ClientTests(TestCase):
         return gatherResults(ds, consumeErrors=True)
 
     @inlineCallbacks
+    def test_streamLimit(self) -> Any:
+        """
+        Past the server's MAX_CONCURRENT_STREAMS (maxStreams=2), the pool
+        opens a second connection for the third socket, even when all
+        three asked before the server's SETTINGS came.
+        """
+        server = Recorder()
+        url = yield self.serve(server, maxStreams=2)
+        clients = [Client() for _ in range(3)]
+        conns = yield self.gather([self.connect(url, c) for c in clients])
+        self.assertEqual(self.tcpConnections, 2)
+        self.assertEqual(len(clienth2.pool.connections()), 2)
+        self.assertEqual(len({c.transport.connection for c in server.conns}), 2)
+        for n, conn in enumerate(conns):
+            conn.send(f"m{n}")
+        for n, client in enumerate(clients):
+            got = yield client.wait(1)
+            self.assertEqual(got, [f"m{n}"])
+
+    @inlineCallbacks
     def test_subprotocolAndCompression(self) -> Any:
         """
         The subprotocol and permessage-deflate are negotiated as over

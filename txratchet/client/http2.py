@@ -151,6 +151,14 @@ class H2ClientProtocol(Protocol):
         limit = self.conn.remote_settings.max_concurrent_streams
         return len(self.streams) + self.reserved < limit
 
+    def full(self) -> bool:
+        """
+        Does the server allow no more open streams right now (its
+        C{MAX_CONCURRENT_STREAMS}, known once its SETTINGS came)?
+        """
+        limit = self.conn.remote_settings.max_concurrent_streams
+        return self.conn.open_outbound_streams >= limit or not self.usable
+
     def connectionMade(self) -> None:
         if not ISSLTransport.providedBy(self.transport):
             self._unavailable("WebSockets over HTTP/2 need TLS (a wss:// URL)")
@@ -736,12 +744,17 @@ class HTTP2Endpoint:
         fallback = self._fallback
         if fallback is not None and self._key in pool.unsupported:
             return fallback.connect(protocolFactory)
-        _, waiting = pool.acquire(self._key, self._endpoint.connect, self._reactor)
         result: Deferred[IProtocol] = Deferred()
 
         def ready(h2conn: H2ClientProtocol) -> None:
             if result.called:
                 h2conn.release()
+                return
+            if h2conn.full():
+                # Reserved before the server said its stream limit (or it
+                # sent GOAWAY since): another connection, then.
+                h2conn.release()
+                acquire()
                 return
             transport = h2conn.transport
             assert transport is not None
@@ -762,7 +775,11 @@ class HTTP2Endpoint:
                 return
             result.errback(failure)
 
-        waiting.addCallbacks(ready, failed)
+        def acquire() -> None:
+            _, waiting = pool.acquire(self._key, self._endpoint.connect, self._reactor)
+            waiting.addCallbacks(ready, failed)
+
+        acquire()
         return result
 
 
