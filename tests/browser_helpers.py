@@ -80,6 +80,26 @@ def missing_browser_parts() -> list[str]:
     return missing
 
 
+def spki_pin_flag(cert_path: Path) -> str:
+    """
+    The Chromium flag that trusts the key of the certificate at
+    C{cert_path} alone (a test's self-signed one), not every certificate
+    as C{--ignore-certificate-errors} would: its SPKI SHA-256, base64.
+    """
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(Path(cert_path).read_bytes()).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+    return f"--ignore-certificate-errors-spki-list={digest}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -193,7 +213,7 @@ class Browser:
     directory (removed by L{quit}).
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extraFlags: list[str] | None = None) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -201,7 +221,7 @@ class Browser:
         self.driverLog = workdir / "chromedriver.log"
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for flag in CHROMIUM_FLAGS:
+        for flag in [*CHROMIUM_FLAGS, *(extraFlags or [])]:
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={self.profile}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

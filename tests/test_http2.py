@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data
 from zope.interface import implementer
 
+from tests import rawclients
 from tests.tls import makeCertificate
 from tests.util import Recorder, ServerTestCase
 from txratchet import SendMessage, WebSocket
@@ -95,8 +96,10 @@ class HTTP2Tests(ServerTestCase):
         return port.getHost().port, str(cert)
 
     def _dropAll(self, app):
+        closed = {event[1] for event in app.events if event[0] == "close"}
         for conn in list(app.conns):
-            conn.transport.abortConnection()
+            if conn not in closed:
+                conn.transport.abortConnection()
 
     def _dropH2(self, site):
         for channel in list(site.h2Connections):
@@ -520,6 +523,60 @@ class HTTP2Tests(ServerTestCase):
         self.assertIsNotNone(goaway)
 
 
+    @inlineCallbacks
+    def test_everyFamilyOverHTTP11BesideHTTP2(self):
+        """
+        While an HTTP/2 connection carries a socket on the TLS port of a
+        WebSocketSite, Hixie-76, HyBi-07, HyBi-08 and RFC 6455 clients
+        speaking HTTP/1.1 to the same port open theirs and echo
+        (C{conn.httpVersion} C{"HTTP/1.1"}), and the HTTP/2 socket goes on.
+        """
+        app = Recorder()
+        root = Resource()
+        root.putChild(b"ws", WebSocketResource(WebSocket(app)))
+        port, cafile = yield self.serveRoot(root)
+        self.addCleanup(self._dropAll, app)
+
+        def talk():
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            h2ws = c.websocket("/ws")
+            c.response(h2ws)
+            echoes = []
+            old = TLSHixie76Client(HOST, port, path="/ws")
+            old.cafile = cafile
+            old.connect()
+            old.send_text("hixie-76 ✓")
+            echoes.append(old.recv_message())
+            old.close()
+            for version in (7, 8, 13):
+                hybi = TLSHybiClient(HOST, port, path="/ws", version=version)
+                hybi.cafile = cafile
+                hybi.connect()
+                hybi.send_text(f"hybi-{version} ✓")
+                echoes.append(hybi.recv_text())
+                hybi.close()
+            c.sendFrame(h2ws, TEXT, b"h2 still here")
+            echoes.append(c.frames(h2ws)[0][1].decode())
+            c.close()
+            return echoes
+
+        echoes = yield deferToThread(talk)
+        self.assertEqual(
+            echoes,
+            ["hixie-76 ✓", "hybi-7 ✓", "hybi-8 ✓", "hybi-13 ✓", "h2 still here"],
+        )
+        self.assertEqual(
+            [(conn.protocol, conn.httpVersion) for conn in app.conns],
+            [
+                ("rfc6455", "HTTP/2"),
+                ("hixie-76", "HTTP/1.1"),
+                ("hybi-07", "HTTP/1.1"),
+                ("hybi-08", "HTTP/1.1"),
+                ("rfc6455", "HTTP/1.1"),
+            ],
+        )
+
 @implementer(ISessionStore)
 class Store:
     """
@@ -580,23 +637,31 @@ for (let i = 0; i < n; i++) {
 </script>"""
 
 
-def spkiPin(certPath: Path) -> str:
+class TLSRaw:
     """
-    Chromium's --ignore-certificate-errors-spki-list value for a certificate:
-    trust that key alone (not every certificate, as
-    --ignore-certificate-errors would).
+    A raw client of L{tests.rawclients} over TLS without ALPN (as clients
+    from before HTTP/2 connect): the site speaks HTTP/1.1 to it.
     """
-    import base64
-    import hashlib
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    cafile = ""
 
-    key = x509.load_pem_x509_certificate(certPath.read_bytes()).public_key()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+    def _open(self):
+        import socket
+        import ssl
+
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        context = ssl.create_default_context(cafile=self.cafile)
+        self.sock = context.wrap_socket(raw, server_hostname="localhost")
+        self.sock.settimeout(self.timeout)
+
+
+class TLSHixie76Client(TLSRaw, rawclients.Hixie76Client):
+    def expected_location(self):
+        return "wss" + super().expected_location()[2:]
+
+
+class TLSHybiClient(TLSRaw, rawclients.HybiClient):
+    pass
 
 
 class HTTP2BrowserTests(ServerTestCase):
@@ -636,28 +701,18 @@ class HTTP2BrowserTests(ServerTestCase):
         self.addCleanup(port.stopListening)
 
         def browse():
-            from selenium import webdriver
-            from selenium.webdriver.chrome.service import Service
-            from selenium.webdriver.support.ui import WebDriverWait
-
-            options = webdriver.ChromeOptions()
-            options.binary_location = browser_helpers.CHROMIUM
-            for flag in browser_helpers.CHROMIUM_FLAGS:
-                options.add_argument(flag)
-            options.add_argument(f"--user-data-dir={directory / 'profile'}")
-            options.add_argument(f"--ignore-certificate-errors-spki-list={spkiPin(cert)}")
-            service = Service(executable_path=browser_helpers.CHROMEDRIVER)
-            driver = webdriver.Chrome(service=service, options=options)
+            browser = browser_helpers.Browser(
+                directory, extraFlags=[browser_helpers.spki_pin_flag(cert)]
+            )
             try:
-                driver.set_page_load_timeout(15)
-                driver.get(f"https://localhost:{port.getHost().port}/")
-                WebDriverWait(driver, 15).until(lambda d: d.title.startswith("closed"))
-                protocol = driver.execute_script(
+                browser.driver.get(f"https://localhost:{port.getHost().port}/")
+                browser.wait(15).until(lambda d: d.title.startswith("closed"))
+                protocol = browser.driver.execute_script(
                     "return performance.getEntriesByType('navigation')[0].nextHopProtocol"
                 )
-                return driver.title, protocol
+                return browser.driver.title, protocol
             finally:
-                driver.quit()
+                browser.quit()
 
         title, protocol = yield deferToThread(browse)
         self.assertEqual((title, protocol), ("closed 5 1000 true", "h2"))
