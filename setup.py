@@ -68,6 +68,7 @@ setup(
             "pydoctor==25.10.*",  # scripts/test.sh builds the API reference
             "build",  # scripts/check-dist.sh builds the sdist and the wheel
             "h2",  # with it twisted.web's Site offers h2 by ALPN (tests/test_web.py)
+            "hypercorn",  # an independent RFC 8441 server (tests/test_http2_client.py)
             "prometheus_client>=0.17",  # txratchet.metrics, --metrics
         ],
     },

@@ -9,12 +9,15 @@ refusals, and the fallbacks when the server speaks HTTP/1.1 only.
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
@@ -432,3 +435,90 @@ class HTTP2ClientTests(TestCase):
             connectWebSocket(reactor, "wss://127.0.0.1:1/", Client(), http2=True, version=8)
 
 
+
+
+class HypercornTests(TestCase):
+    """
+    Against an independent server: Hypercorn (ASGI, RFC 8441), run as a
+    subprocess with tests/hypercorn_echo.py.
+    """
+
+    timeout = 30
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        try:
+            import hypercorn  # noqa: F401
+        except ImportError:
+            raise SkipTest("hypercorn is not installed (the test extra has it)") from None
+        if clienth2 is None:
+            raise SkipTest("h2 is not installed")
+        directory = Path(tempfile.mkdtemp(prefix="txratchet-hypercorn-"))
+        self.addCleanup(shutil.rmtree, directory, True)
+        key, cert = makeCertificate(directory)
+        self.cafile = str(cert)
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        root = Path(__file__).resolve().parent.parent
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hypercorn", "--certfile", str(cert), "--keyfile", str(key),
+             "--bind", f"{HOST}:{port}", "tests.hypercorn_echo:app"],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(self._stop, process)
+        for _ in range(200):
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None:
+                    self.fail("hypercorn exited")
+                yield deferLater(reactor, 0.05)
+        else:
+            self.fail("hypercorn did not start")
+        self.url = f"wss://{HOST}:{port}/echo"
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    @inlineCallbacks
+    def test_echoAndClose(self) -> Any:
+        """
+        Two sockets on one HTTP/2 connection to Hypercorn (its scope says
+        HTTP/2), subprotocol and permessage-deflate negotiated, text and
+        binary echoed; Hypercorn's close (4001) and ours (1000) are clean,
+        and the connection closes with the last socket.
+        """
+        clients = [Client(subprotocols=("a", "b")), Client()]
+        conns = yield gatherResults(
+            [
+                connectWebSocket(reactor, self.url, c, http2=True, caCertificates=self.cafile)
+                for c in clients
+            ],
+            consumeErrors=True,
+        )
+        self.assertEqual([c.httpVersion for c in conns], ["HTTP/2", "HTTP/2"])
+        self.assertEqual(len(clienth2.pool.connections()), 1)
+        h2conn = clienth2.pool.connections()[0]
+        self.assertEqual(conns[0].subprotocol, "b")
+        self.assertIsNotNone(conns[0].compression)
+        for conn in conns:
+            conn.send("version")
+            conn.send(b"\x00\xff" * 50_000)
+        for client in clients:
+            got = yield client.wait(2)
+            self.assertEqual(got, ["2", b"\x00\xff" * 50_000])
+        conns[0].send("close")
+        conns[1].close(1000)
+        for client, code in zip(clients, (4001, 1000), strict=True):
+            closed = yield client.closed.addTimeout(10, reactor)
+            self.assertEqual((closed.closeCode, closed.wasClean), (code, True))
+        yield h2conn.lost.addTimeout(10, reactor)
