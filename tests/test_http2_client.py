@@ -522,3 +522,96 @@ class HypercornTests(TestCase):
             closed = yield client.closed.addTimeout(10, reactor)
             self.assertEqual((closed.closeCode, closed.wasClean), (code, True))
         yield h2conn.lost.addTimeout(10, reactor)
+
+
+class HandshakeTests(TestCase):
+    """
+    The sans-I/O side: ClientHandshake(http2=True) and
+    WebSocketProtocol.responseReceived, without any I/O.
+    """
+
+    def test_request(self) -> None:
+        """
+        An extended CONNECT: pseudo-header fields first, :authority from
+        the URL (or a Host given), no Upgrade/Connection/key, lower-case
+        names; the request as a server would read it.
+        """
+        from txratchet.websocket.deflate import DEFAULT_OFFER
+        from txratchet.websocket.handshake import ClientHandshake
+
+        h = ClientHandshake(
+            "wss://example.com:8443/chat?room=1",
+            subprotocols=["a", "b"],
+            compression=DEFAULT_OFFER,
+            headers=[("X-Token", "t")],
+            origin="https://example.com",
+            http2=True,
+        )
+        self.assertEqual(h.data, b"")
+        self.assertEqual(
+            h.headerBlock[:5],
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "https"),
+                (":path", "/chat?room=1"),
+                (":authority", "example.com:8443"),
+            ],
+        )
+        names = [name for name, _ in h.headerBlock[5:]]
+        self.assertEqual(names, [n.lower() for n in names])
+        for absent in ("upgrade", "connection", "sec-websocket-key", "host"):
+            self.assertNotIn(absent, names)
+        fields = dict(h.headerBlock)
+        self.assertEqual(fields["sec-websocket-version"], "13")
+        self.assertEqual(fields["sec-websocket-protocol"], "a, b")
+        self.assertEqual(fields["x-token"], "t")
+        self.assertIn("permessage-deflate", fields["sec-websocket-extensions"])
+        self.assertEqual((h.request.method, h.request.protocol), ("CONNECT", "websocket"))
+        self.assertEqual((h.request.path, h.request.query), ("/chat", "room=1"))
+        other = ClientHandshake("wss://10.0.0.1/", headers={"Host": "example.org"}, http2=True)
+        self.assertEqual(dict(other.headerBlock)[":authority"], "example.org")
+        with self.assertRaises(ValueError):
+            ClientHandshake("wss://example.com/", version=8, http2=True)
+        with self.assertRaises(ValueError):
+            ClientHandshake("wss://example.com/", headers={"Keep-Alive": "5"}, http2=True)
+
+    def test_responses(self) -> None:
+        """
+        200 opens (subprotocol and deflate checked as over HTTP/1.1); an
+        unoffered subprotocol is InvalidResponse; a refusal waits for its
+        body (Content-Length) or the stream's end.
+        """
+        from txratchet.errors import InvalidResponse
+        from txratchet.websocket.events import Opened
+        from txratchet.websocket.handshake import ClientHandshake
+        from txratchet.websocket.protocol import CLIENT, OPEN, WebSocketProtocol
+
+        proto = WebSocketProtocol(
+            CLIENT, handshake=ClientHandshake("wss://h/", subprotocols=["a"], http2=True)
+        )
+        events = proto.responseReceived([(b":status", b"200"), (b"sec-websocket-protocol", b"a")])
+        self.assertIsInstance(events[0], Opened)
+        self.assertEqual((proto.state, proto.subprotocol, proto.response.status), (OPEN, "a", 200))
+
+        wrong = ClientHandshake("wss://h/", subprotocols=["a"], http2=True)
+        with self.assertRaises(InvalidResponse):
+            wrong.receiveHeaders([(":status", "200"), ("sec-websocket-protocol", "z")])
+        bad = ClientHandshake("wss://h/", http2=True)
+        with self.assertRaises(InvalidResponse):
+            bad.receiveHeaders([(":status", "2000")])
+
+        refused = ClientHandshake("wss://h/", http2=True)
+        self.assertIsNone(refused.receiveHeaders([(":status", "403"), ("content-length", "8")]))
+        self.assertIsNone(refused.receive(b"go "))
+        with self.assertRaises(InvalidStatus) as caught:
+            refused.receive(b"away\n")
+        self.assertEqual((caught.exception.status, caught.exception.body), (403, b"go away\n"))
+
+        ended = ClientHandshake("wss://h/", http2=True)
+        ended.receiveHeaders([(":status", "404")])
+        ended.receive(b"nothing here")
+        error = ended.connectionLost()
+        self.assertIsInstance(error, InvalidStatus)
+        self.assertEqual((error.status, error.body), (404, b"nothing here"))
+        self.assertIsInstance(ClientHandshake("wss://h/", http2=True).connectionLost(), InvalidResponse)
