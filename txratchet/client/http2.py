@@ -656,7 +656,8 @@ class ClientStreamConnection(ClientTransportConnection):
 
 class H2Pool:
     """
-    The HTTP/2 connections sockets share, by key (see L{poolKey}).
+    The HTTP/2 connections sockets share, by key (host, port, TLS settings,
+    bind address: see L{txratchet.client.clientEndpoint}).
 
     @ivar unsupported: keys whose server could not give a WebSocket over
         HTTP/2 (for C{http2=None}, which then goes straight to HTTP/1.1).
