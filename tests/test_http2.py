@@ -326,6 +326,32 @@ class HTTP2Tests(ServerTestCase):
         self.assertRaises(ValueError, WebSocketSite, Resource(), maxStreams=0)
 
     @inlineCallbacks
+    def test_hundredAndTwentySocketsAndAPage(self):
+        """
+        One connection carries 120 open sockets and a page at once (past
+        h2's default limit of 100 streams), each socket echoing its own.
+        """
+        app = Recorder()
+        port, cafile = yield self.serve(app)
+
+        def talk():
+            c = H2Client(port, cafile)
+            c.connectProtocolEnabled()
+            sids = [c.websocket("/ws") for _ in range(120)]
+            statuses = {c.response(sid).get(b":status") for sid in sids}
+            page = c.body(c.get("/"))
+            for n, sid in enumerate(sids):
+                c.sendFrame(sid, TEXT, b"%d" % n)
+            echoes = [c.frames(sid)[0][1] for sid in sids]
+            c.close()
+            return statuses, page, echoes
+
+        statuses, page, echoes = yield deferToThread(talk)
+        self.assertEqual(statuses, {b"200"})
+        self.assertEqual(page, b"<h1>page over h2</h1>")
+        self.assertEqual(echoes, [b"%d" % n for n in range(120)])
+
+    @inlineCallbacks
     def test_refusalsAsOverHTTP11(self):
         """
         Refused handshakes answer the stream with the status an HTTP/1.1

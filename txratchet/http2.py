@@ -2,7 +2,7 @@
 WebSockets over HTTP/2 (RFC 8441): a socket is an extended CONNECT stream of
 an HTTP/2 connection whose other streams keep serving C{twisted.web}.
 
-PROTOTYPE. It extends Twisted's own HTTP/2 channel
+It extends Twisted's own HTTP/2 channel
 (C{twisted.web._http2.H2Connection}, built on C{h2}) instead of running a
 second HTTP/2 stack:
 
@@ -34,10 +34,20 @@ second HTTP/2 stack:
     reset it). L{TunnelStream.abortConnection} resets it (C{RST_STREAM}).
     A reset from the peer, or the connection's loss, is the socket's
     connection lost. A refusal is answered and ended, then reset with
-    C{NO_ERROR} (RFC 9113 8.1: the request's body is not wanted).
+    C{NO_ERROR} (RFC 9113 8.1: the request's body is not wanted); a
+    socket that fails is reset with C{CANCEL}.
+  - Limits and shutdown: C{SETTINGS_MAX_CONCURRENT_STREAMS} is the site's
+    C{maxStreams}, and the connection window that many stream windows;
+    L{WebSocketH2Connection.goAway} refuses new streams
+    (C{REFUSED_STREAM}) and sends C{GOAWAY} once the streams are done; the
+    site's idle timeout spares a connection carrying an open socket, and
+    C{headTimeout} bounds the wait for the first request.
 
 What of Twisted's private API this needs (the fence, L{txratchet._twisted},
-should check it at first use): the module C{twisted.web._http2}; the
+checks it at first use, L{txratchet._twisted.missingH2Internals}; the
+reset with an error code goes through L{txratchet._twisted.resetStream},
+which calls C{_tryToWriteControlData}, with a fallback): the module
+C{twisted.web._http2}; the
 methods C{H2Connection._requestReceived} (overridden: where a request's
 stream is made) and C{H2Connection._requestDone} (overridden: where a
 stream is let go; kept until the peer ended its side); the ivars C{conn},
