@@ -192,6 +192,8 @@ class _CountingConn:
         self.host = conn.host
         self.transport = conn.transport
         self.secure = conn.secure
+        self.httpVersion = conn.httpVersion
+        self.request = conn.request
 
     @property
     def writePaused(self) -> bool:
@@ -219,6 +221,15 @@ class _CountingConn:
 
     def abort(self) -> None:
         self._conn.abort()
+
+    def pauseReading(self) -> None:
+        self._conn.pauseReading()
+
+    def resumeReading(self) -> None:
+        self._conn.resumeReading()
+
+    def respond(self, *args: Any) -> None:
+        self._conn.respond(*args)
 
 
 class Tap:
