@@ -3,7 +3,7 @@
 WebSockets over HTTP/2 (RFC 8441) against HTTP/1.1 wss, on a WebSocketSite's
 TLS port (issue 15). Run by hand, loopback only:
 
-    python benchmarks/h2bench.py            # 5 rounds of each, ~2 minutes
+    python benchmarks/h2bench.py            # 5 rounds of each, about 3 minutes
     python benchmarks/h2bench.py --quick    # 1 short round (smoke run)
     python benchmarks/h2bench.py --only echo --rounds 3 --duration 5
 
@@ -193,7 +193,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)  # SIGINT is ignored in background jobs
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
