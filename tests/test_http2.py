@@ -837,3 +837,230 @@ class TwistdHTTP2Tests(ServerTestCase):
         self.assertEqual(close[0][1][:2], (1001).to_bytes(2, "big"))
         self.assertEqual(goaway.error_code, 0)
         self.assertIn(code, (0, -15))  # twistd re-raises the signal it stopped on
+
+
+def _wssEcho(port, cafile, path, text):
+    """
+    An HTTP/1.1 wss:// client (websockets) sends C{text}; returns the echo.
+    """
+    import ssl
+
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context(cafile=cafile)
+    with connect(f"wss://localhost:{port}{path}", ssl=context, open_timeout=10) as ws:
+        ws.send(text)
+        return ws.recv(timeout=10)
+
+
+def _twoH2Sockets(port, cafile):
+    """
+    Two sockets at unrelated paths over one HTTP/2 connection, and a GET:
+    the ALPN choice, the echoes, the GET's status and body.
+    """
+    c = H2Client(port, cafile)
+    try:
+        enabled = c.connectProtocolEnabled()
+        first, second = c.websocket("/"), c.websocket("/any/path?x=1")
+        statuses = [c.response(sid).get(b":status") for sid in (first, second)]
+        c.sendFrame(first, TEXT, b"one")
+        c.sendFrame(second, TEXT, b"two")
+        echoes = [c.frames(first)[0][1], c.frames(second)[0][1]]
+        page = c.get("/page")
+        status = c.response(page).get(b":status")
+        return c.alpn, enabled, statuses, echoes, status, c.body(page)
+    finally:
+        c.close()
+
+
+class BareHTTP2Tests(ServerTestCase):
+    """
+    A bare TLS port (L{txratchet.web.HTTP2Server}, no resource tree):
+    ALPN offers h2, every extended CONNECT whatever its path is a socket,
+    and HTTP/1.1 clients of every family are served as by C{Server}.
+    """
+
+    def setUp(self):
+        if H2Client is None:
+            raise SkipTest("h2 is not installed (pip install 'twisted[http2]')")
+
+    @inlineCallbacks
+    def listen(self, factory):
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory, True)
+        key, cert = makeCertificate(directory)
+        spec = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
+        port = yield serverFromString(reactor, spec).listen(factory)
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self._dropH2, factory.site)
+        return port.getHost().port, str(cert)
+
+    def _dropH2(self, site):
+        for channel in list(site.h2Connections):
+            channel.transport.abortConnection()
+
+    @inlineCallbacks
+    def test_socketsAtAnyPathAndEveryHTTP11Family(self):
+        from txratchet.web import HTTP2Server
+
+        app = Recorder()
+        factory = HTTP2Server(WebSocket(app))
+        self.addCleanup(HTTP2Tests._dropAll, self, app)
+        port, cafile = yield self.listen(factory)
+
+        def talk():
+            h2 = _twoH2Sockets(port, cafile)
+            echoes = []
+            old = TLSHixie76Client(HOST, port, path="/chat")
+            old.cafile = cafile
+            old.connect()
+            old.send_text("hixie-76")
+            echoes.append(old.recv_message())
+            old.close()
+            for version in (7, 8, 13):
+                hybi = TLSHybiClient(HOST, port, path="/", version=version)
+                hybi.cafile = cafile
+                hybi.connect()
+                hybi.send_text(f"hybi-{version}")
+                echoes.append(hybi.recv_text())
+                hybi.close()
+            echoes.append(_wssEcho(port, cafile, "/elsewhere", "websockets"))
+            return h2, echoes
+
+        h2, echoes = yield deferToThread(talk)
+        alpn, enabled, statuses, h2echoes, status, body = h2
+        self.assertEqual((alpn, enabled, statuses), ("h2", True, [b"200", b"200"]))
+        self.assertEqual(h2echoes, [b"one", b"two"])
+        self.assertEqual(status, b"426")
+        self.assertIn(b"WebSocket endpoint", body)
+        self.assertEqual(echoes, ["hixie-76", "hybi-7", "hybi-8", "hybi-13", "websockets"])
+        versions = [conn.httpVersion for conn in app.conns]
+        self.assertEqual(versions[:2], ["HTTP/2", "HTTP/2"])
+        self.assertEqual(set(versions[2:]), {"HTTP/1.1"})
+        self.assertEqual(len(versions), 7)
+        self.assertEqual(
+            [conn.request.path for conn in app.conns[:2]], ["/", "/any/path"]
+        )
+
+    @inlineCallbacks
+    def test_httpHandlerAnswersOverHTTP2(self):
+        """
+        A GET over HTTP/2 gets what the layer's C{httpHandler} answers a
+        plain HTTP request on the bare port.
+        """
+        from txratchet.web import HTTP2Server
+        from txratchet.websocket.handshake import httpResponse
+
+        def handler(request):
+            if request.path == "/page":
+                return httpResponse(200, f"page for {request.method}", [("X-Seen", "yes")])
+            return None
+
+        app = Recorder()
+        port, cafile = yield self.listen(HTTP2Server(WebSocket(app, httpHandler=handler)))
+
+        def talk():
+            c = H2Client(port, cafile)
+            try:
+                page, other = c.get("/page"), c.get("/other")
+                return c.response(page), c.body(page), c.response(other).get(b":status")
+            finally:
+                c.close()
+
+        headers, body, other = yield deferToThread(talk)
+        self.assertEqual(headers[b":status"], b"200")
+        self.assertEqual(headers[b"x-seen"], b"yes")
+        self.assertNotIn(b"connection", headers)
+        self.assertEqual(body, b"page for GET")
+        self.assertEqual(other, b"426")
+
+    @inlineCallbacks
+    def test_http2Off(self):
+        from txratchet.web import HTTP2Server
+
+        app = Recorder()
+        self.addCleanup(HTTP2Tests._dropAll, self, app)
+        port, cafile = yield self.listen(HTTP2Server(WebSocket(app), http2=False))
+
+        def talk():
+            c = H2Client(port, cafile)
+            alpn = c.alpn
+            c.sock.close()
+            return alpn, _wssEcho(port, cafile, "/", "still 1.1")
+
+        self.assertEqual((yield deferToThread(talk)), ("http/1.1", "still 1.1"))
+
+
+class TwistdBareHTTP2Tests(ServerTestCase):
+    """
+    C{twistd txratchet --port ssl:...} without C{--web-root}: HTTP/2 on the
+    bare TLS port by default, C{--no-http2} turns it off. The twistd runs
+    the tree under test (PYTHONPATH), not the installed copy.
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        if H2Client is None:
+            raise SkipTest("h2 is not installed (pip install 'twisted[http2]')")
+
+    def startTwistd(self, directory, *args):
+        import os
+        import subprocess
+
+        from tests.test_twistd import ROOT, TWISTD, freePort
+
+        key, cert = makeCertificate(directory)
+        port = freePort()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", "txratchet", "--app", "examples.echo.Echo",
+                "--port", f"ssl:{port}:interface={HOST}:privateKey={key}:certKey={cert}",
+                "--close-timeout", "2", *args,
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+        def stop():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+        self.addCleanup(stop)
+        return proc, port, str(cert)
+
+    @inlineCallbacks
+    def test_bareTLSPort(self):
+        from tests.test_twistd import waitForPort
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, directory, True)
+        proc, port, cafile = self.startTwistd(directory)
+        off, offPort, offCafile = self.startTwistd(directory, "--no-http2")
+
+        def talk():
+            waitForPort(offPort, off)
+            plain = H2Client(offPort, offCafile)
+            offered = plain.alpn
+            plain.sock.close()
+            waitForPort(port, proc)
+            h2 = _twoH2Sockets(port, cafile)
+            old = TLSHixie76Client(HOST, port, path="/")
+            old.cafile = cafile
+            old.connect()
+            old.send_text("hixie-76")
+            hixie = old.recv_message()
+            old.close()
+            return offered, h2, hixie, _wssEcho(port, cafile, "/x", "wss"), _wssEcho(
+                offPort, offCafile, "/", "off"
+            )
+
+        offered, h2, hixie, wss, wssOff = yield deferToThread(talk)
+        alpn, enabled, statuses, echoes, status, _ = h2
+        self.assertEqual(offered, "http/1.1")
+        self.assertEqual((alpn, enabled, statuses), ("h2", True, [b"200", b"200"]))
+        self.assertEqual(echoes, [b"one", b"two"])
+        self.assertEqual(status, b"426")
+        self.assertEqual((hixie, wss, wssOff), ("hixie-76", "wss", "off"))

@@ -38,7 +38,13 @@ from txratchet.interfaces import IApplication
 from txratchet.line import LineProtocol
 from txratchet.proxy import DEFAULT_PROXY_HEADER, parseNetworks, proxyHeaderName
 from txratchet.server import Server
-from txratchet.web import SafeFile, WebSocketResource, WebSocketRouter, WebSocketSite
+from txratchet.web import (
+    HTTP2Server,
+    SafeFile,
+    WebSocketResource,
+    WebSocketRouter,
+    WebSocketSite,
+)
 from txratchet.websocket.protocol import ALL_FAMILIES
 from txratchet.websocket.rfc6455 import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -99,7 +105,7 @@ class Options(usage.Options):
         ["web-listings", None, "With --web-root: list directories that have no index (404 otherwise)."],
         ["web-dotfiles", None, "With --web-root: serve names starting with '.' (404 otherwise)."],
         ["web-follow-symlinks", None, "With --web-root: serve symlinks leading outside it (404 otherwise)."],
-        ["no-http2", None, "Speak only HTTP/1.1 over TLS (HTTP/2 is on with --web-root and TLS when txratchet[http2] is installed)."],
+        ["no-http2", None, "Speak only HTTP/1.1 over TLS (HTTP/2 is on over TLS when txratchet[http2] is installed)."],
     ]
     optParameters = [
         ["app", "a", None, "Dotted name of the application class, factory or instance."],
@@ -542,6 +548,11 @@ def makeService(options: Options) -> IService:
             "txratchet: files from {root}, WebSocket at {path}",
             root=root, path=options["ws-path"],
         )
+    elif options["port"].startswith("ssl:"):
+        # A bare TLS port: ALPN offers h2 too; sockets at every path.
+        factory = HTTP2Server(layer, http2=not options["no-http2"])
+        if factory.site.http2:
+            sites.append(factory.site)
     else:
         factory = Server(layer)
     if options["master-fd"] is not None:

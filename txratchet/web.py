@@ -25,7 +25,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IProtocolNegotiationFactory,
+    IPushProducer,
+)
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
@@ -35,12 +40,13 @@ from zope.interface import implementer
 
 from txratchet._twisted import http2Usable, switchProtocol, takeUnreadBytes
 from txratchet.interfaces import IApplication
-from txratchet.server import ServerProtocol
+from txratchet.server import Server, ServerProtocol
 from txratchet.websocket.handshake import (
     SUPPORTED_VERSIONS_HEADER,
     HandshakeError,
     errorResponse,
     isRequestLineStart,
+    requestFromHTTP2,
 )
 
 try:
@@ -174,27 +180,14 @@ class _RequestHeadChannel(HTTPChannel):
         the site and WebSockets over streams (RFC 8441), as Twisted's own
         generic channel hands it to its HTTP/2 channel.
         """
-        assert _http2 is not None
         transport: Any = self.transport
         self._checking = False
         self._cancelHeadTimer()
         idleTimeout = self.timeOut  # the site's (setTimeout sets it)
         self.setTimeout(None)
         transport.unregisterProducer()  # this channel registered itself
-        site: Any = self.site
-        channel: Any = _http2.WebSocketH2Connection(
-            maxStreams=site.maxStreams, headTimeout=site.headTimeout
-        )
-        channel.requestFactory = self.requestFactory
-        channel.site = self.site
-        channel.factory = self.factory
-        channel.timeOut = idleTimeout
-        channel.callLater = self.callLater
         self.transport = None
-        switchProtocol(transport, self, channel)
-        channel.makeConnection(transport)
-        transport.registerProducer(channel, True)
-        channel.dataReceived(data)
+        _startHTTP2(transport, self, self.site, idleTimeout, self.callLater, data)
 
     def allHeadersReceived(self) -> None:
         self._cancelHeadTimer()
@@ -220,6 +213,30 @@ class _RequestHeadChannel(HTTPChannel):
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._cancelHeadTimer()
         super().connectionLost(reason or Failure(ConnectionDone()))
+
+
+def _startHTTP2(
+    transport: Any, old: Any, site: Any, idleTimeout: float | None, callLater: Any, data: bytes
+) -> None:
+    """
+    Make an HTTP/2 channel serving C{site} (a L{WebSocketSite}) the protocol
+    of C{transport} in place of C{old}, and give it C{data}, the first
+    bytes (if any came).
+    """
+    assert _http2 is not None
+    channel: Any = _http2.WebSocketH2Connection(
+        maxStreams=site.maxStreams, headTimeout=site.headTimeout
+    )
+    channel.requestFactory = site.requestFactory
+    channel.site = site
+    channel.factory = site
+    channel.timeOut = idleTimeout
+    channel.callLater = callLater
+    switchProtocol(transport, old, channel)
+    channel.makeConnection(transport)
+    transport.registerProducer(channel, True)
+    if data:
+        channel.dataReceived(data)
 
 
 class WebSocketSite(Site):
@@ -287,6 +304,108 @@ class WebSocketSite(Site):
         it (C{Site} offers it whenever h2 is installed).
         """
         return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]
+
+
+class _EveryPath(WebSocketResource):
+    """
+    The resource tree of an HTTP/2 connection to a bare port
+    (L{HTTP2Server}): the socket at every path, as over HTTP/1.1; any other
+    request gets what the layer's C{httpHandler} answers (the bare port's
+    answer to a plain HTTP request), or 426.
+    """
+
+    def render(self, request: Request) -> bytes | int:
+        handler = getattr(self.app, "httpHandler", None)
+        if handler is None or request.method == b"CONNECT":
+            return super().render(request)
+        fields = [(b":method", request.method), (b":path", request.uri)]
+        fields += [
+            (name, value)
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        response = handler(requestFromHTTP2(fields))
+        if response is None:
+            return super().render(request)
+        return _transcribe(response, request)
+
+
+#: What an HTTP/1.1 response says about its connection, which HTTP/2 does
+#: not carry (RFC 9113 8.2.2); twisted.web sets the length itself.
+_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length"}
+
+
+def _transcribe(response: bytes, request: Request) -> bytes:
+    """
+    Give C{request} (an HTTP/2 stream's) the status, fields and body of
+    C{response}, a complete HTTP/1.1 response (an C{httpHandler}'s).
+    """
+    head, _, body = response.partition(b"\r\n\r\n")
+    statusLine, *lines = head.split(b"\r\n")
+    parts = statusLine.split(b" ", 2)
+    request.setResponseCode(int(parts[1]), parts[2] if len(parts) > 2 else None)
+    for line in lines:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() not in _HOP_BY_HOP:
+            request.responseHeaders.addRawHeader(name.strip(), value.strip())
+    return body
+
+
+@implementer(IHandshakeListener)
+class _NegotiatingProtocol(ServerProtocol):
+    """
+    L{ServerProtocol}, which over TLS hands the connection to an HTTP/2
+    channel when ALPN chose h2 (before any byte reached the application:
+    the WebSocket not yet opened is dropped unseen); otherwise it is the
+    bare port's protocol, unchanged.
+    """
+
+    factory: HTTP2Server
+
+    def handshakeCompleted(self) -> None:
+        transport: Any = self.transport
+        if getattr(transport, "negotiatedProtocol", None) != b"h2":
+            return
+        # The WebSocket waiting for its request goes, unseen (no request,
+        # no open, no close), with its hold on the transport.
+        self.conn._unregister()
+        self.connectionLost(Failure(ConnectionDone()))
+        site = self.factory.site
+        _startHTTP2(transport, self, site, site.timeOut, site.reactor.callLater, b"")
+
+
+@implementer(IProtocolNegotiationFactory)
+class HTTP2Server(Server):
+    """
+    L{txratchet.Server} that over TLS also speaks HTTP/2 (when h2 is
+    installed: the C{txratchet[http2]} extra): ALPN offers C{h2} and
+    C{http/1.1}; on an HTTP/2 connection every extended CONNECT (RFC 8441),
+    whatever its path, is a WebSocket of C{app}, as every upgrade request
+    is over HTTP/1.1, which is served exactly as by C{Server}. Plain TCP
+    is C{Server}'s.
+
+    @param http2: offer h2 (C{False}: C{Server}, HTTP/1.1 only).
+    @param maxStreams: sockets an HTTP/2 peer may have open at once on one
+        connection.
+    @ivar site: the L{WebSocketSite} HTTP/2 connections serve (its
+        L{WebSocketSite.shutdown} sends them C{GOAWAY}).
+    """
+
+    protocol: type[ServerProtocol] = _NegotiatingProtocol
+
+    def __init__(self, app: IApplication, http2: bool = True, maxStreams: int = 256) -> None:
+        super().__init__(app)
+        self.site = WebSocketSite(
+            _EveryPath(app),
+            headTimeout=getattr(app, "handshakeTimeout", 10.0),
+            http2=http2,
+            maxStreams=maxStreams,
+        )
+        if not self.site.http2:
+            self.protocol = ServerProtocol
+
+    def acceptableProtocols(self) -> list[bytes]:
+        return self.site.acceptableProtocols()
 
 
 def _rawHead(request: Request) -> bytes:
