@@ -975,6 +975,51 @@ class BareHTTP2Tests(ServerTestCase):
         self.assertEqual(other, b"426")
 
     @inlineCallbacks
+    def test_chromiumOnBareTLSPort(self):
+        """
+        A real Chromium against a bare TLS port (no twisted.web tree): the
+        page the layer's C{httpHandler} answers comes over HTTP/2, and its
+        five wss:// sockets run as streams of that same connection.
+        """
+        from tests import browser_helpers
+        from txratchet.web import HTTP2Server
+        from txratchet.websocket.handshake import httpResponse
+
+        missing = browser_helpers.missing_browser_parts()
+        if missing:
+            raise SkipTest("; ".join(missing))
+
+        def handler(request):
+            return httpResponse(200, PAGE, contentType="text/html")
+
+        app = Recorder()
+        factory = HTTP2Server(WebSocket(app, httpHandler=handler))
+        self.addCleanup(HTTP2Tests._dropAll, self, app)
+        port, cafile = yield self.listen(factory)
+
+        def browse():
+            directory = Path(tempfile.mkdtemp())
+            browser = browser_helpers.Browser(
+                directory, extraFlags=[browser_helpers.spki_pin_flag(Path(cafile))]
+            )
+            try:
+                browser.driver.get(f"https://localhost:{port}/")
+                browser.wait(15).until(lambda d: d.title.startswith("closed"))
+                protocol = browser.driver.execute_script(
+                    "return performance.getEntriesByType('navigation')[0].nextHopProtocol"
+                )
+                return browser.driver.title, protocol
+            finally:
+                browser.quit()
+                shutil.rmtree(directory, True)
+
+        title, protocol = yield deferToThread(browse)
+        self.assertEqual((title, protocol), ("closed 5 1000 true", "h2"))
+        self.assertEqual(len(app.conns), 5)
+        self.assertEqual({conn.httpVersion for conn in app.conns}, {"HTTP/2"})
+        self.assertEqual({conn.path for conn in app.conns}, {"/ws"})
+
+    @inlineCallbacks
     def test_http2Off(self):
         from txratchet.web import HTTP2Server
 
