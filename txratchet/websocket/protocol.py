@@ -332,7 +332,8 @@ class WebSocketProtocol:
         if self.state is not CONNECTING or opening is None:
             return ()
         if opening.handshake is not None:
-            return self._responseData(opening.handshake, data)
+            handshake = opening.handshake
+            return self._answer(handshake, lambda: handshake.receive(data))
         return self._requestData(opening, data)
 
     def buffered(self) -> int:
@@ -534,24 +535,22 @@ class WebSocketProtocol:
         handshake = self.handshake
         if handshake is None or not handshake.http2 or self.state is not CONNECTING:
             raise RuntimeError("No HTTP/2 handshake waiting for its response")
-        try:
-            response = handshake.receiveHeaders(fields)
-        except HandshakeFailed:
-            self.state = CLOSED
-            raise
-        if response is None:
-            return ()
-        return self._responded(handshake, response)
+        return self._answer(handshake, lambda: handshake.receiveHeaders(fields))
 
-    def _responseData(self, handshake: ClientHandshake, data: bytes) -> Sequence[Event]:
+    def _answer(
+        self, handshake: ClientHandshake, read: Callable[[], Response | None]
+    ) -> Sequence[Event]:
+        """
+        The server's answer, as C{read} gets it from C{handshake} (HTTP/1.1
+        bytes or an HTTP/2 header block): L{Opened} once it accepted;
+        L{CLOSED} if it refused or broke the handshake.
+        """
         try:
-            response = handshake.receive(data)
+            response = read()
         except HandshakeFailed:
             self.state = CLOSED
             raise
-        if response is None:
-            return ()
-        return self._responded(handshake, response)
+        return () if response is None else self._responded(handshake, response)
 
     def _responded(self, handshake: ClientHandshake, response: Response) -> Sequence[Event]:
         self.response = response
